@@ -1,0 +1,9 @@
+/** Tests run from TypeScript sources; cross-process tests spawn the built CLI in dist/. */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }] },
+  testTimeout: 120000,
+  maxWorkers: 2,
+};

@@ -1,0 +1,117 @@
+/**
+ * Chooses and initialises the tfjs backend. `auto` tries tensorflow (tfjs-node-gpu / tfjs-node),
+ * then webgpu, then wasm, then cpu, and reports which one it got.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// Gradients of every op: tfjs-core's CommonJS build registers none, so scripts/build-gradients.js
+// bundles its ESM gradient registrations at build time (they share tfjs's global registry).
+import './generated/registerGradients';
+import { registerConvGradients } from './convGradients';
+
+export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+export type ConcreteBackend = Exclude<BackendName, 'auto'>;
+
+export class BackendUnavailableError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'BackendUnavailableError';
+  }
+}
+
+export function isBackendName(name: string): name is BackendName {
+  return (BACKEND_NAMES as readonly string[]).includes(name);
+}
+
+function loadOptional(moduleName: string): unknown {
+  // A computed name keeps bundlers from resolving optional native packages at build time.
+  const req = eval('require') as NodeRequire;
+  return req(moduleName);
+}
+
+async function initTensorflow(): Promise<void> {
+  const errors: string[] = [];
+  for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      loadOptional(pkg);
+      if (await tf.setBackend('tensorflow')) return;
+      errors.push(`${pkg}: loaded but the 'tensorflow' backend did not initialise`);
+    } catch (err) {
+      errors.push(`${pkg}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new BackendUnavailableError(
+    `backend 'tensorflow' needs @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node installed with its libtensorflow binary ` +
+    `(npm install @tensorflow/tfjs-node-gpu on a machine that can reach its binary host); ${errors.join('; ')}`);
+}
+
+async function initWebgpu(): Promise<void> {
+  let webgpu: { create(flags: string[]): unknown; globals: Record<string, unknown> };
+  try {
+    webgpu = loadOptional('webgpu') as typeof webgpu;
+  } catch (err) {
+    throw new BackendUnavailableError(`backend 'webgpu' needs the optional package 'webgpu' (Dawn): ${(err as Error).message.split('\n')[0]}`);
+  }
+  const g = globalThis as Record<string, unknown>;
+  Object.assign(g, webgpu.globals);
+  if (g.navigator === undefined || (g.navigator as { gpu?: unknown }).gpu === undefined) {
+    Object.defineProperty(g, 'navigator', { value: { gpu: webgpu.create([]) }, configurable: true, writable: true });
+  }
+  const gpu = (g.navigator as { gpu: { requestAdapter(): Promise<unknown> } }).gpu;
+  const adapter = await gpu.requestAdapter();
+  if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine`);
+  require('@tensorflow/tfjs-backend-webgpu');
+  if (!(await tf.setBackend('webgpu'))) throw new BackendUnavailableError(`backend 'webgpu' did not initialise`);
+}
+
+async function initWasm(): Promise<void> {
+  require('@tensorflow/tfjs-backend-wasm');
+  registerConvGradients('wasm');
+  if (!(await tf.setBackend('wasm'))) throw new BackendUnavailableError(`backend 'wasm' did not initialise`);
+}
+
+async function initCpu(): Promise<void> {
+  require('@tensorflow/tfjs-backend-cpu');
+  if (!(await tf.setBackend('cpu'))) throw new BackendUnavailableError(`backend 'cpu' did not initialise`);
+}
+
+async function initConcrete(name: ConcreteBackend): Promise<void> {
+  switch (name) {
+    case 'tensorflow':
+      return initTensorflow();
+    case 'webgpu':
+      return initWebgpu();
+    case 'wasm':
+      return initWasm();
+    case 'cpu':
+      return initCpu();
+    default: {
+      const never: never = name;
+      throw new BackendUnavailableError(`unknown backend "${String(never)}" (allowed: ${BACKEND_NAMES.join(', ')})`);
+    }
+  }
+}
+
+/** Initialises the named backend (or the first that works for `auto`) and returns its name. */
+export async function initBackend(name: BackendName, log: (line: string) => void = () => {}): Promise<ConcreteBackend> {
+  if (!isBackendName(name)) throw new BackendUnavailableError(`unknown backend "${String(name)}" (allowed: ${BACKEND_NAMES.join(', ')})`);
+  // PROD silences tfjs's console advice (e.g. to install tfjs-node); errors still throw.
+  tf.env().set('PROD', true);
+  if (name !== 'auto') {
+    await initConcrete(name);
+    await tf.ready();
+    return name;
+  }
+  const tried: string[] = [];
+  for (const candidate of ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const) {
+    try {
+      await initConcrete(candidate);
+      await tf.ready();
+      if (tried.length > 0) log(`backend auto: ${tried.join('; ')}`);
+      return candidate;
+    } catch (err) {
+      tried.push(`${candidate} unavailable (${(err as Error).message.split('\n')[0].slice(0, 160)})`);
+    }
+  }
+  throw new BackendUnavailableError(`backend auto: no backend works: ${tried.join('; ')}`);
+}

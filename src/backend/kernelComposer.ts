@@ -1,0 +1,35 @@
+/**
+ * Runs registered kernels of one backend directly, for kernels this project composes from
+ * others. Intermediates are released as soon as they are used; only the result leaves.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+type TensorInfo = tf.TensorInfo;
+interface RefCountedBackend extends tf.KernelBackend {
+  disposeData(dataId: tf.DataId, force?: boolean): boolean;
+}
+
+export class KernelComposer {
+  private readonly temporaries: TensorInfo[] = [];
+
+  constructor(private readonly backend: RefCountedBackend, private readonly backendName: string) {}
+
+  /** Concat takes its inputs as an array; other kernels as a named map. */
+  run(kernelName: string, inputs: Record<string, TensorInfo> | TensorInfo[], attrs: Record<string, unknown> = {}): TensorInfo {
+    const config = tf.getKernel(kernelName, this.backendName);
+    if (config === undefined) throw new Error(`kernel ${kernelName} is not registered for backend ${this.backendName}`);
+    const out = config.kernelFunc({ inputs, backend: this.backend, attrs } as never) as TensorInfo | TensorInfo[];
+    const info = Array.isArray(out) ? out[0] : out;
+    this.temporaries.push(info);
+    return info;
+  }
+
+  /** Releases every intermediate except `result`, which the caller hands to the engine. */
+  finish<T extends TensorInfo | undefined>(result: T): T {
+    for (const t of this.temporaries) {
+      if (t !== result) this.backend.disposeData(t.dataId);
+    }
+    this.temporaries.length = 0;
+    return result;
+  }
+}

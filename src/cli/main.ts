@@ -1,0 +1,36 @@
+/** The `ddpm` command line: parse, dispatch, and turn user errors into one line and exit code 2. */
+import yargs from 'yargs';
+import { scheduleCommand } from './scheduleCommand';
+import { modelCommand } from './modelCommand';
+import { trainCommand } from './trainCommand';
+import { sampleCommand } from './sampleCommand';
+import { EXIT_USER_ERROR, isUserError } from './errors';
+
+function fail(message: string): never {
+  process.stderr.write(`ddpm: error: ${message.trim().replace(/\s*\n\s*/g, ' ')}\n`);
+  process.exit(EXIT_USER_ERROR);
+}
+
+export async function main(argv: string[]): Promise<void> {
+  try {
+    await yargs(argv)
+      .scriptName('ddpm')
+      .command(trainCommand)
+      .command(sampleCommand)
+      .command(scheduleCommand)
+      .command(modelCommand)
+      .demandCommand(1, 'name a command')
+      .strict()
+      .recommendCommands()
+      .fail((msg, err) => {
+        if (err) throw err;
+        fail(`${msg} (see ddpm --help)`);
+      })
+      .help()
+      .wrap(Math.min(110, process.stdout.columns ?? 110))
+      .parseAsync();
+  } catch (err) {
+    if (isUserError(err)) fail(err.message);
+    throw err;
+  }
+}

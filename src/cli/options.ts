@@ -1,0 +1,131 @@
+/** Option groups shared by commands, and their translation into configs. */
+import type { Argv } from 'yargs';
+import { PRESET_NAMES, UNetConfig, presetConfig, validateConfig } from '../model/config';
+import { SCHEDULE_NAMES, ScheduleName } from '../schedule';
+import { BACKEND_NAMES, BackendName } from '../backend/backend';
+import { TRAIN_DEFAULTS, TrainConfig, validateTrainConfig } from '../training/config';
+import { UsageError } from './errors';
+
+export function parseIntList(value: string, flag: string): number[] {
+  if (value.trim() === '') return [];
+  return value.split(',').map((part) => {
+    const n = Number(part.trim());
+    if (!Number.isInteger(n)) throw new UsageError(`--${flag}: "${part}" is not an integer (expected a comma-separated list like 1,2,2)`);
+    return n;
+  });
+}
+
+export function withModelOptions<T>(y: Argv<T>, defaultPreset: string) {
+  return y
+    .option('preset', { type: 'string', choices: PRESET_NAMES, default: defaultPreset, describe: 'model preset; the flags below override it' })
+    .option('channels', { type: 'number', describe: 'base channel count (ch)' })
+    .option('channel-mult', { type: 'string', describe: 'channel multiplier per level, e.g. 1,2,2,2' })
+    .option('res-blocks', { type: 'number', describe: 'residual blocks per level' })
+    .option('attention-resolutions', { type: 'string', describe: 'sizes with self-attention, e.g. 16 ("" for none)' })
+    .option('dropout', { type: 'number', describe: 'dropout rate in residual blocks' })
+    .option('image-size', { type: 'number', describe: 'image height and width' })
+    .option('image-channels', { type: 'number', describe: 'image channels (1 or 3)' })
+    .option('norm-groups', { type: 'number', describe: 'GroupNorm groups' });
+}
+
+export interface ModelArgs {
+  preset: string;
+  channels?: number;
+  'channel-mult'?: string;
+  'res-blocks'?: number;
+  'attention-resolutions'?: string;
+  dropout?: number;
+  'image-size'?: number;
+  'image-channels'?: number;
+  'norm-groups'?: number;
+}
+
+export function modelConfigFromArgs(a: ModelArgs): UNetConfig {
+  const c = presetConfig(a.preset);
+  if (a.channels !== undefined) c.channels = a.channels;
+  if (a['channel-mult'] !== undefined) c.channelMult = parseIntList(a['channel-mult'], 'channel-mult');
+  if (a['res-blocks'] !== undefined) c.resBlocks = a['res-blocks'];
+  if (a['attention-resolutions'] !== undefined) c.attentionResolutions = parseIntList(a['attention-resolutions'], 'attention-resolutions');
+  if (a.dropout !== undefined) c.dropout = a.dropout;
+  if (a['image-size'] !== undefined) c.imageSize = a['image-size'];
+  if (a['image-channels'] !== undefined) c.imageChannels = a['image-channels'];
+  if (a['norm-groups'] !== undefined) c.normGroups = a['norm-groups'];
+  return validateConfig(c);
+}
+
+export function withScheduleOptions<T>(y: Argv<T>) {
+  return y
+    .option('schedule', { type: 'string', choices: SCHEDULE_NAMES, default: TRAIN_DEFAULTS.schedule, describe: 'beta schedule' })
+    .option('timesteps', { type: 'number', default: TRAIN_DEFAULTS.timesteps, describe: 'diffusion steps T' });
+}
+
+export function withBackendOption<T>(y: Argv<T>) {
+  return y.option('backend', { type: 'string', choices: BACKEND_NAMES, default: 'auto' as BackendName, describe: 'tfjs backend' });
+}
+
+const d = TRAIN_DEFAULTS;
+
+export function withTrainOptions<T>(y: Argv<T>) {
+  return withBackendOption(withScheduleOptions(withModelOptions(y, 'mnist')))
+    .option('data', { type: 'string', default: d.data, describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR' })
+    .option('flip', { type: 'boolean', default: d.flip, describe: 'random horizontal flips' })
+    .option('batch-size', { type: 'number', default: d.batchSize, describe: 'global batch size' })
+    .option('unit-size', { type: 'number', default: d.unitSize, describe: 'examples per work unit (micro-batch)' })
+    .option('steps', { type: 'number', default: d.steps, describe: 'optimizer steps to train (total, counting resumed ones)' })
+    .option('seed', { type: 'number', default: d.seed, describe: 'run seed: initialisation, batches, noise' })
+    .option('lr', { type: 'number', default: d.lr, describe: 'Adam learning rate' })
+    .option('warmup-steps', { type: 'number', default: d.warmupSteps, describe: 'linear learning-rate warm-up' })
+    .option('adam-beta1', { type: 'number', default: d.adamBeta1 })
+    .option('adam-beta2', { type: 'number', default: d.adamBeta2 })
+    .option('adam-eps', { type: 'number', default: d.adamEps })
+    .option('grad-clip', { type: 'number', default: d.gradClip, describe: 'global-norm clip of the averaged gradient' })
+    .option('ema-decay', { type: 'number', default: d.emaDecay, describe: 'EMA decay (with warm-up)' })
+    .option('checkpoint-dir', { type: 'string', default: 'runs/mnist', describe: 'checkpoint directory' })
+    .option('checkpoint-every', { type: 'number', default: 500, describe: 'steps between checkpoints (0: only at the end)' })
+    .option('keep', { type: 'number', default: 3, describe: 'checkpoints kept' })
+    .option('resume', { type: 'boolean', default: false, describe: 'continue from the latest checkpoint in --checkpoint-dir' })
+    .option('log-format', { type: 'string', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'progress line format' })
+    .option('log-every', { type: 'number', default: 5, describe: 'seconds between progress lines' })
+    .option('sample-n', { type: 'number', default: 64, describe: 'images in the final sample grid (0: none)' })
+    .option('sample-steps', { type: 'number', default: 50, describe: 'DDIM steps for the final sample grid' })
+    .option('out', { type: 'string', describe: 'final sample grid PNG (default CHECKPOINT_DIR/samples.png)' });
+}
+
+export interface TrainArgs extends ModelArgs {
+  schedule: string;
+  timesteps: number;
+  data: string;
+  flip: boolean;
+  'batch-size': number;
+  'unit-size': number;
+  steps: number;
+  seed: number;
+  lr: number;
+  'warmup-steps': number;
+  'adam-beta1': number;
+  'adam-beta2': number;
+  'adam-eps': number;
+  'grad-clip': number;
+  'ema-decay': number;
+}
+
+export function trainConfigFromArgs(a: TrainArgs): TrainConfig {
+  return validateTrainConfig({
+    model: modelConfigFromArgs(a),
+    schedule: a.schedule as ScheduleName,
+    timesteps: a.timesteps,
+    data: a.data,
+    flip: a.flip,
+    batchSize: a['batch-size'],
+    unitSize: a['unit-size'],
+    steps: a.steps,
+    seed: a.seed,
+    lr: a.lr,
+    warmupSteps: a['warmup-steps'],
+    adamBeta1: a['adam-beta1'],
+    adamBeta2: a['adam-beta2'],
+    adamEps: a['adam-eps'],
+    gradClip: a['grad-clip'],
+    emaDecay: a['ema-decay'],
+  });
+}

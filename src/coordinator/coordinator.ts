@@ -1,0 +1,161 @@
+/**
+ * The training loop (DESIGN.md, "Processes and data flow"). For each step: plan the global batch
+ * from (seed, step), hand its units to the executor, reduce results in unit order, then mean,
+ * clip, Adam, EMA, checkpoint. Single-process training is this loop with an InProcessExecutor.
+ */
+import { TrainConfig } from '../training/config';
+import { BatchPlanner } from '../training/batchPlan';
+import { OrderedReducer, ReducedStep } from '../training/reduce';
+import { OptimizerState, UpdateStats, applyUpdate, initialOptimizerState } from '../training/optimizer';
+import { UnitResult, WorkUnit } from '../training/workUnit';
+import { UNetModel } from '../model/unetModel';
+import { initParams } from '../model/init';
+import { ImageDataset } from '../data/dataset';
+import { CheckpointStore } from '../checkpoint/store';
+import { UnitExecutor } from './executor';
+
+export interface CheckpointPolicy {
+  store: CheckpointStore;
+  every: number;
+  keep: number;
+}
+
+export interface StepReport extends UpdateStats {
+  step: number;
+  reduced: ReducedStep;
+  seconds: number;
+}
+
+export interface CoordinatorOptions {
+  config: TrainConfig;
+  /** Already fitted to the model's image size and channels. */
+  dataset: ImageDataset;
+  executor: UnitExecutor;
+  checkpoints?: CheckpointPolicy;
+  /** Continue from the newest complete checkpoint in checkpoints.store, if any. */
+  resume?: boolean;
+  log?: (line: string) => void;
+  onStep?: (report: StepReport) => void;
+  onCheckpoint?: (dir: string, seconds: number) => void;
+}
+
+export class Coordinator {
+  readonly model: UNetModel;
+  private state: OptimizerState | undefined;
+  private readonly planner: BatchPlanner;
+  private readonly perImage: number;
+  private stopRequested = false;
+  private started: Promise<void> | undefined;
+  private stopped: Promise<void> | undefined;
+  private lastLoss: number | null = null;
+  private lastSavedStep = -1;
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    const { config, dataset } = opts;
+    this.model = new UNetModel(config.model);
+    const { imageSize, imageChannels } = config.model;
+    if (dataset.height !== imageSize || dataset.width !== imageSize || dataset.channels !== imageChannels) {
+      throw new RangeError(`dataset is ${dataset.height}x${dataset.width}x${dataset.channels}, model needs ${imageSize}x${imageSize}x${imageChannels}`);
+    }
+    this.perImage = imageSize * imageSize * imageChannels;
+    this.planner = new BatchPlanner({
+      seed: config.seed, datasetSize: dataset.count, batchSize: config.batchSize, unitSize: config.unitSize,
+      timesteps: config.timesteps, flip: config.flip,
+    });
+  }
+
+  get optimizerState(): OptimizerState {
+    if (this.state === undefined) throw new Error('coordinator not started');
+    return this.state;
+  }
+
+  get step(): number {
+    return this.state?.step ?? 0;
+  }
+
+  /** Loads or initialises the state and starts the executor. Idempotent. */
+  start(): Promise<void> {
+    this.started ??= (async () => {
+      const { config, checkpoints, resume, log } = this.opts;
+      const loaded = resume && checkpoints ? checkpoints.store.loadLatest() : undefined;
+      if (loaded) {
+        this.state = loaded.state;
+        this.lastLoss = loaded.loss;
+        this.lastSavedStep = loaded.state.step;
+        log?.(`resumed from ${loaded.dir} at step ${loaded.state.step}`);
+      } else {
+        if (resume) log?.('no checkpoint to resume from: starting at step 0');
+        const params = new Float32Array(this.model.size);
+        initParams(this.model.specs, config.seed).forEach((p, i) => params.set(p, this.model.offsets[i]));
+        this.state = initialOptimizerState(params);
+      }
+      await this.opts.executor.start();
+    })();
+    return this.started;
+  }
+
+  /** Asks the loop to finish the step in flight, checkpoint and return. */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  get stopping(): boolean {
+    return this.stopRequested;
+  }
+
+  private workUnits(step: number): WorkUnit[] {
+    const { pixels } = this.opts.dataset;
+    return this.planner.plan(step).map((p) => {
+      const unitPixels = new Uint8Array(p.indices.length * this.perImage);
+      p.indices.forEach((idx, i) => unitPixels.set(pixels.subarray(idx * this.perImage, (idx + 1) * this.perImage), i * this.perImage));
+      return {
+        step, unitId: p.unitId, count: p.indices.length, pixels: unitPixels, timesteps: p.timesteps,
+        noiseSeeds: p.noiseSeeds, flips: p.flips, dropoutSeed: p.dropoutSeed,
+      };
+    });
+  }
+
+  /** One synchronous data-parallel step; returns its report. */
+  async runStep(): Promise<StepReport> {
+    const state = this.optimizerState;
+    const started = process.hrtime.bigint();
+    const step = state.step;
+    const units = this.workUnits(step);
+    const reducer = new OrderedReducer(units.length, this.model.size);
+    await this.opts.executor.run({ step, paramVersion: step, params: state.params, units }, (r: UnitResult) => r.step === step && reducer.add(r));
+    const reduced = reducer.finish();
+    const stats = applyUpdate(this.opts.config, state, reduced.meanGrad);
+    this.lastLoss = reduced.meanLoss;
+    const report: StepReport = { ...stats, step: state.step, reduced, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+    this.opts.onStep?.(report);
+    return report;
+  }
+
+  checkpoint(): string | undefined {
+    const policy = this.opts.checkpoints;
+    if (!policy || this.lastSavedStep === this.step) return undefined;
+    const t0 = process.hrtime.bigint();
+    const dir = policy.store.save({ config: this.opts.config, state: this.optimizerState, loss: this.lastLoss, dataCursor: this.planner.cursor(this.step) });
+    policy.store.prune(policy.keep);
+    this.lastSavedStep = this.step;
+    this.opts.onCheckpoint?.(dir, Number(process.hrtime.bigint() - t0) / 1e9);
+    return dir;
+  }
+
+  /** Trains until config.steps or a stop request, checkpointing on the way and at the end. */
+  async run(): Promise<void> {
+    await this.start();
+    const every = this.opts.checkpoints?.every ?? 0;
+    while (this.step < this.opts.config.steps && !this.stopRequested) {
+      await this.runStep();
+      if (every > 0 && this.step % every === 0) this.checkpoint();
+    }
+    this.checkpoint();
+  }
+
+  /** Stops the executor. Idempotent. */
+  stop(): Promise<void> {
+    this.stopped ??= this.opts.executor.stop();
+    return this.stopped;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Entry point of the data layer: a spec string picks the format and the location.
+ * Each format lives in its own file; this one only parses the spec and dispatches.
+ */
+import { loadCifar10 } from './cifar10';
+import { loadIdx } from './idx';
+import { loadMnistPackage } from './mnistPackage';
+import { loadPngDirectory } from './pngDir';
+import { DataError, type ImageDataset } from './types';
+
+export { DataError, type ImageDataset } from './types';
+export { fitDataset } from './fit';
+
+/** The accepted spec forms, as shown in error messages and help text. */
+export const DATASET_SPEC_FORMS = ['mnist', 'idx:PATH', 'cifar10:DIR', 'images:DIR'] as const;
+
+export type DatasetSpec =
+  | { scheme: 'mnist' }
+  | { scheme: 'idx'; path: string }
+  | { scheme: 'cifar10'; dir: string }
+  | { scheme: 'images'; dir: string };
+
+/** Loads the whole dataset into memory as uint8 NHWC pixels. Fails with a one-line DataError. */
+export async function loadDataset(spec: string): Promise<ImageDataset> {
+  const parsed = parseDatasetSpec(spec);
+  switch (parsed.scheme) {
+    case 'mnist':
+      return loadMnistPackage();
+    case 'idx':
+      return loadIdx(parsed.path);
+    case 'cifar10':
+      return loadCifar10(parsed.dir);
+    case 'images':
+      return loadPngDirectory(parsed.dir);
+    default: {
+      const unhandled: never = parsed;
+      throw new DataError(`unhandled dataset spec ${JSON.stringify(unhandled)}`);
+    }
+  }
+}
+
+/** Splits `scheme:location` at the first colon, so locations may contain colons. */
+export function parseDatasetSpec(spec: string): DatasetSpec {
+  const colon = spec.indexOf(':');
+  const scheme = colon < 0 ? spec : spec.slice(0, colon);
+  const location = colon < 0 ? '' : spec.slice(colon + 1);
+  const allowed = `expected one of ${DATASET_SPEC_FORMS.join(', ')}`;
+  const needLocation = (): string => {
+    if (location === '') throw new DataError(`dataset spec "${spec}" has no path after "${scheme}:"; ${allowed}`);
+    return location;
+  };
+  switch (scheme) {
+    case 'mnist':
+      if (colon >= 0) throw new DataError(`dataset spec "${spec}": "mnist" takes no path; ${allowed}`);
+      return { scheme };
+    case 'idx':
+      return { scheme, path: needLocation() };
+    case 'cifar10':
+      return { scheme, dir: needLocation() };
+    case 'images':
+      return { scheme, dir: needLocation() };
+    default:
+      throw new DataError(`unknown dataset spec "${spec}": ${allowed}`);
+  }
+}

@@ -1,0 +1,26 @@
+/**
+ * Shared types of the data loaders. Kept apart from dataset.ts so the per-format
+ * loaders can import them without a circular import through the dispatcher.
+ */
+
+/** A whole dataset in memory as uint8 pixels; labels are not kept (the model is unconditional). */
+export interface ImageDataset {
+  count: number;
+  height: number;
+  width: number;
+  channels: number;
+  /** NHWC, row-major: pixel (n, y, x, c) is at ((n * height + y) * width + x) * channels + c. */
+  pixels: Uint8Array;
+  /** The spec it was loaded from, e.g. `idx:/data/train-images-idx3-ubyte.gz`. */
+  source: string;
+}
+
+/** Bad or unreadable input data. The message is one line: `<spec or file>: <what is wrong>`. */
+export class DataError extends Error {
+  override name = 'DataError';
+
+  constructor(message: string) {
+    // One line, so it reads well in logs and CLI output even if a path holds a newline.
+    super(message.replace(/\s*[\r\n]+\s*/g, ' '));
+  }
+}

@@ -1,0 +1,45 @@
+/** A U-Net bound to its configuration and a flat parameter vector (the form the wire carries). */
+import * as tf from '@tensorflow/tfjs-core';
+import { UNetConfig } from './config';
+import { ParamSpec, paramSize, unetParamSpecs } from './paramSpecs';
+import { Params } from './layers';
+import { ForwardOptions, unetForward } from './unet';
+
+export class UNetModel {
+  readonly specs: ParamSpec[];
+  readonly offsets: number[];
+  readonly size: number;
+
+  constructor(readonly config: UNetConfig) {
+    this.specs = unetParamSpecs(config);
+    this.offsets = [];
+    let offset = 0;
+    for (const s of this.specs) {
+      this.offsets.push(offset);
+      offset += paramSize(s.shape);
+    }
+    this.size = offset;
+  }
+
+  /** One tensor per parameter, copied out of the flat vector. */
+  tensorsFromFlat(flat: Float32Array): tf.Tensor[] {
+    if (flat.length !== this.size) throw new RangeError(`parameter vector has ${flat.length} values, model needs ${this.size}`);
+    return this.specs.map((s, i) => tf.tensor(flat.subarray(this.offsets[i], this.offsets[i] + paramSize(s.shape)), s.shape, 'float32'));
+  }
+
+  paramMap(tensors: readonly tf.Tensor[]): Params {
+    const map: Record<string, tf.Tensor> = {};
+    this.specs.forEach((s, i) => { map[s.name] = tensors[i]; });
+    return map;
+  }
+
+  forward(tensors: readonly tf.Tensor[], x: tf.Tensor4D, timesteps: ArrayLike<number>, opts?: ForwardOptions): tf.Tensor4D {
+    return unetForward(this.config, this.paramMap(tensors), x, timesteps, opts);
+  }
+
+  /** Copies per-parameter gradients (or values) into one flat vector. */
+  flatten(tensors: readonly tf.Tensor[], out = new Float32Array(this.size)): Float32Array {
+    tensors.forEach((t, i) => out.set(t.dataSync() as Float32Array, this.offsets[i]));
+    return out;
+  }
+}

