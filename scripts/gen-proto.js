@@ -12,7 +12,7 @@ fs.mkdirSync(outDir, { recursive: true });
 if (protos.length === 0) process.exit(0);
 const bin = (name) => path.join(root, 'node_modules', '.bin', name);
 const js = path.join(outDir, 'ddpm.js');
-execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'commonjs', '--no-verify', '--no-delimited', '--no-convert', '--force-number', '-o', js, ...protos], { cwd: root, stdio: 'inherit' });
+execFileSync(bin('pbjs'), ['-t', 'static-module', '-w', 'commonjs', '--no-verify', '--no-delimited', '--no-convert', '-o', js, ...protos], { cwd: root, stdio: 'inherit' });
 execFileSync(bin('pbts'), ['--no-comments', '-o', path.join(outDir, 'ddpm.d.ts'), js], { cwd: root, stdio: 'inherit' });
 // tsc copies neither .js sources nor declarations into dist/: place the runtime module there too.
 const distDir = path.join(root, 'dist', 'protocol', 'generated');

@@ -71,6 +71,7 @@ async function initWasm(): Promise<void> {
 }
 
 async function initCpu(): Promise<void> {
+  // The cpu backend keeps tfjs's own conv gradients: tests use them as the reference.
   require('@tensorflow/tfjs-backend-cpu');
   if (!(await tf.setBackend('cpu'))) throw new BackendUnavailableError(`backend 'cpu' did not initialise`);
 }

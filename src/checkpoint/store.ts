@@ -48,11 +48,11 @@ export class CheckpointStore {
 
   /** Saves a checkpoint for state.step and returns its directory. */
   save(data: CheckpointData): string {
-    fs.mkdirSync(this.root, { recursive: true });
     const name = stepDirName(data.state.step);
     const tmp = path.join(this.root, `${TEMP_DIR_PREFIX}${name}-${process.pid}-${randomBytes(4).toString('hex')}`);
-    fs.mkdirSync(tmp);
     try {
+      fs.mkdirSync(this.root, { recursive: true });
+      fs.mkdirSync(tmp);
       const files: Record<string, Uint8Array> = {};
       const adamBytes = new Uint8Array(data.state.adamM.byteLength + data.state.adamV.byteLength);
       adamBytes.set(bytesOf(data.state.adamM), 0);
@@ -113,16 +113,11 @@ export class CheckpointStore {
     }
   }
 
-  /** Loads the newest complete checkpoint, or undefined if there is none. */
+  /** Loads the newest complete checkpoint, or undefined if there is none. `latest` is not
+   * trusted here: a crash between the rename and its update leaves it one save behind. */
   loadLatest(): LoadedCheckpoint | undefined {
     this.removeLeftovers();
-    const candidates = this.list().map((e) => e.name);
-    const latestPath = path.join(this.root, LATEST_FILE);
-    if (fs.existsSync(latestPath)) {
-      const named = fs.readFileSync(latestPath, 'utf8').trim();
-      if (candidates.includes(named)) candidates.splice(candidates.indexOf(named), 1), candidates.unshift(named);
-    }
-    for (const name of candidates) {
+    for (const { name } of this.list()) {
       try {
         return loadCheckpointDir(path.join(this.root, name), this.specs);
       } catch (err) {

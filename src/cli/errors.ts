@@ -5,6 +5,7 @@ import { InvalidTrainConfigError } from '../training/config';
 import { CheckpointError } from '../checkpoint/errors';
 import { BackendUnavailableError } from '../backend/backend';
 import { UnknownScheduleError } from '../schedule';
+import { NotEnoughWorkersError } from '../coordinator/errors';
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -13,7 +14,7 @@ export class UsageError extends Error {
   }
 }
 
-const USER_ERRORS = [UsageError, DataError, InvalidModelConfigError, InvalidTrainConfigError, CheckpointError, BackendUnavailableError, UnknownScheduleError];
+const USER_ERRORS = [UsageError, DataError, InvalidModelConfigError, InvalidTrainConfigError, CheckpointError, BackendUnavailableError, UnknownScheduleError, NotEnoughWorkersError];
 
 export function isUserError(err: unknown): err is Error {
   return USER_ERRORS.some((cls) => err instanceof cls);

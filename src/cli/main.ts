@@ -4,6 +4,8 @@ import { scheduleCommand } from './scheduleCommand';
 import { modelCommand } from './modelCommand';
 import { trainCommand } from './trainCommand';
 import { sampleCommand } from './sampleCommand';
+import { coordinatorCommand } from './coordinatorCommand';
+import { workerCommand } from './workerCommand';
 import { EXIT_USER_ERROR, isUserError } from './errors';
 
 function fail(message: string): never {
@@ -16,6 +18,8 @@ export async function main(argv: string[]): Promise<void> {
     await yargs(argv)
       .scriptName('ddpm')
       .command(trainCommand)
+      .command(coordinatorCommand)
+      .command(workerCommand)
       .command(sampleCommand)
       .command(scheduleCommand)
       .command(modelCommand)

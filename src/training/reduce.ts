@@ -27,8 +27,9 @@ export class OrderedReducer {
     this.sum = new Float64Array(paramCount);
   }
 
-  /** Returns false for a unit already received (a duplicate). */
+  /** Returns false for a unit already received (a duplicate) or one outside the step. */
   add(result: UnitResult): boolean {
+    if (!Number.isInteger(result.unitId) || result.unitId >= this.unitCount) return false;
     if (result.unitId < this.next || this.pending.has(result.unitId)) return false;
     this.pending.set(result.unitId, result);
     for (let r = this.pending.get(this.next); r !== undefined; r = this.pending.get(this.next)) {

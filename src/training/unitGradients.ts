@@ -38,7 +38,7 @@ export class UnitGradientComputer {
   private params: tf.Tensor[] = [];
   private version = -1;
 
-  constructor(private readonly model: UNetModel, private readonly schedule: DiffusionSchedule) {}
+  constructor(readonly model: UNetModel, readonly schedule: DiffusionSchedule) {}
 
   get paramVersion(): number {
     return this.version;

@@ -1,0 +1,46 @@
+/** Options and set-up shared by `ddpm coordinator` and `ddpm train --workers N`. */
+import type { Argv } from 'yargs';
+import { ZmqServer } from '../transport/zmq';
+import { RemoteExecutor } from '../coordinator/remoteExecutor';
+import { TRANSPORT_DTYPES, TransportDtype, transportDtypeCode } from '../protocol/dtypes';
+import { TrainConfig } from '../training/config';
+import { parameterCount } from '../model/paramSpecs';
+import { log } from './trainJob';
+import { UsageError } from './errors';
+
+export interface ClusterArgs {
+  'transport-dtype': string;
+  'min-workers': number;
+  'start-timeout': number;
+  'worker-timeout': number;
+  'unit-deadline': number;
+  'max-message-size': number;
+}
+
+export function withClusterOptions<T>(y: Argv<T>) {
+  return y
+    .option('transport-dtype', { type: 'string', choices: TRANSPORT_DTYPES, default: 'float32', describe: 'dtype of parameters and gradients on the wire' })
+    .option('min-workers', { type: 'number', default: 0, describe: 'workers to wait for before the first step (0: at least one)' })
+    .option('start-timeout', { type: 'number', default: 120, describe: 'seconds to wait for --min-workers' })
+    .option('worker-timeout', { type: 'number', default: 10, describe: 'seconds of silence before a worker is dropped and its units reassigned' })
+    .option('unit-deadline', { type: 'number', default: 300, describe: 'seconds before an unanswered work unit is reassigned' })
+    .option('max-message-size', { type: 'number', default: 1 << 30, describe: 'largest accepted message in bytes' });
+}
+
+export async function startRemoteExecutor(a: ClusterArgs & { bind: string }, config: TrainConfig): Promise<{ executor: RemoteExecutor; endpoint: string }> {
+  const channel = new ZmqServer({ maxMessageSize: a['max-message-size'] });
+  try {
+    await channel.bind(a.bind);
+  } catch (err) {
+    channel.close();
+    throw new UsageError(`cannot bind ${a.bind}: ${(err as Error).message}`);
+  }
+  const endpoint = channel.endpoint ?? a.bind;
+  const executor = new RemoteExecutor({
+    channel, config, parameterCount: parameterCount(config.model), transportDtype: transportDtypeCode(a['transport-dtype'] as TransportDtype),
+    workerTimeoutMs: a['worker-timeout'] * 1000, unitDeadlineMs: a['unit-deadline'] * 1000, log,
+  });
+  await executor.start();
+  log(`coordinator: listening on ${endpoint} (run ${executor.runId})`);
+  return { executor, endpoint };
+}

@@ -1,0 +1,84 @@
+/**
+ * What `ddpm train` and `ddpm coordinator` share: config, data, the coordinator loop with
+ * progress lines and checkpoints, then a sample grid from the EMA weights.
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { fitDataset, loadDataset } from '../data/dataset';
+import { CheckpointStore, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
+import { Coordinator } from '../coordinator/coordinator';
+import { UnitExecutor } from '../coordinator/executor';
+import { ProgressReporter } from '../coordinator/progressReporter';
+import { LogFormat } from '../coordinator/progress';
+import { UNetModel } from '../model/unetModel';
+import { parameterCount } from '../model/paramSpecs';
+import { makeSchedule } from '../schedule';
+import { generateImages } from '../training/generate';
+import { TrainConfig } from '../training/config';
+import { TrainArgs, trainConfigFromArgs } from './options';
+import { writeGrid } from './grid';
+import { onStopSignals } from './signals';
+
+export interface JobArgs extends TrainArgs {
+  'checkpoint-dir': string;
+  'checkpoint-every': number;
+  keep: number;
+  resume: boolean;
+  'log-format': string;
+  'log-every': number;
+  'sample-n': number;
+  'sample-steps': number;
+  out?: string;
+}
+
+export const log = (line: string) => process.stderr.write(`${line}\n`);
+
+/** On --resume the checkpoint's config wins (it fixes the results); only --steps may change. */
+export function effectiveConfig(a: JobArgs): TrainConfig {
+  const fromFlags = trainConfigFromArgs(a);
+  const root = a['checkpoint-dir'];
+  if (!a.resume || !fs.existsSync(root) || fs.readdirSync(root).length === 0) return fromFlags;
+  const saved = readCheckpointConfig(resolveCheckpointDir(root));
+  return { ...saved, steps: fromFlags.steps };
+}
+
+export interface JobHooks {
+  /** Runs after the coordinator has its state and before the first step (e.g. wait for workers). */
+  beforeTraining?: (c: Coordinator) => Promise<void>;
+  workers: () => number;
+}
+
+export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
+  const raw = await loadDataset(config.data);
+  const dataset = fitDataset(raw, config.model.imageSize, config.model.imageChannels);
+  log(`data: ${raw.source}: ${raw.count} images ${raw.height}x${raw.width}x${raw.channels}` +
+    (raw === dataset ? '' : `, fitted to ${dataset.height}x${dataset.width}x${dataset.channels}`));
+  log(`model: ${parameterCount(config.model)} parameters; batch ${config.batchSize} in units of ${config.unitSize}; ${config.steps} steps`);
+  const model = new UNetModel(config.model);
+  const store = new CheckpointStore(a['checkpoint-dir'], model.specs, log);
+  const reporter = new ProgressReporter({ totalSteps: config.steps, format: a['log-format'] as LogFormat, everySeconds: a['log-every'], log: (l) => process.stdout.write(`${l}\n`) });
+  const coordinator = new Coordinator({
+    config, dataset, executor, checkpoints: { store, every: a['checkpoint-every'], keep: a.keep }, resume: a.resume, log,
+    onStep: (r) => reporter.onStep(r, hooks.workers()),
+  });
+  let interrupted = false;
+  const unsubscribe = onStopSignals(() => { interrupted = true; coordinator.requestStop(); }, log);
+  try {
+    await coordinator.start();
+    await hooks.beforeTraining?.(coordinator);
+    reporter.begin(coordinator.step);
+    await coordinator.run();
+    reporter.finish(coordinator.step);
+  } finally {
+    unsubscribe();
+    await coordinator.stop();
+  }
+  log(`checkpoint: ${path.join(a['checkpoint-dir'], 'latest')} (step ${coordinator.step})`);
+  if (a['sample-n'] > 0 && !interrupted) {
+    const out = a.out ?? path.join(a['checkpoint-dir'], 'samples.png');
+    const schedule = makeSchedule(config.schedule, config.timesteps);
+    const images = generateImages(model, coordinator.optimizerState.ema, schedule, { n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0 });
+    writeGrid(out, images, a['sample-n'], config.model);
+    log(`samples: ${out} (${a['sample-n']} images, EMA weights, DDIM ${a['sample-steps']} steps)`);
+  }
+}

@@ -1,0 +1,6 @@
+export class NotEnoughWorkersError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotEnoughWorkersError';
+  }
+}

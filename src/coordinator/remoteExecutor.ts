@@ -1,0 +1,302 @@
+/**
+ * The executor over ZeroMQ workers (DESIGN.md, "Failure semantics"). Units are handed out as
+ * workers ask for more (a faster worker completes more), parameters go only to workers whose
+ * version is stale, a dead, silent or late worker's units go back to the queue and are
+ * recomputed by others in the same step, and duplicate or stale results are dropped and counted.
+ */
+import { randomUUID } from 'crypto';
+import { ServerChannel } from '../transport/channel';
+import { DType } from '../protocol/dtypes';
+import { ErrorCode, Kind, Message, ProtocolError, decodeMessage, encodeMessage } from '../protocol/messages';
+import { Stamp, decodeResult, encodeParameters, encodeWork } from '../protocol/units';
+import { TrainConfig } from '../training/config';
+import { UnitResult } from '../training/workUnit';
+import { StepWork, UnitExecutor } from './executor';
+import { WorkerRecord, WorkerRegistry } from './workerRegistry';
+import { NotEnoughWorkersError } from './errors';
+
+export interface RemoteExecutorOptions {
+  channel: ServerChannel;
+  config: TrainConfig;
+  parameterCount: number;
+  transportDtype: DType;
+  runId?: string;
+  heartbeatMs?: number;
+  /** A worker silent for this long is dropped and its units reassigned. */
+  workerTimeoutMs?: number;
+  /** A unit not returned within this long is reassigned. */
+  unitDeadlineMs?: number;
+  /** Units in flight per worker, so a worker never idles waiting for its next unit. */
+  pipelineDepth?: number;
+  log?: (line: string) => void;
+  events?: ExecutorEvents;
+}
+
+export interface ExecutorEvents {
+  onRejected?(reason: string): void;
+  onReassigned?(units: number): void;
+  onBytes?(direction: 'sent' | 'received', bytes: number): void;
+  onWorkersChanged?(workers: WorkerRecord[]): void;
+  onUnitDone?(worker: WorkerRecord, computeSeconds: number): void;
+}
+
+interface CurrentStep {
+  work: StepWork;
+  accept: (r: UnitResult) => boolean;
+  queue: number[];
+  done: Set<number>;
+  /** Workers that were ever given each unit this step: only they may return it. */
+  assigned: Map<number, Set<string>>;
+  paramsFrames?: Buffer[];
+  resolve: () => void;
+}
+
+export class RemoteExecutor implements UnitExecutor {
+  readonly runId: string;
+  readonly workers = new WorkerRegistry();
+  readonly rejected = new Map<string, number>();
+  private readonly loggedRejects = new Set<string>();
+  private current: CurrentStep | undefined;
+  private receiving: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly heartbeatMs: number;
+  private readonly workerTimeoutMs: number;
+  private readonly unitDeadlineMs: number;
+  private readonly depth: number;
+  private workerWaiters: (() => void)[] = [];
+
+  constructor(private readonly opts: RemoteExecutorOptions) {
+    this.runId = opts.runId ?? randomUUID();
+    this.heartbeatMs = opts.heartbeatMs ?? 1000;
+    this.workerTimeoutMs = opts.workerTimeoutMs ?? 5000;
+    this.unitDeadlineMs = opts.unitDeadlineMs ?? 120000;
+    this.depth = opts.pipelineDepth ?? 2;
+  }
+
+  private log(line: string): void {
+    this.opts.log?.(line);
+  }
+
+  async start(): Promise<void> {
+    if (this.receiving) return;
+    this.receiving = this.receiveLoop();
+    this.timer = setInterval(() => this.tick(), Math.min(250, this.heartbeatMs));
+  }
+
+  workerCount(): number {
+    return this.workers.size;
+  }
+
+  /** Resolves once `n` workers are attached; rejects after `timeoutMs`. */
+  async waitForWorkers(n: number, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.workers.size < n) {
+      if (Date.now() >= deadline) throw new NotEnoughWorkersError(`only ${this.workers.size} of --min-workers ${n} workers attached after ${timeoutMs / 1000} s`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(200, deadline - Date.now()));
+        this.workerWaiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+  }
+
+  run(work: StepWork, accept: (r: UnitResult) => boolean): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.current = {
+        work, accept, queue: work.units.map((u) => u.unitId), done: new Set(), assigned: new Map(), resolve,
+      };
+      this.dispatch();
+    });
+  }
+
+  private stamp(): Stamp {
+    const w = (this.current as CurrentStep).work;
+    return { runId: this.runId, step: w.step, paramVersion: w.paramVersion };
+  }
+
+  private send(worker: WorkerRecord, frames: Buffer[]): void {
+    this.opts.events?.onBytes?.('sent', frames.reduce((n, f) => n + f.byteLength, 0));
+    this.opts.channel.send(worker.id, frames).catch((err) => this.log(`send to ${worker.name} failed: ${(err as Error).message}`));
+  }
+
+  /** Gives queued units to workers with free pipeline slots, oldest worker first. */
+  private dispatch(): void {
+    const cur = this.current;
+    if (!cur) return;
+    const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
+    let progress = true;
+    while (progress && cur.queue.length > 0) {
+      progress = false;
+      for (const w of this.workers.all()) {
+        if (cur.queue.length === 0) break;
+        if (w.outstanding.size >= this.depth) continue;
+        if (w.paramVersion !== cur.work.paramVersion) {
+          cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype);
+          this.send(w, cur.paramsFrames);
+          w.paramVersion = cur.work.paramVersion;
+        }
+        const unitId = cur.queue.shift() as number;
+        const unit = cur.work.units[unitId];
+        w.outstanding.set(unitId, Date.now() + this.unitDeadlineMs);
+        if (!cur.assigned.has(unitId)) cur.assigned.set(unitId, new Set());
+        cur.assigned.get(unitId)?.add(w.id);
+        this.send(w, encodeWork(unit, this.stamp(), this.unitDeadlineMs, image));
+        progress = true;
+      }
+    }
+  }
+
+  private requeue(worker: WorkerRecord, why: string): void {
+    const cur = this.current;
+    const units = [...worker.outstanding.keys()];
+    worker.outstanding.clear();
+    if (!cur || units.length === 0) return;
+    const lost = units.filter((u) => !cur.done.has(u) && !cur.queue.includes(u));
+    if (lost.length > 0) {
+      cur.queue.unshift(...lost.sort((a, b) => a - b));
+      this.opts.events?.onReassigned?.(lost.length);
+      this.log(`reassigning ${lost.length} unit(s) of ${worker.name}: ${why}`);
+    }
+  }
+
+  private dropWorker(worker: WorkerRecord, why: string): void {
+    this.workers.remove(worker.id);
+    this.log(`worker ${worker.name} dropped: ${why}`);
+    this.requeue(worker, why);
+    this.opts.events?.onWorkersChanged?.(this.workers.all());
+  }
+
+  private tick(): void {
+    const now = Date.now();
+    for (const w of this.workers.all()) {
+      if (now - w.lastSeen > this.workerTimeoutMs) {
+        this.dropWorker(w, `silent for ${((now - w.lastSeen) / 1000).toFixed(1)} s`);
+        continue;
+      }
+      const late = [...w.outstanding.values()].some((deadline) => deadline < now);
+      if (late) {
+        this.dropWorker(w, 'missed a unit deadline');
+        continue;
+      }
+      this.send(w, encodeMessage({ kind: Kind.HEARTBEAT, runId: this.runId, heartbeat: {} }));
+    }
+    this.dispatch();
+  }
+
+  private reject(peer: string, reason: string, detail: string): void {
+    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    this.opts.events?.onRejected?.(reason);
+    const key = `${peer}\u0000${reason}`;
+    if (!this.loggedRejects.has(key)) {
+      this.loggedRejects.add(key);
+      this.log(`rejected a message from ${JSON.stringify(peer.slice(0, 64))} (${reason}): ${detail.slice(0, 200)} (further ones counted, not logged)`);
+    }
+  }
+
+  private async receiveLoop(): Promise<void> {
+    for (;;) {
+      const incoming = await this.opts.channel.receive();
+      if (incoming === undefined) return;
+      this.opts.events?.onBytes?.('received', incoming.frames.reduce((n, f) => n + f.byteLength, 0));
+      let message: Message;
+      try {
+        message = decodeMessage(incoming.frames);
+      } catch (err) {
+        this.reject(incoming.peer, err instanceof ProtocolError ? err.reason : 'malformed', (err as Error).message);
+        continue;
+      }
+      try {
+        this.handle(incoming.peer, message);
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        this.reject(incoming.peer, err.reason, err.message);
+      }
+    }
+  }
+
+  private handle(peer: string, m: Message): void {
+    const e = m.envelope;
+    if (e.kind === Kind.REGISTER) return this.register(peer, m);
+    const worker = this.workers.get(peer);
+    if (worker === undefined) {
+      this.opts.channel.send(peer, encodeMessage({ kind: Kind.ERROR, runId: this.runId, error: { code: ErrorCode.UNKNOWN_WORKER, message: 'register first' } })).catch(() => undefined);
+      throw new ProtocolError('unknown_worker', `${Kind[e.kind]} from a worker that is not registered`);
+    }
+    if (e.runId !== this.runId) throw new ProtocolError('run_mismatch', `run id ${e.runId}`);
+    worker.lastSeen = Date.now();
+    switch (e.kind) {
+      case Kind.HEARTBEAT:
+        return;
+      case Kind.RESULT:
+        return this.result(worker, m);
+      case Kind.GOODBYE:
+        this.dropWorker(worker, `left (${e.goodbye?.reason ?? ''})`);
+        return;
+      default:
+        throw new ProtocolError('unexpected_kind', `unexpected ${Kind[e.kind]} from a worker`);
+    }
+  }
+
+  private register(peer: string, m: Message): void {
+    const r = m.envelope.register;
+    const name = (r?.workerName ?? '').slice(0, 200);
+    if (name === '' || name !== peer) throw new ProtocolError('malformed', `REGISTER name "${name}" must equal the routing id`);
+    const { record, replaced } = this.workers.add(peer, name, (r?.backend ?? '?').slice(0, 40), Date.now());
+    if (replaced) this.requeue(replaced, 'worker re-registered');
+    const c = this.opts.config;
+    this.send(record, encodeMessage({
+      kind: Kind.WELCOME, runId: this.runId,
+      welcome: {
+        workerId: record.id, modelConfigJson: JSON.stringify(c.model), schedule: c.schedule, timesteps: c.timesteps,
+        transportDtype: this.opts.transportDtype, heartbeatMs: this.heartbeatMs, parameterCount: this.opts.parameterCount,
+      },
+    }));
+    this.log(`worker ${name} attached (${record.backend})${replaced ? ', taking over its previous identity' : ''}; ${this.workers.size} worker(s)`);
+    this.opts.events?.onWorkersChanged?.(this.workers.all());
+    this.workerWaiters.splice(0).forEach((wake) => wake());
+    this.dispatch();
+  }
+
+  private result(worker: WorkerRecord, m: Message): void {
+    const cur = this.current;
+    const e = m.envelope;
+    if (!cur || e.step !== cur.work.step || e.paramVersion !== cur.work.paramVersion) {
+      throw new ProtocolError('stale', `result for step ${e.step} version ${e.paramVersion}`);
+    }
+    const unitId = e.unitIds[0];
+    if (!cur.assigned.get(unitId)?.has(worker.id)) throw new ProtocolError('not_assigned', `unit ${unitId} was not given to ${worker.name}`);
+    if (cur.done.has(unitId)) {
+      worker.outstanding.delete(unitId);
+      throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
+    }
+    const result = decodeResult(m, this.opts.parameterCount, this.opts.transportDtype);
+    const unit = cur.work.units[unitId];
+    if (result.count !== unit.count) throw new ProtocolError('malformed', `unit ${unitId} has ${unit.count} examples, result says ${result.count}`);
+    worker.outstanding.delete(unitId);
+    if (!cur.accept(result)) throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
+    cur.done.add(unitId);
+    const queued = cur.queue.indexOf(unitId);
+    if (queued >= 0) cur.queue.splice(queued, 1);
+    worker.unitsDone++;
+    worker.computeSeconds += result.computeSeconds;
+    this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
+    if (cur.done.size === cur.work.units.length) {
+      this.current = undefined;
+      cur.resolve();
+      return;
+    }
+    this.dispatch();
+  }
+
+  /** Tells every worker the run is over and closes the channel. Idempotent. */
+  stop(reason = 'run over'): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.timer) clearInterval(this.timer);
+      await Promise.all(this.workers.all().map((w) =>
+        this.opts.channel.send(w.id, encodeMessage({ kind: Kind.GOODBYE, runId: this.runId, goodbye: { reason } })).catch(() => undefined)));
+      this.opts.channel.close();
+      await this.receiving;
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,46 @@
+/** The coordinator's view of attached workers. */
+
+export interface WorkerRecord {
+  /** ZeroMQ routing id; equal to the worker's name, so a returning worker takes over its identity. */
+  id: string;
+  name: string;
+  backend: string;
+  /** Parameter version the worker holds (-1: none). */
+  paramVersion: number;
+  /** Units in flight on this worker: unit id -> deadline (ms since epoch). */
+  outstanding: Map<number, number>;
+  lastSeen: number;
+  unitsDone: number;
+  computeSeconds: number;
+  joinedAt: number;
+}
+
+export class WorkerRegistry {
+  private readonly workers = new Map<string, WorkerRecord>();
+
+  add(id: string, name: string, backend: string, now: number): { record: WorkerRecord; replaced?: WorkerRecord } {
+    const replaced = this.workers.get(id);
+    this.workers.delete(id);
+    const record: WorkerRecord = { id, name, backend, paramVersion: -1, outstanding: new Map(), lastSeen: now, unitsDone: 0, computeSeconds: 0, joinedAt: now };
+    this.workers.set(id, record);
+    return { record, replaced };
+  }
+
+  get(id: string): WorkerRecord | undefined {
+    return this.workers.get(id);
+  }
+
+  remove(id: string): WorkerRecord | undefined {
+    const w = this.workers.get(id);
+    this.workers.delete(id);
+    return w;
+  }
+
+  all(): WorkerRecord[] {
+    return [...this.workers.values()];
+  }
+
+  get size(): number {
+    return this.workers.size;
+  }
+}

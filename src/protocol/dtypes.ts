@@ -1,0 +1,171 @@
+/**
+ * Tensor frame encodings. float32 frames are the typed array's own bytes (no copy); float16 and
+ * bfloat16 halve the bytes on the wire at a precision cost (proto/README.md, "Transport dtypes").
+ */
+import { ddpm } from './generated/ddpm';
+
+export const DType = ddpm.v1.DType;
+export type DType = ddpm.v1.DType;
+
+export const TRANSPORT_DTYPES = ['float32', 'float16', 'bfloat16'] as const;
+export type TransportDtype = (typeof TRANSPORT_DTYPES)[number];
+
+export function transportDtypeCode(name: TransportDtype): DType {
+  switch (name) {
+    case 'float32':
+      return DType.FLOAT32;
+    case 'float16':
+      return DType.FLOAT16;
+    case 'bfloat16':
+      return DType.BFLOAT16;
+    default: {
+      const never: never = name;
+      throw new RangeError(`unknown transport dtype "${String(never)}" (allowed: ${TRANSPORT_DTYPES.join(', ')})`);
+    }
+  }
+}
+
+export function bytesPerElement(dtype: DType): number {
+  switch (dtype) {
+    case DType.FLOAT32:
+    case DType.INT32:
+    case DType.UINT32:
+      return 4;
+    case DType.FLOAT16:
+    case DType.BFLOAT16:
+      return 2;
+    case DType.UINT8:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+export function bytesOf(a: ArrayBufferView): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** A typed view of a frame; copies only when the frame is not 4-byte aligned. */
+function aligned(frame: Uint8Array): ArrayBuffer {
+  if (frame.byteOffset % 4 === 0) return frame.buffer as ArrayBuffer;
+  return frame.slice().buffer as ArrayBuffer;
+}
+
+export function float32View(frame: Uint8Array): Float32Array {
+  const buf = aligned(frame);
+  return new Float32Array(buf, buf === frame.buffer ? frame.byteOffset : 0, frame.byteLength / 4);
+}
+
+export function int32View(frame: Uint8Array): Int32Array {
+  const buf = aligned(frame);
+  return new Int32Array(buf, buf === frame.buffer ? frame.byteOffset : 0, frame.byteLength / 4);
+}
+
+export function uint32View(frame: Uint8Array): Uint32Array {
+  const buf = aligned(frame);
+  return new Uint32Array(buf, buf === frame.buffer ? frame.byteOffset : 0, frame.byteLength / 4);
+}
+
+/** float32 -> bfloat16 with round-to-nearest-even (NaN kept NaN). */
+export function toBfloat16(src: Float32Array): Uint16Array {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < bits.length; i++) {
+    const b = bits[i];
+    out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
+  }
+  return out;
+}
+
+export function fromBfloat16(src: Uint16Array): Float32Array {
+  const out = new Uint32Array(src.length);
+  for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
+  return new Float32Array(out.buffer);
+}
+
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/** float32 -> IEEE binary16, round to nearest even; overflow to infinity. */
+export function toFloat16(src: Float32Array): Uint16Array {
+  const out = new Uint16Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    f32[0] = src[i];
+    const x = u32[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff;
+    let mant = x & 0x7fffff;
+    if (exp === 0xff) {
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    let e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+      continue;
+    }
+    if (e <= 0) {
+      // Subnormal half: |v| * 2^24 is exact in a double; round half to even.
+      out[i] = sign | roundHalfEven(Math.abs(src[i]) * 16777216);
+      continue;
+    }
+    const rounded = mant + 0xfff + ((mant >>> 13) & 1);
+    if (rounded & 0x800000) {
+      mant = 0;
+      e += 1;
+      if (e >= 0x1f) {
+        out[i] = sign | 0x7c00;
+        continue;
+      }
+    } else {
+      mant = rounded;
+    }
+    out[i] = sign | (e << 10) | (mant >>> 13);
+  }
+  return out;
+}
+
+export function fromFloat16(src: Uint16Array): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const h = src[i];
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    out[i] = exp === 0 ? sign * mant * 2 ** -24 : exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return out;
+}
+
+/** Encodes a float32 vector in a transport dtype. */
+export function encodeFloats(values: Float32Array, dtype: DType): Buffer {
+  switch (dtype) {
+    case DType.FLOAT32:
+      return bytesOf(values);
+    case DType.FLOAT16:
+      return bytesOf(toFloat16(values));
+    case DType.BFLOAT16:
+      return bytesOf(toBfloat16(values));
+    default:
+      throw new RangeError(`dtype ${dtype} is not a float transport dtype`);
+  }
+}
+
+/** Decodes a float frame into float32 (a view when it already is float32). */
+export function decodeFloats(frame: Uint8Array, dtype: DType): Float32Array {
+  switch (dtype) {
+    case DType.FLOAT32:
+      return float32View(frame);
+    case DType.FLOAT16:
+      return fromFloat16(new Uint16Array(aligned(frame), frame.byteOffset % 4 === 0 ? frame.byteOffset : 0, frame.byteLength / 2));
+    case DType.BFLOAT16:
+      return fromBfloat16(new Uint16Array(aligned(frame), frame.byteOffset % 4 === 0 ? frame.byteOffset : 0, frame.byteLength / 2));
+    default:
+      throw new RangeError(`dtype ${dtype} is not a float transport dtype`);
+  }
+}

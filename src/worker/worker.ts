@@ -1,0 +1,182 @@
+/**
+ * A worker process's role: register with the coordinator, take parameters and work units, return
+ * gradient sums. One backend, one socket; reconnects by itself (ZeroMQ back-off) and registers
+ * again when a restarted coordinator does not know it.
+ */
+import { ClientChannel } from '../transport/channel';
+import { DType } from '../protocol/dtypes';
+import { ErrorCode, Kind, Message, ProtocolError, decodeMessage, encodeMessage } from '../protocol/messages';
+import { decodeParameters, decodeWork, encodeResult } from '../protocol/units';
+import { UnitGradientComputer } from '../training/unitGradients';
+import { UNetModel } from '../model/unetModel';
+import { UNetConfig, validateConfig } from '../model/config';
+import { ScheduleName, isScheduleName, makeSchedule } from '../schedule';
+
+export interface WorkerOptions {
+  name: string;
+  backend: string;
+  channel: ClientChannel;
+  log?: (line: string) => void;
+  /** Re-register after this long without hearing from the coordinator. */
+  coordinatorTimeoutMs?: number;
+  heartbeatMs?: number;
+}
+
+interface RunInfo {
+  runId: string;
+  dtype: DType;
+  parameterCount: number;
+  computer: UnitGradientComputer;
+  configKey: string;
+}
+
+export class Worker {
+  private run: RunInfo | undefined;
+  private stopping = false;
+  private loop: Promise<'finished' | 'stopped'> | undefined;
+  private stopped: Promise<void> | undefined;
+  private lastHeard = 0;
+  private lastRegister = 0;
+  unitsDone = 0;
+
+  constructor(private readonly opts: WorkerOptions) {}
+
+  private log(line: string): void {
+    this.opts.log?.(`worker ${this.opts.name}: ${line}`);
+  }
+
+  /** Starts the message loop; resolves with how it ended (run over, or stop()). Idempotent. */
+  start(): Promise<'finished' | 'stopped'> {
+    this.loop ??= this.messageLoop();
+    return this.loop;
+  }
+
+  private async register(): Promise<void> {
+    this.lastRegister = Date.now();
+    await this.opts.channel.send(encodeMessage({ kind: Kind.REGISTER, register: { workerName: this.opts.name, backend: this.opts.backend, pid: process.pid } }));
+  }
+
+  private async messageLoop(): Promise<'finished' | 'stopped'> {
+    const heartbeatMs = this.opts.heartbeatMs ?? 1000;
+    const silentMs = this.opts.coordinatorTimeoutMs ?? 5000;
+    await this.register();
+    this.lastHeard = Date.now();
+    let lastBeat = Date.now();
+    while (!this.stopping) {
+      const frames = await this.opts.channel.receive(heartbeatMs);
+      const now = Date.now();
+      if (this.run && now - lastBeat >= heartbeatMs) {
+        lastBeat = now;
+        await this.opts.channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: this.run.runId, heartbeat: { outstandingUnits: 0 } }));
+      }
+      if (frames === undefined) {
+        if (now - this.lastHeard > silentMs && now - this.lastRegister > silentMs) {
+          this.log('coordinator silent: registering again');
+          await this.register();
+        }
+        continue;
+      }
+      let message: Message;
+      try {
+        message = decodeMessage(frames);
+      } catch (err) {
+        this.log(`dropped a message: ${(err as Error).message}`);
+        continue;
+      }
+      this.lastHeard = now;
+      try {
+        if ((await this.handle(message)) === 'finished') return 'finished';
+      } catch (err) {
+        if (!(err instanceof ProtocolError)) throw err;
+        this.log(`rejected ${Kind[message.envelope.kind]}: ${err.message}`);
+      }
+    }
+    return 'stopped';
+  }
+
+  private async handle(m: Message): Promise<'finished' | undefined> {
+    const e = m.envelope;
+    if (e.kind !== Kind.WELCOME && e.kind !== Kind.ERROR && this.run !== undefined && e.runId !== this.run.runId) {
+      throw new ProtocolError('run_mismatch', `message for run ${e.runId}, this worker is in run ${this.run.runId}`);
+    }
+    switch (e.kind) {
+      case Kind.WELCOME:
+        this.welcome(m);
+        return undefined;
+      case Kind.PARAMETERS: {
+        const run = this.requireRun();
+        run.computer.setParams(decodeParameters(m, run.parameterCount, run.dtype).slice(), e.paramVersion);
+        return undefined;
+      }
+      case Kind.WORK: {
+        const run = this.requireRun();
+        if (run.computer.paramVersion !== e.paramVersion) {
+          throw new ProtocolError('stale', `WORK for parameter version ${e.paramVersion}, holding ${run.computer.paramVersion}`);
+        }
+        const unit = decodeWork(m, run.computer.model.config, run.computer.schedule.timesteps);
+        const result = run.computer.compute(unit);
+        this.unitsDone++;
+        await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
+        return undefined;
+      }
+      case Kind.HEARTBEAT:
+        return undefined;
+      case Kind.GOODBYE:
+        this.log(`coordinator says goodbye: ${e.goodbye?.reason ?? ''}`);
+        return 'finished';
+      case Kind.ERROR:
+        if (e.error?.code === ErrorCode.UNKNOWN_WORKER) {
+          this.log('coordinator does not know this worker: registering again');
+          await this.register();
+        } else {
+          this.log(`coordinator error: ${e.error?.message ?? ''}`);
+        }
+        return undefined;
+      default:
+        throw new ProtocolError('unexpected_kind', `unexpected ${Kind[e.kind]} from the coordinator`);
+    }
+  }
+
+  private requireRun(): RunInfo {
+    if (this.run === undefined) throw new ProtocolError('not_registered', 'no WELCOME received yet');
+    return this.run;
+  }
+
+  private welcome(m: Message): void {
+    const w = m.envelope.welcome;
+    if (!w) throw new ProtocolError('malformed', 'WELCOME without body');
+    let config: UNetConfig;
+    try {
+      config = validateConfig(JSON.parse(w.modelConfigJson ?? '') as UNetConfig);
+    } catch (err) {
+      throw new ProtocolError('malformed', `WELCOME model config: ${(err as Error).message}`);
+    }
+    const schedule = w.schedule ?? '';
+    if (!isScheduleName(schedule)) throw new ProtocolError('malformed', `WELCOME schedule "${schedule}"`);
+    const key = JSON.stringify([config, schedule, w.timesteps]);
+    if (this.run?.configKey !== key) {
+      this.run?.computer.dispose();
+      const model = new UNetModel(config);
+      if (model.size !== Number(w.parameterCount)) throw new ProtocolError('malformed', `WELCOME says ${w.parameterCount} parameters, model has ${model.size}`);
+      this.run = {
+        runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32, parameterCount: model.size, configKey: key,
+        computer: new UnitGradientComputer(model, makeSchedule(schedule as ScheduleName, w.timesteps ?? 0)),
+      };
+    } else {
+      this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };
+    }
+    this.log(`joined run ${m.envelope.runId} as ${w.workerId} (${this.run.parameterCount} parameters)`);
+  }
+
+  /** Says goodbye, closes the channel and waits for the loop. Idempotent. */
+  stop(reason = 'stopping'): Promise<void> {
+    this.stopped ??= (async () => {
+      this.stopping = true;
+      if (this.run) await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.run.runId, goodbye: { reason } })).catch(() => undefined);
+      this.opts.channel.close();
+      await this.loop?.catch(() => undefined);
+      this.run?.computer.dispose();
+    })();
+    return this.stopped;
+  }
+}

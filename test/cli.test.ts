@@ -1,0 +1,172 @@
+/**
+ * The `ddpm` command line as a user runs it: real `node bin/ddpm.js` processes (which load dist/,
+ * so run `npm run build` after changing src/). Few processes, each ~1 s to start.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { execFile } from 'child_process';
+import { PNG } from 'pngjs';
+import { makeSchedule } from '../src/schedule';
+import { REPO_ROOT } from './helpers/childProcess';
+
+const BIN = path.join(REPO_ROOT, 'bin', 'ddpm.js');
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-cli-test-'));
+
+/** Runs `node bin/ddpm.js ARGS` in the temp directory; never rejects on a non-zero exit. */
+function ddpm(args: string[], timeoutMs = 90_000): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: tmp, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+const lines = (text: string) => text.split('\n').filter((l) => l !== '');
+
+beforeAll(() => {
+  if (!fs.existsSync(path.join(REPO_ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run `npm run build` first');
+});
+
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+describe('ddpm --help', () => {
+  it('lists the commands train, sample, schedule and model', async () => {
+    const r = await ddpm(['--help']);
+    expect(r.code).toBe(0);
+    for (const command of ['train', 'sample', 'schedule', 'model']) expect(r.stdout).toMatch(new RegExp(`^\\s*ddpm ${command}\\b`, 'm'));
+  });
+});
+
+describe('ddpm schedule --schedule cosine --timesteps 1000', () => {
+  let json: Record<string, unknown>;
+
+  beforeAll(async () => {
+    const r = await ddpm(['schedule', '--schedule', 'cosine', '--timesteps', '1000']);
+    expect(r.code).toBe(0);
+    json = JSON.parse(r.stdout) as Record<string, unknown>;
+  });
+
+  const ARRAYS = ['betas', 'alphasCumprod', 'posteriorVariance', 'posteriorLogVarianceClipped', 'posteriorMeanCoef1', 'posteriorMeanCoef2'] as const;
+
+  it('prints the six schedule arrays, T values each', () => {
+    expect(Object.keys(json).filter((k) => Array.isArray(json[k])).sort()).toEqual([...ARRAYS].sort());
+    for (const k of ARRAYS) expect(json[k]).toHaveLength(1000);
+  });
+
+  it('starts with the improved-DDPM cosine beta_0', () => {
+    // python3: f = lambda t: math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2; 1 - f(1/1000) / f(0)
+    // -> 4.128422482196914e-05 (float64; mpmath at 50 digits: 4.12842248217778e-05, so float64 itself
+    // is only good to ~5e-12 here). Tolerance 5e-11: a one-ulp cos() difference between glibc and V8
+    // is amplified ~2.4e4x by the subtraction (see test/schedule.test.ts).
+    const beta0 = (json.betas as number[])[0];
+    expect(Math.abs(beta0 - 4.128422482196914e-5) / 4.128422482196914e-5).toBeLessThan(5e-11);
+  });
+
+  it('prints every value so that it parses back to the same float64, bit for bit', () => {
+    const s = makeSchedule('cosine', 1000);
+    for (const k of ARRAYS) {
+      const printed = json[k] as number[];
+      const exact = Array.from(s[k]);
+      const mismatch = exact.findIndex((v, i) => !Object.is(v, printed[i]));
+      expect({ array: k, mismatch }).toEqual({ array: k, mismatch: -1 });
+    }
+  });
+});
+
+describe('ddpm model --preset cifar10', () => {
+  it("prints the DDPM paper's CIFAR-10 parameter count, 35746307", async () => {
+    const r = await ddpm(['model', '--preset', 'cifar10']);
+    expect(r.code).toBe(0);
+    expect(lines(r.stdout)).toContain('parameters: 35746307');
+  });
+});
+
+describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack trace', () => {
+  const garbage = () => {
+    const file = path.join(tmp, 'garbage.idx');
+    fs.writeFileSync(file, Buffer.from('this is not an IDX file, just some bytes \x00\x01\x02\xff'));
+    return file;
+  };
+
+  it.each([
+    ['a missing IDX file', () => ['--data', 'idx:/nonexistent/file'], '/nonexistent/file'],
+    ['an unknown preset', () => ['--preset', 'huge'], 'huge'],
+    ['a malformed IDX file', () => ['--data', `idx:${garbage()}`], path.join(tmp, 'garbage.idx')],
+  ])('train with %s', async (_what, extraArgs, named) => {
+    const ckpt = path.join(tmp, 'never-written');
+    const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--checkpoint-dir', ckpt, ...extraArgs()]);
+    expect(r.code).toBe(2);
+    const errors = lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain(named);
+    expect(r.stderr).not.toContain('    at ');
+    expect(fs.existsSync(ckpt)).toBe(false);
+  });
+});
+
+describe('train, then sample from the checkpoint (end to end, cpu backend)', () => {
+  let run: string;
+  let train: Result;
+  let samples: Record<'a' | 'b' | 'c', Result>;
+
+  beforeAll(async () => {
+    run = path.join(tmp, 'run');
+    train = await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--steps', '4', '--batch-size', '8', '--unit-size', '4',
+      '--checkpoint-dir', run, '--sample-n', '4', '--sample-steps', '3']);
+    const sample = (seed: number, out: string) => ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--ema', '--sampler', 'ddim',
+      '--steps', '5', '--eta', '0', '--n', '4', '--seed', String(seed), '--out', path.join(tmp, out)]);
+    // Two processes at a time on two cores.
+    const [a, b] = await Promise.all([sample(1, 'A.png'), sample(1, 'B.png')]);
+    const c = await sample(2, 'C.png');
+    samples = { a, b, c };
+  }, 180_000);
+
+  it('train exits 0 and says which backend it uses', () => {
+    expect(train).toMatchObject({ code: 0 });
+    expect(lines(train.stderr)).toContain('backend: cpu');
+  });
+
+  it('train writes `latest`, naming a complete step directory', () => {
+    const latest = fs.readFileSync(path.join(run, 'latest'), 'utf8').trim();
+    expect(latest).toBe('step-00000004');
+    expect(fs.existsSync(path.join(run, latest, 'manifest.json'))).toBe(true);
+  });
+
+  it('train writes samples.png: a valid PNG holding a 2x2 grid of 8x8 images', () => {
+    const png = fs.readFileSync(path.join(run, 'samples.png'));
+    expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+    expect(png.readUInt32BE(8)).toBe(13); // IHDR length
+    expect(png.subarray(12, 16).toString('latin1')).toBe('IHDR');
+    // cols = ceil(sqrt(4)) = 2 images of 8 px, with 2 px padding around and between: 2 * (8 + 2) + 2.
+    expect([png.readUInt32BE(16), png.readUInt32BE(20)]).toEqual([22, 22]);
+    // pngjs checks every chunk's CRC and inflates the data.
+    expect(PNG.sync.read(png)).toMatchObject({ width: 22, height: 22 });
+  });
+
+  it('sample exits 0, says which backend it uses, and writes a PNG', () => {
+    for (const r of Object.values(samples)) {
+      expect(r.code).toBe(0);
+      expect(lines(r.stderr)).toContain('backend: cpu');
+    }
+    expect(PNG.sync.read(fs.readFileSync(path.join(tmp, 'A.png')))).toMatchObject({ width: 22, height: 22 });
+  });
+
+  it('DDIM with eta 0 and the same seed gives byte-identical files', () => {
+    expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'B.png')))).toBe(0);
+  });
+
+  it('another seed gives another image', () => {
+    expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'C.png')))).not.toBe(0);
+  });
+});

@@ -1,0 +1,369 @@
+/**
+ * The forward process, the training objective and the samplers (src/diffusion), checked against
+ * closed forms: the moments of q(x_t | x_0), a loss computed by hand in float64, and the exact
+ * reverse process of a data distribution that is a single point, whose ideal noise predictor is
+ * known: eps*(x_t, t) = (x_t - sqrt(abar_t) x0*) / sqrt(1 - abar_t).
+ *
+ * Reference numbers marked "numpy" were printed by:
+ *   b = np.linspace(1e-4, 0.02, 1000); ac = np.cumprod(1 - b); print(ac[9], ac[10], ac[199], ac[200])
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../src/backend/backend';
+import { perExampleLoss, qSample, qStep } from '../src/diffusion/forward';
+import { sample } from '../src/diffusion/samplers';
+import { Denoiser } from '../src/diffusion/types';
+import { presetConfig } from '../src/model/config';
+import { initParams } from '../src/model/init';
+import { UNetModel } from '../src/model/unetModel';
+import { Rng } from '../src/rng/rng';
+import { DiffusionSchedule, ddimTimesteps, makeSchedule } from '../src/schedule';
+import { generateImages } from '../src/training/generate';
+
+type Shape4 = [number, number, number, number];
+
+// numpy, linear schedule, T = 1000 (0-based t: abar_t = prod_{s <= t} (1 - beta_s)).
+const ALPHA_BAR = { 9: 0.9981052047858344, 10: 0.997806572507846, 199: 0.6590385082317941, 200: 0.6563470055193468 } as const;
+
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+const filled = (n: number, t: number) => new Int32Array(n).fill(t);
+
+// Jest runs test code in a vm context where every lookup of a global such as Math costs about
+// 0.3 us, which makes src/rng's generator ~15x slower here than in node. The 3.2M normals of the
+// statistical test below come from this local one instead: mulberry32 uniforms, Box-Muller,
+// with Math's functions looked up once.
+const { imul, log, sqrt, cos, sin, PI } = Math;
+function bulkGaussian(shape: Shape4, seed: number): tf.Tensor4D {
+  const n = size(shape);
+  const out = new Float32Array(n);
+  let state = seed >>> 0;
+  const uniform = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let z = imul(state ^ (state >>> 15), state | 1);
+    z ^= z + imul(z ^ (z >>> 7), z | 61);
+    return (((z ^ (z >>> 14)) >>> 0) + 0.5) / 4294967296; // in (0, 1)
+  };
+  for (let i = 0; i < n; i += 2) {
+    const r = sqrt(-2 * log(uniform()));
+    const theta = 2 * PI * uniform();
+    out[i] = r * cos(theta);
+    if (i + 1 < n) out[i + 1] = r * sin(theta);
+  }
+  return tf.tensor4d(out, shape);
+}
+
+/** Per-pixel mean and the variance pooled over pixels, of samples laid out [N, 1, 1, P]. */
+function moments(values: Float32Array, n: number, p: number): { mean: number[]; pooledVariance: number } {
+  const mean = new Array<number>(p).fill(0);
+  for (let i = 0; i < n; i++) for (let j = 0; j < p; j++) mean[j] += values[i * p + j] / n;
+  let sq = 0;
+  for (let i = 0; i < n; i++) for (let j = 0; j < p; j++) sq += (values[i * p + j] - mean[j]) ** 2;
+  return { mean, pooledVariance: sq / (p * (n - 1)) };
+}
+
+/** The ideal eps predictor when the data is the single point x0star. */
+function pointDenoiser(schedule: DiffusionSchedule, x0star: tf.Tensor4D, record?: { t: number; x: Float32Array }[]): Denoiser {
+  return (xt, timesteps) => {
+    record?.push({ t: timesteps[0], x: xt.dataSync() as Float32Array });
+    return tf.tidy(() => {
+      const n = timesteps.length;
+      const per = (f: (t: number) => number) => tf.tensor4d(Array.from(timesteps, f), [n, 1, 1, 1]);
+      const mean = tf.mul(per((t) => schedule.sqrtAlphasCumprod[t]), x0star);
+      return tf.div(tf.sub(xt, mean), per((t) => schedule.sqrtOneMinusAlphasCumprod[t])) as tf.Tensor4D;
+    });
+  };
+}
+
+/** A fixed data point in [-1, 1], including both ends: 2 examples of 4x4x1. */
+const X0_STAR_VALUES = Float32Array.from([-1, -0.75, -0.5, -0.25, 0, 0.25, 0.5, 1, 0.9, -0.9, 0.1, -0.1, 0.33, -0.66, 0.66, -0.33,
+  0.2, 0.4, 0.6, 0.8, -0.2, -0.4, -0.6, -0.8, 1, -1, 0.05, -0.05, 0.7, -0.7, 0.15, -0.15]);
+const X0_SHAPE: Shape4 = [2, 4, 4, 1];
+
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+beforeAll(async () => {
+  await initBackend('wasm');
+});
+
+describe('qSample: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, against t + 1 steps of qStep', () => {
+  // 4000 samples of one fixed set of 4 pixel values. Tolerances are 4 standard errors:
+  // mean: sqrt((1 - abar) / N); variance pooled over P pixels: (1 - abar) sqrt(2 / (P (N - 1))).
+  const N = 4000;
+  const PIXELS = [-0.9, -0.3, 0.4, 1.0];
+  const P = PIXELS.length;
+  const schedule = makeSchedule('linear', 1000);
+  const x0Values = new Float32Array(N * P);
+  for (let i = 0; i < N; i++) x0Values.set(PIXELS, i * P);
+  const shape: Shape4 = [N, 1, 1, P];
+
+  const chains = new Map<number, Float32Array>();
+  function chain(t: number): Float32Array {
+    const cached = chains.get(t);
+    if (cached !== undefined) return cached;
+    const result = tf.tidy(() => {
+      let x = tf.tensor4d(x0Values, shape);
+      // 0-based timesteps: x_t is reached from x_0 by the steps s = 0, 1, ..., t.
+      for (let s = 0; s <= t; s++) x = qStep(schedule, x, filled(N, s), bulkGaussian(shape, 100 + s));
+      return x.dataSync() as Float32Array;
+    });
+    chains.set(t, result);
+    return result;
+  }
+
+  function closedForm(t: number): Float32Array {
+    return tf.tidy(() => qSample(schedule, tf.tensor4d(x0Values, shape), filled(N, t), bulkGaussian(shape, 7)).dataSync() as Float32Array);
+  }
+
+  describe.each([10, 200] as const)('at t = %i', (t) => {
+    const abar = ALPHA_BAR[t];
+    const meanSE = Math.sqrt((1 - abar) / N);
+    const varSE = (1 - abar) * Math.sqrt(2 / (P * (N - 1)));
+    let iterated: ReturnType<typeof moments>;
+    let direct: ReturnType<typeof moments>;
+
+    beforeAll(() => {
+      iterated = moments(chain(t), N, P);
+      direct = moments(closedForm(t), N, P);
+    });
+
+    it('the iterated chain has mean sqrt(abar_t) x_0 within 4 standard errors, pixel by pixel', () => {
+      PIXELS.forEach((x0, j) => expect(Math.abs(iterated.mean[j] - Math.sqrt(abar) * x0)).toBeLessThan(4 * meanSE));
+    });
+
+    it('the iterated chain has variance 1 - abar_t within 4 standard errors', () => {
+      expect(Math.abs(iterated.pooledVariance - (1 - abar))).toBeLessThan(4 * varSE);
+    });
+
+    it('qSample has mean sqrt(abar_t) x_0 within 4 standard errors, pixel by pixel', () => {
+      PIXELS.forEach((x0, j) => expect(Math.abs(direct.mean[j] - Math.sqrt(abar) * x0)).toBeLessThan(4 * meanSE));
+    });
+
+    it('qSample has variance 1 - abar_t within 4 standard errors', () => {
+      expect(Math.abs(direct.pooledVariance - (1 - abar))).toBeLessThan(4 * varSE);
+    });
+  });
+
+  it('has the power to see one step: at t = 10 the chain\'s variance is more than 4 standard errors from 1 - abar_9', () => {
+    const v = moments(chain(10), N, P).pooledVariance;
+    expect(Math.abs(v - (1 - ALPHA_BAR[9]))).toBeGreaterThan(4 * (1 - ALPHA_BAR[10]) * Math.sqrt(2 / (P * (N - 1))));
+  });
+
+  it('with given noise, is exactly sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps per example (float32)', () => {
+    const x0 = [0.5, -1, 0.25];
+    const eps = [1.5, -0.5, 2];
+    const t = [0, 10, 200];
+    const out = tf.tidy(() => qSample(schedule, tf.tensor4d(x0, [3, 1, 1, 1]), Int32Array.from(t), tf.tensor4d(eps, [3, 1, 1, 1])).dataSync());
+    const abar = [1 - 1e-4, ALPHA_BAR[10], ALPHA_BAR[200]];
+    t.forEach((_, i) => expect(out[i]).toBeCloseTo(Math.sqrt(abar[i]) * x0[i] + Math.sqrt(1 - abar[i]) * eps[i], 6));
+  });
+});
+
+describe('perExampleLoss (Eq. 14: mean over pixels of (eps - eps_theta(x_t, t))^2)', () => {
+  const schedule = makeSchedule('linear', 1000);
+  const shape: Shape4 = [3, 2, 2, 1];
+  const x0 = Float32Array.from([-1, -0.5, 0.5, 1, 0.2, 0.4, -0.6, 0.8, 0, 0.1, -0.1, 0.3]);
+  const eps = Float32Array.from([0.3, -1.2, 0.7, 2.1, -0.4, 0.9, -1.5, 0.05, 1.1, -0.8, 0.6, -0.2]);
+  const timesteps = Int32Array.from([0, 500, 999]);
+  // A fake denoiser: eps_theta(x, t) = 0.5 x + t / 1000.
+  const fake: Denoiser = (xt, t) => tf.tidy(() => tf.add(tf.mul(xt, 0.5), tf.tensor4d(Array.from(t, (v) => v / 1000), [t.length, 1, 1, 1])) as tf.Tensor4D);
+
+  function byHand(): number[] {
+    return Array.from(timesteps, (t, n) => {
+      const a = schedule.alphasCumprod[t];
+      let sum = 0;
+      for (let p = 0; p < 4; p++) {
+        const xt = Math.sqrt(a) * x0[n * 4 + p] + Math.sqrt(1 - a) * eps[n * 4 + p];
+        sum += (eps[n * 4 + p] - (0.5 * xt + t / 1000)) ** 2;
+      }
+      return sum / 4;
+    });
+  }
+
+  it('returns one loss per example, each the float64 value computed by hand to 1e-5 relative', () => {
+    const losses = tf.tidy(() => perExampleLoss(schedule, fake, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape)).dataSync());
+    const expected = byHand();
+    expect(losses.length).toBe(3);
+    expected.forEach((v, i) => expect(Math.abs(losses[i] - v)).toBeLessThan(1e-5 * v));
+  });
+
+  it('passes the model x_t from the closed form and the timesteps unchanged', () => {
+    const seen: { x: Float32Array; t: Int32Array }[] = [];
+    const spy: Denoiser = (xt, t) => {
+      seen.push({ x: xt.dataSync() as Float32Array, t: Int32Array.from(t) });
+      return fake(xt, t);
+    };
+    tf.tidy(() => perExampleLoss(schedule, spy, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape)));
+    expect(seen.length).toBe(1);
+    expect(Array.from(seen[0].t)).toEqual([0, 500, 999]);
+    const a = Array.from(timesteps, (t) => schedule.alphasCumprod[t]);
+    seen[0].x.forEach((v, i) => expect(v).toBeCloseTo(Math.sqrt(a[Math.floor(i / 4)]) * x0[i] + Math.sqrt(1 - a[Math.floor(i / 4)]) * eps[i], 6));
+  });
+
+  it('is zero for a denoiser that returns the true noise', () => {
+    const oracle: Denoiser = () => tf.tensor4d(eps, shape);
+    const losses = tf.tidy(() => perExampleLoss(schedule, oracle, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape)).dataSync());
+    expect(Array.from(losses)).toEqual([0, 0, 0]);
+  });
+});
+
+describe('samplers with the ideal denoiser of a single data point x0*', () => {
+  /** Records every noise draw; the first is x_T. */
+  function recordingNoise(seed: number) {
+    const draws: Float32Array[] = [];
+    const noise = (shape: Shape4) => {
+      const values = new Rng(seed + draws.length).gaussianFloat32(size(shape));
+      draws.push(values);
+      return tf.tensor4d(values, shape);
+    };
+    return { draws, noise };
+  }
+
+  describe('DDIM, eta = 0, 50 steps of T = 1000', () => {
+    const schedule = makeSchedule('linear', 1000);
+    const visits: { t: number; x: Float32Array }[] = [];
+    let result: Float32Array;
+    let draws: Float32Array[];
+
+    beforeAll(() => {
+      const x0star = tf.tensor4d(X0_STAR_VALUES, X0_SHAPE);
+      const rec = recordingNoise(11);
+      draws = rec.draws;
+      const out = sample(schedule, pointDenoiser(schedule, x0star, visits), X0_SHAPE, { sampler: 'ddim', steps: 50, eta: 0, noise: rec.noise });
+      result = out.dataSync() as Float32Array;
+      tf.dispose([out, x0star]);
+    });
+
+    it('returns x0* to 1e-4', () => {
+      expect(maxAbsDiff(result, X0_STAR_VALUES)).toBeLessThan(1e-4);
+    });
+
+    it('visits t = 980, 960, ..., 0 and draws noise once (x_T only)', () => {
+      expect(visits.map((v) => v.t)).toEqual(ddimTimesteps(1000, 50));
+      expect(visits.map((v) => v.t).slice(0, 2)).toEqual([980, 960]);
+      expect(draws.length).toBe(1);
+    });
+
+    it('keeps x_t on the closed-form path sqrt(abar_t) x0* + sqrt(1 - abar_t) eps0 at every step (Eq. 12), to 1e-4', () => {
+      // eps0 is fixed by the first input; with eta = 0 and the ideal denoiser it never changes.
+      const a0 = schedule.alphasCumprod[visits[0].t];
+      const eps0 = Array.from(visits[0].x, (x, i) => (x - Math.sqrt(a0) * X0_STAR_VALUES[i]) / Math.sqrt(1 - a0));
+      let worst = 0;
+      for (const { t, x } of visits) {
+        const a = schedule.alphasCumprod[t];
+        worst = Math.max(worst, maxAbsDiff(x, eps0.map((e, i) => Math.sqrt(a) * X0_STAR_VALUES[i] + Math.sqrt(1 - a) * e)));
+      }
+      expect(worst).toBeLessThan(1e-4);
+    });
+  });
+
+  describe.each(['fixed-small', 'fixed-large'] as const)('DDPM ancestral, %s variance, T = 100', (variance) => {
+    const T = 100;
+    const schedule = makeSchedule('linear', T);
+    const visits: { t: number; x: Float32Array }[] = [];
+    let result: Float32Array;
+    let draws: Float32Array[];
+
+    beforeAll(() => {
+      const x0star = tf.tensor4d(X0_STAR_VALUES, X0_SHAPE);
+      const rec = recordingNoise(23);
+      draws = rec.draws;
+      const out = sample(schedule, pointDenoiser(schedule, x0star, visits), X0_SHAPE, { sampler: 'ddpm', variance, noise: rec.noise });
+      result = out.dataSync() as Float32Array;
+      tf.dispose([out, x0star]);
+    });
+
+    it('returns x0* to 1e-4', () => {
+      expect(maxAbsDiff(result, X0_STAR_VALUES)).toBeLessThan(1e-4);
+    });
+
+    it('visits t = T-1 down to 0 and draws noise for x_T and for every step but t = 0', () => {
+      expect(visits.map((v) => v.t)).toEqual(Array.from({ length: T }, (_, i) => T - 1 - i));
+      expect(draws.length).toBe(T);
+    });
+
+    it(`steps x_{t-1} = mu~_t(x_t, x0*) + sigma_t z with sigma_t^2 = ${variance === 'fixed-small' ? 'beta~_t' : 'beta_t'} (Eq. 7, Sec. 3.2), to 1e-4`, () => {
+      let worst = 0;
+      for (let i = 0; i + 1 < visits.length; i++) {
+        const t = visits[i].t;
+        const sigma = Math.sqrt(variance === 'fixed-small' ? schedule.posteriorVariance[t] : schedule.betas[t]);
+        const z = draws[i + 1];
+        const expected = visits[i].x.map((x, j) => schedule.posteriorMeanCoef1[t] * X0_STAR_VALUES[j] + schedule.posteriorMeanCoef2[t] * x + sigma * z[j]);
+        worst = Math.max(worst, maxAbsDiff(visits[i + 1].x, expected));
+      }
+      expect(worst).toBeLessThan(1e-4);
+    });
+  });
+});
+
+describe('DDIM sampling with a fixed initial noise', () => {
+  const schedule = makeSchedule('linear', 100);
+  const shape: Shape4 = [2, 3, 3, 1];
+  // Any smooth, non-trivial denoiser will do: the claim is about the sampler.
+  const denoiser: Denoiser = (xt, t) => tf.tidy(() => tf.add(tf.mul(tf.tanh(xt), 0.7), tf.tensor4d(Array.from(t, (v) => v / 200), [t.length, 1, 1, 1])) as tf.Tensor4D);
+
+  /** x_T from seed 1; every later draw from laterSeed. */
+  function run(eta: number, laterSeed: number): { out: Float32Array; draws: number } {
+    let draws = 0;
+    const noise = (s: Shape4) => {
+      const seed = draws++ === 0 ? 1 : laterSeed * 1000 + draws;
+      return tf.tensor4d(new Rng(seed).gaussianFloat32(size(s)), s);
+    };
+    const images = sample(schedule, denoiser, shape, { sampler: 'ddim', steps: 10, eta, noise });
+    const out = images.dataSync() as Float32Array;
+    images.dispose();
+    return { out, draws };
+  }
+
+  it('with eta = 0 gives bit-identical images whatever any later draw would be', () => {
+    const a = run(0, 2);
+    const b = run(0, 3);
+    expect(a.draws).toBe(1);
+    expect(b.out).toEqual(a.out);
+  });
+
+  it('with eta = 1 draws noise at every step but the last, so later draws change the images', () => {
+    const a = run(1, 2);
+    const b = run(1, 3);
+    expect(a.draws).toBe(10);
+    expect(maxAbsDiff(a.out, b.out)).toBeGreaterThan(1e-3);
+  });
+
+  it('leaves no tensor behind but the one it returns', () => {
+    const before = tf.memory().numTensors;
+    const images = sample(schedule, denoiser, shape, { sampler: 'ddim', steps: 10, eta: 0, noise: (s) => tf.tensor4d(new Rng(1).gaussianFloat32(size(s)), s) });
+    images.dispose();
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
+  it('rejects eta outside [0, 1], naming it', () => {
+    expect(() => sample(schedule, denoiser, shape, { sampler: 'ddim', eta: 1.5, noise: (s) => tf.zeros(s) })).toThrow('eta must be in [0, 1], got 1.5');
+  });
+});
+
+describe('generateImages', () => {
+  const model = new UNetModel(presetConfig('tiny'));
+  const params = new Float32Array(model.size);
+  initParams(model.specs, 5, { noZeroInit: true }).forEach((v, i) => params.set(v, model.offsets[i]));
+  const schedule = makeSchedule('linear', 100);
+  // eta = 1 so that every step draws noise, not only x_T.
+  const generate = (seed: number) => generateImages(model, params, schedule, { n: 2, seed, sampler: 'ddim', steps: 3, eta: 1 });
+
+  it('gives bit-identical images for the same seed', () => {
+    expect(generate(42)).toEqual(generate(42));
+  });
+
+  it('gives different images for a different seed', () => {
+    expect(maxAbsDiff(generate(42), generate(43))).toBeGreaterThan(1e-2);
+  });
+
+  it('returns n images of H*W*C values in [-1, 1] and frees its tensors', () => {
+    const before = tf.memory().numTensors;
+    const images = generate(7);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(images.length).toBe(2 * 8 * 8 * 1);
+    expect(images.every((v) => v >= -1 && v <= 1)).toBe(true);
+  });
+});

@@ -1,0 +1,310 @@
+/**
+ * The coordinator's arithmetic: Adam with warm-up, global-norm clipping and EMA (optimizer.ts),
+ * the reduction of unit results in unit order (reduce.ts), and the batch plan (batchPlan.ts).
+ *
+ * Expected optimizer values are computed here from the published formulas with plain float64
+ * JavaScript numbers, one scalar at a time, never by calling the code under test:
+ *   Adam (Kingma & Ba 2015, Algorithm 1): m_t = b1 m + (1 - b1) g, v_t = b2 v + (1 - b2) g^2,
+ *     mHat = m_t / (1 - b1^t), vHat = v_t / (1 - b2^t), p_t = p - lr_t mHat / (sqrt(vHat) + eps)
+ *   warm-up: lr_t = lr * min(1, (step + 1) / warmup), step = updates applied before this one
+ *   clipping: g <- g * gradClip / ||g||_2 when ||g||_2 > gradClip (norm over all elements)
+ *   EMA (TensorFlow ExponentialMovingAverage with num_updates): d = min(decay, (1 + n) / (10 + n)),
+ *     ema <- d ema + (1 - d) p_t
+ * The implementation stores state in Float32Array, so comparisons allow float32 rounding.
+ */
+import { OptimizerConfig, OptimizerState, applyUpdate, emaDecay, globalNorm, initialOptimizerState, learningRate } from '../src/training/optimizer';
+import { OrderedReducer } from '../src/training/reduce';
+import { BatchPlanner, PlanConfig, UnitPlan } from '../src/training/batchPlan';
+import { LOSS_BUCKETS, UnitResult } from '../src/training/workUnit';
+
+/** |actual - expected| <= rel * max(|expected|, floor): float32 storage rounds at ~6e-8 relative. */
+function expectClose(actual: number, expected: number, rel = 2e-6, floor = 1e-12): void {
+  const tol = rel * Math.max(Math.abs(expected), floor);
+  if (!(Math.abs(actual - expected) <= tol)) {
+    throw new Error(`expected ${expected}, got ${actual} (|diff| ${Math.abs(actual - expected)} > ${tol})`);
+  }
+}
+
+function expectAllClose(actual: ArrayLike<number>, expected: readonly number[], rel?: number): void {
+  expect(actual.length).toBe(expected.length);
+  for (let i = 0; i < expected.length; i++) expectClose(actual[i], expected[i], rel);
+}
+
+const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+
+describe('applyUpdate: Adam with warm-up, clipping and EMA, against hand-computed values', () => {
+  const cfg: OptimizerConfig = { lr: 0.1, warmupSteps: 2, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, gradClip: 1.0, emaDecay: 0.9999 };
+  const p0 = [0.5, -0.25, 2.0];
+  // Step 0: norm 0.5 (no clip). Step 1: norm 5 > 1, clipped by 1/5 to [0.6, 0.8, 0]. Step 2: norm 0.3 (no clip).
+  const grads = [[0.3, -0.4, 0.0], [3.0, 4.0, 0.0], [0.1, 0.2, -0.2]];
+
+  /** Three updates of the three elements, written out with plain numbers. */
+  function handComputed(): { params: number[]; ema: number[]; m: number[]; v: number[] }[] {
+    const { adamBeta1: b1, adamBeta2: b2, adamEps: eps } = cfg;
+    const p = [...p0];
+    const ema = [...p0];
+    const m = [0, 0, 0];
+    const v = [0, 0, 0];
+    const out = [];
+    for (let step = 0; step < 3; step++) {
+      const g = grads[step];
+      const norm = Math.sqrt(g[0] * g[0] + g[1] * g[1] + g[2] * g[2]);
+      const scale = norm > cfg.gradClip ? cfg.gradClip / norm : 1;
+      const lr = cfg.lr * Math.min(1, (step + 1) / cfg.warmupSteps);
+      const t = step + 1;
+      const d = Math.min(cfg.emaDecay, (1 + step) / (10 + step));
+      for (let i = 0; i < 3; i++) {
+        const gi = g[i] * scale;
+        m[i] = b1 * m[i] + (1 - b1) * gi;
+        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+        const mHat = m[i] / (1 - b1 ** t);
+        const vHat = v[i] / (1 - b2 ** t);
+        p[i] = p[i] - (lr * mHat) / (Math.sqrt(vHat) + eps);
+        ema[i] = d * ema[i] + (1 - d) * p[i];
+      }
+      out.push({ params: [...p], ema: [...ema], m: [...m], v: [...v] });
+    }
+    return out;
+  }
+
+  function run(): { state: OptimizerState; stats: { gradNorm: number; learningRate: number }[]; snapshots: OptimizerState[] } {
+    const state = initialOptimizerState(Float32Array.from(p0));
+    const stats = [];
+    const snapshots: OptimizerState[] = [];
+    for (const g of grads) {
+      stats.push(applyUpdate(cfg, state, Float32Array.from(g)));
+      snapshots.push({ params: state.params.slice(), ema: state.ema.slice(), adamM: state.adamM.slice(), adamV: state.adamV.slice(), step: state.step });
+    }
+    return { state, stats, snapshots };
+  }
+
+  it('matches Adam with bias correction, warm-up, clipping and EMA over three steps', () => {
+    const expected = handComputed();
+    const { snapshots } = run();
+    for (let k = 0; k < 3; k++) {
+      expectAllClose(snapshots[k].params, expected[k].params);
+      expectAllClose(snapshots[k].ema, expected[k].ema);
+      expectAllClose(snapshots[k].adamM, expected[k].m);
+      expectAllClose(snapshots[k].adamV, expected[k].v);
+      expect(snapshots[k].step).toBe(k + 1);
+    }
+  });
+
+  it('moves each parameter by lr_0 * sign(g) on the first step (mHat / sqrt(vHat) = sign(g)) and leaves g = 0 alone', () => {
+    const { snapshots } = run();
+    // lr_0 = 0.1 * min(1, 1/2) = 0.05.
+    expectAllClose(snapshots[0].params, [0.5 - 0.05, -0.25 + 0.05, 2.0]);
+    // EMA decay at n = 0 is min(0.9999, 1/10) = 0.1.
+    expectAllClose(snapshots[0].ema, [0.1 * 0.5 + 0.9 * 0.45, 0.1 * -0.25 + 0.9 * -0.2, 2.0]);
+    // m_1 = 0.1 g, v_1 = 0.001 g^2.
+    expectAllClose(snapshots[0].adamM, [0.03, -0.04, 0]);
+    expectAllClose(snapshots[0].adamV, [0.001 * 0.09, 0.001 * 0.16, 0]);
+  });
+
+  it('clips the step-1 gradient [3, 4, 0] (norm 5) to [0.6, 0.8, 0] before the moments see it', () => {
+    const { snapshots } = run();
+    // m_2 = 0.9 * 0.03 + 0.1 * 0.6, v_2 = 0.999 * 0.00009 + 0.001 * 0.36.
+    expectAllClose(snapshots[1].adamM, [0.9 * 0.03 + 0.1 * 0.6, 0.9 * -0.04 + 0.1 * 0.8, 0]);
+    expectAllClose(snapshots[1].adamV, [0.999 * 0.00009 + 0.001 * 0.36, 0.999 * 0.00016 + 0.001 * 0.64, 0]);
+  });
+
+  it('reports the pre-clip gradient norm and the warmed-up learning rate of each step', () => {
+    const { stats } = run();
+    expectAllClose(stats.map((s) => s.gradNorm), [0.5, 5, 0.3]);
+    expect(stats.map((s) => s.learningRate)).toEqual([0.05, 0.1, 0.1]);
+  });
+
+  it('learningRate ramps linearly to lr over warmupSteps and is lr without warm-up', () => {
+    const c = { ...cfg, lr: 1e-3, warmupSteps: 4 };
+    expect([0, 1, 2, 3, 4, 100].map((s) => learningRate(c, s))).toEqual([1e-3 * 0.25, 1e-3 * 0.5, 1e-3 * 0.75, 1e-3, 1e-3, 1e-3]);
+    expect(learningRate({ ...c, warmupSteps: 0 }, 0)).toBe(1e-3);
+  });
+
+  it('emaDecay is (1 + n) / (10 + n) until it reaches the configured decay', () => {
+    const c = { ...cfg, emaDecay: 0.9 };
+    expect(emaDecay(c, 0)).toBe(0.1);
+    expect(emaDecay(c, 1)).toBe(2 / 11);
+    expect(emaDecay(c, 80)).toBe(81 / 90); // = 0.9 exactly
+    expect(emaDecay(c, 1000)).toBe(0.9);
+  });
+});
+
+describe('globalNorm', () => {
+  it('is the Euclidean norm over all elements', () => {
+    expect(globalNorm(Float32Array.from([3, 4]))).toBe(5);
+    expect(globalNorm(Float32Array.from([1, -2, 2, -4]))).toBe(5);
+    expect(globalNorm(new Float32Array(0))).toBe(0);
+  });
+
+  it('does not overflow where squares exceed float32 range, and does not lose small terms', () => {
+    // 1e20^2 = 1e40 is beyond float32's 3.4e38: the sum of squares must be float64.
+    expectClose(globalNorm(Float32Array.from([1e20, 1e20])), Math.SQRT2 * Math.fround(1e20), 1e-15);
+    // One million terms of 1e-3: a float32 accumulator would drift by percents.
+    const small = new Float32Array(1_000_000).fill(1e-3);
+    expectClose(globalNorm(small), Math.sqrt(1e6 * Math.fround(1e-3) ** 2), 1e-9);
+  });
+});
+
+describe('OrderedReducer', () => {
+  const paramCount = 257;
+  const unitCount = 5;
+
+  /** Gradients spanning 16 orders of magnitude, so float addition order changes the rounding. */
+  function unitResult(unitId: number, count = 3): UnitResult {
+    const gradSum = new Float32Array(paramCount);
+    let x = (unitId + 1) * 2654435761;
+    for (let i = 0; i < paramCount; i++) {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      gradSum[i] = ((x / 2 ** 32) - 0.5) * 10 ** ((x % 17) - 8);
+    }
+    const lossByBucket = new Float64Array(LOSS_BUCKETS);
+    const countByBucket = new Float64Array(LOSS_BUCKETS);
+    lossByBucket[unitId % LOSS_BUCKETS] = 0.1 * (unitId + 1) + 1e-9 * unitId;
+    countByBucket[unitId % LOSS_BUCKETS] = count;
+    return { step: 0, unitId, paramVersion: 0, count, lossSum: lossByBucket[unitId % LOSS_BUCKETS], lossByBucket, countByBucket, gradSum, computeSeconds: 0 };
+  }
+
+  function permutations(n: number): number[][] {
+    if (n === 0) return [[]];
+    return permutations(n - 1).flatMap((p) => Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)]));
+  }
+
+  function reduceInOrder(order: number[]) {
+    const r = new OrderedReducer(unitCount, paramCount);
+    for (const u of order) expect(r.add(unitResult(u))).toBe(true);
+    return r.finish();
+  }
+
+  it('gives bit-identical sums for every arrival order (all 120 orders of 5 units)', () => {
+    const reference = reduceInOrder([0, 1, 2, 3, 4]);
+    for (const order of permutations(unitCount)) {
+      const reduced = reduceInOrder(order);
+      expect(Buffer.compare(bytes(reduced.meanGrad), bytes(reference.meanGrad))).toBe(0);
+      expect(Object.is(reduced.meanLoss, reference.meanLoss)).toBe(true);
+      expect(Buffer.compare(bytes(reduced.lossByBucket), bytes(reference.lossByBucket))).toBe(0);
+      expect(Buffer.compare(bytes(reduced.countByBucket), bytes(reference.countByBucket))).toBe(0);
+      expect(reduced.examples).toBe(15);
+    }
+  });
+
+  it('is a meaningful test: naive float64 summation in another order does round differently', () => {
+    const units = [0, 1, 2, 3, 4].map((u) => unitResult(u).gradSum);
+    const sum = (order: number[]) => {
+      const s = new Float64Array(paramCount);
+      for (const u of order) for (let i = 0; i < paramCount; i++) s[i] += units[u][i];
+      return s;
+    };
+    expect(Buffer.compare(bytes(sum([0, 1, 2, 3, 4])), bytes(sum([4, 3, 2, 1, 0])))).not.toBe(0);
+  });
+
+  it('divides the unit-order sum by the number of examples', () => {
+    const reduced = reduceInOrder([2, 0, 4, 1, 3]);
+    const units = [0, 1, 2, 3, 4].map((u) => unitResult(u));
+    for (const i of [0, 17, 256]) {
+      let s = 0;
+      for (const u of units) s += u.gradSum[i];
+      expect(reduced.meanGrad[i]).toBe(Math.fround(s / 15));
+    }
+    expect(reduced.meanLoss).toBe(units.reduce((a, u) => a + u.lossSum, 0) / 15);
+  });
+
+  it('returns false for a duplicate, whether the original is pending or already summed, and counts it once', () => {
+    const r = new OrderedReducer(unitCount, paramCount);
+    expect(r.add(unitResult(2))).toBe(true); // pending: 0 and 1 not in yet
+    expect(r.add(unitResult(2))).toBe(false);
+    expect(r.add(unitResult(0))).toBe(true); // summed at once
+    expect(r.add(unitResult(0))).toBe(false);
+    for (const u of [1, 3, 4]) expect(r.add(unitResult(u))).toBe(true);
+    expect(r.add(unitResult(4))).toBe(false);
+    const reduced = r.finish();
+    expect(reduced.examples).toBe(15);
+    expect(Buffer.compare(bytes(reduced.meanGrad), bytes(reduceInOrder([0, 1, 2, 3, 4]).meanGrad))).toBe(0);
+  });
+
+  it('throws from finish() until every unit is in, including when a gap remains', () => {
+    const r = new OrderedReducer(unitCount, paramCount);
+    expect(() => r.finish()).toThrow(/incomplete: 0 of 5/);
+    for (const u of [0, 1, 3, 4]) r.add(unitResult(u));
+    expect(r.complete).toBe(false);
+    expect(() => r.finish()).toThrow(/incomplete: 2 of 5/);
+    r.add(unitResult(2));
+    expect(r.complete).toBe(true);
+    expect(() => r.finish()).not.toThrow();
+  });
+});
+
+describe('BatchPlanner', () => {
+  const cfg: PlanConfig = { seed: 7, datasetSize: 40, batchSize: 8, unitSize: 3, timesteps: 1000, flip: true };
+  const allIndices = (units: UnitPlan[]) => units.flatMap((u) => Array.from(u.indices));
+
+  it('gives the same plan for (seed, step) across instances and repeated calls, in any call order', () => {
+    const a = new BatchPlanner(cfg);
+    const b = new BatchPlanner(cfg);
+    const first = [0, 1, 6, 13].map((s) => a.plan(s));
+    // b visits the steps in another order (other epochs first) and a repeats them.
+    const fromB = [13, 6, 1, 0].map((s) => b.plan(s)).reverse();
+    const again = [0, 1, 6, 13].map((s) => a.plan(s));
+    expect(fromB).toEqual(first);
+    expect(again).toEqual(first);
+  });
+
+  it('gives different examples, timesteps and noise seeds to different steps and seeds', () => {
+    const p = new BatchPlanner(cfg);
+    expect(allIndices(p.plan(0))).not.toEqual(allIndices(p.plan(1)));
+    const t = (units: UnitPlan[]) => units.flatMap((u) => Array.from(u.timesteps));
+    const seeds = (units: UnitPlan[]) => units.flatMap((u) => Array.from(u.noiseSeeds));
+    expect(t(p.plan(0))).not.toEqual(t(p.plan(1)));
+    expect(seeds(p.plan(0))).not.toEqual(seeds(p.plan(1)));
+    expect(allIndices(new BatchPlanner({ ...cfg, seed: 8 }).plan(0))).not.toEqual(allIndices(p.plan(0)));
+  });
+
+  it('visits each example exactly once per epoch (datasetSize / batchSize steps), in a new order each epoch', () => {
+    const p = new BatchPlanner(cfg);
+    const epoch = (e: number) => [0, 1, 2, 3, 4].flatMap((s) => allIndices(p.plan(e * 5 + s)));
+    const identity = Array.from({ length: 40 }, (_, i) => i);
+    expect([...epoch(0)].sort((x, y) => x - y)).toEqual(identity);
+    expect([...epoch(1)].sort((x, y) => x - y)).toEqual(identity);
+    expect(epoch(1)).not.toEqual(epoch(0));
+    expect(epoch(0)).not.toEqual(identity); // shuffled, not sequential
+  });
+
+  it('continues across epoch boundaries that fall inside a batch', () => {
+    // 10 examples, batches of 4: steps 0-4 read 20 positions = exactly two epochs.
+    const p = new BatchPlanner({ ...cfg, datasetSize: 10, batchSize: 4, unitSize: 4 });
+    const seq = [0, 1, 2, 3, 4].flatMap((s) => allIndices(p.plan(s)));
+    const sorted = (a: number[]) => [...a].sort((x, y) => x - y);
+    const identity = Array.from({ length: 10 }, (_, i) => i);
+    expect(sorted(seq.slice(0, 10))).toEqual(identity);
+    expect(sorted(seq.slice(10, 20))).toEqual(identity);
+  });
+
+  it('cuts the batch into units of unitSize, the last one smaller when the batch does not divide', () => {
+    const p = new BatchPlanner(cfg);
+    const units = p.plan(3);
+    expect(p.unitCount()).toBe(3);
+    expect(units.map((u) => u.unitId)).toEqual([0, 1, 2]);
+    expect(units.map((u) => u.indices.length)).toEqual([3, 3, 2]);
+    for (const u of units) {
+      expect([u.timesteps.length, u.noiseSeeds.length, u.flips.length]).toEqual([u.indices.length, u.indices.length, u.indices.length]);
+    }
+    const even = new BatchPlanner({ ...cfg, unitSize: 4 });
+    expect(even.plan(3).map((u) => u.indices.length)).toEqual([4, 4]);
+    // The cut does not change which examples form the batch.
+    expect(allIndices(even.plan(3))).toEqual(allIndices(units));
+  });
+
+  it('draws timesteps in [0, T) and flip bits only when flipping is on', () => {
+    const plans = [0, 1, 2, 3].flatMap((s) => new BatchPlanner(cfg).plan(s));
+    const ts = plans.flatMap((u) => Array.from(u.timesteps));
+    expect(Math.min(...ts)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...ts)).toBeLessThan(1000);
+    const flips = plans.flatMap((u) => Array.from(u.flips));
+    expect(new Set(flips)).toEqual(new Set([0, 1]));
+    const noFlip = [0, 1, 2, 3].flatMap((s) => new BatchPlanner({ ...cfg, flip: false }).plan(s));
+    expect(noFlip.every((u) => u.flips.every((f) => f === 0))).toBe(true);
+  });
+
+  it('rejects an empty dataset', () => {
+    expect(() => new BatchPlanner({ ...cfg, datasetSize: 0 })).toThrow(/empty/);
+  });
+});
