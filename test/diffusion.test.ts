@@ -84,6 +84,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+// wasm: the cpu backend's broadcasting kernels are JavaScript loops, slow under jest (see above).
 beforeAll(async () => {
   await initBackend('wasm');
 });

@@ -66,7 +66,7 @@ export function withBackendOption<T>(y: Argv<T>) {
 const d = TRAIN_DEFAULTS;
 
 export function withTrainOptions<T>(y: Argv<T>) {
-  return withBackendOption(withScheduleOptions(withModelOptions(y, 'mnist')))
+  return withBackendOption(withScheduleOptions(withModelOptions(y, 'mnist-fast')))
     .option('data', { type: 'string', default: d.data, describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR' })
     .option('flip', { type: 'boolean', default: d.flip, describe: 'random horizontal flips' })
     .option('batch-size', { type: 'number', default: d.batchSize, describe: 'global batch size' })

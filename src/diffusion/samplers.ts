@@ -83,5 +83,7 @@ export function sample(schedule: DiffusionSchedule, model: Denoiser, shape: [num
     x = next;
     opts.onStep?.(i + 1, seq.length);
   });
-  return tf.tidy(() => tf.clipByValue(x, -1, 1));
+  const out = tf.tidy(() => tf.clipByValue(x, -1, 1));
+  x.dispose();
+  return out;
 }

@@ -46,9 +46,15 @@ export function nin(params: Params, prefix: string, x: tf.Tensor4D): tf.Tensor4D
   return tf.add(y, param(params, `${prefix}/bias`));
 }
 
-/** Nearest-neighbour doubling of height and width. */
+/**
+ * Nearest-neighbour doubling of height and width, cropped to `size` (odd sizes: 4 -> 7 keeps rows
+ * 0,0,1,1,2,2,3 as resizeNearestNeighbor does). Written as a broadcast so its gradient is a sum:
+ * tfjs-backend-cpu 4.22's ResizeNearestNeighborGrad mixes up examples when the batch is > 1.
+ */
 export function upsampleNearest(x: tf.Tensor4D, size: [number, number]): tf.Tensor4D {
-  return tf.image.resizeNearestNeighbor(x, size);
+  const [n, h, w, c] = x.shape;
+  const doubled = tf.reshape(tf.mul(tf.reshape(x, [n, h, 1, w, 1, c]), tf.ones([1, 1, 2, 1, 2, 1])), [n, 2 * h, 2 * w, c]) as tf.Tensor4D;
+  return size[0] === 2 * h && size[1] === 2 * w ? doubled : tf.slice(doubled, [0, 0, 0, 0], [n, size[0], size[1], c]);
 }
 
 /** Inverted dropout with a fixed seed, so every worker drops the same units (DESIGN.md equivalence). */

@@ -48,7 +48,10 @@ export function bytesOf(a: ArrayBufferView): Buffer {
 /** A typed view of a frame; copies only when the frame is not 4-byte aligned. */
 function aligned(frame: Uint8Array): ArrayBuffer {
   if (frame.byteOffset % 4 === 0) return frame.buffer as ArrayBuffer;
-  return frame.slice().buffer as ArrayBuffer;
+  // Not frame.slice(): on a Buffer that is a view, not a copy.
+  const copy = new Uint8Array(frame.byteLength);
+  copy.set(frame);
+  return copy.buffer;
 }
 
 export function float32View(frame: Uint8Array): Float32Array {

@@ -22,17 +22,17 @@ export interface TrainConfig {
   emaDecay: number;
 }
 
-/** Calibrated in PERFORMANCE.md: on 2 CPU cores a small model taking many steps at lr 1e-3 gives
- * recognisable MNIST digits in minutes; see README for the measured run. */
+/** Defaults of `ddpm train`: the mnist-fast model for 1000 steps; README's demo adds --lr 1e-3
+ * and 2 local workers, which gives recognisable digits in about 10 minutes on 2 CPU cores. */
 export const TRAIN_DEFAULTS: TrainConfig = {
-  model: presetConfig('mnist'),
+  model: presetConfig('mnist-fast'),
   schedule: 'linear',
   timesteps: 1000,
   data: 'mnist',
   flip: false,
   batchSize: 64,
   unitSize: 16,
-  steps: 2000,
+  steps: 1000,
   seed: 0,
   lr: 2e-4,
   warmupSteps: 100,

@@ -19,7 +19,8 @@ export interface ServerChannel {
 
 /** A worker's side: one coordinator. */
 export interface ClientChannel {
-  send(frames: Buffer[]): Promise<void>;
+  /** With `timeoutMs`, gives up (rejects) if the message cannot be queued in time. */
+  send(frames: Buffer[], timeoutMs?: number): Promise<void>;
   /** Resolves with the next message, undefined after `timeoutMs` without one or once closed. */
   receive(timeoutMs: number): Promise<Buffer[] | undefined>;
   close(): void;

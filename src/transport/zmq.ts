@@ -105,9 +105,12 @@ export class ZmqClient implements ClientChannel {
     this.socket.connect(address);
   }
 
-  send(frames: Buffer[]): Promise<void> {
+  send(frames: Buffer[], timeoutMs = -1): Promise<void> {
     if (this.closed) return Promise.resolve();
-    return this.queue.run(() => this.socket.send(frames));
+    return this.queue.run(() => {
+      this.socket.sendTimeout = timeoutMs;
+      return this.socket.send(frames);
+    });
   }
 
   async receive(timeoutMs: number): Promise<Buffer[] | undefined> {

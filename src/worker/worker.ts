@@ -172,7 +172,10 @@ export class Worker {
   stop(reason = 'stopping'): Promise<void> {
     this.stopped ??= (async () => {
       this.stopping = true;
-      if (this.run) await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.run.runId, goodbye: { reason } })).catch(() => undefined);
+      // After the coordinator's own goodbye there is no one to tell; otherwise try for a second.
+      if (this.run && reason !== 'finished') {
+        await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.run.runId, goodbye: { reason } }), 1000).catch(() => undefined);
+      }
       this.opts.channel.close();
       await this.loop?.catch(() => undefined);
       this.run?.computer.dispose();

@@ -1,0 +1,64 @@
+/**
+ * DESIGN.md's equivalence contract with real processes and sockets: the same seed and global
+ * batch give bit-identical parameters with the in-process worker, 1 worker and 3 workers; and a
+ * coordinator killed mid-run and restarted with --resume ends where an uninterrupted run ends.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { freePort, killAll, startDdpm, waitExit, waitFor } from './helpers/cli';
+
+const TINY = ['--preset', 'tiny', '--batch-size', '12', '--unit-size', '2', '--seed', '7', '--lr', '1e-3', '--warmup-steps', '2', '--sample-n', '0', '--log-every', '60'];
+
+let root: string;
+beforeAll(() => { root = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-dist-')); });
+afterEach(() => killAll());
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+function finalBytes(dir: string, file: string): Buffer {
+  const latest = fs.readFileSync(path.join(dir, 'latest'), 'utf8').trim();
+  return fs.readFileSync(path.join(dir, latest, file));
+}
+
+async function train(backend: string, workers: number, steps: number): Promise<string> {
+  const dir = path.join(root, `${backend}-w${workers}-s${steps}`);
+  const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', String(steps), '--workers', String(workers), '--checkpoint-dir', dir]);
+  const { code } = await waitExit(p, 150_000);
+  if (code !== 0) throw new Error(`train --workers ${workers} exited ${code}:\n${p.output()}`);
+  return dir;
+}
+
+describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
+  let inProcess: string;
+  beforeAll(async () => { inProcess = await train(backend, 0, 5); }, 160_000);
+
+  it.each([1, 3])('with %i worker process(es) give the in-process parameters, EMA and Adam state bit for bit', async (workers) => {
+    const dir = await train(backend, workers, 5);
+    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
+      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
+    }
+  }, 160_000);
+});
+
+describe('a coordinator killed with SIGKILL and restarted with --resume', () => {
+  it('is rejoined by its workers and ends with the parameters of an uninterrupted run', async () => {
+    const steps = 8;
+    const reference = await train('cpu', 0, steps);
+    const dir = path.join(root, 'killed');
+    const port = await freePort();
+    const coordinatorArgs = ['coordinator', ...TINY, '--backend', 'cpu', '--steps', String(steps), '--bind', `tcp://127.0.0.1:${port}`,
+      '--checkpoint-dir', dir, '--checkpoint-every', '1', '--min-workers', '2', '--metrics-port', '0'];
+    const workers = [0, 1].map((i) => startDdpm(['worker', '--connect', `tcp://127.0.0.1:${port}`, '--name', `w${i}`, '--backend', 'cpu', '--coordinator-timeout', '1']));
+    const first = startDdpm(coordinatorArgs);
+    await waitFor(() => fs.existsSync(path.join(dir, 'step-00000003')), 90_000, 'the checkpoint of step 3');
+    first.child.kill('SIGKILL');
+    await waitExit(first, 10_000);
+    const second = startDdpm([...coordinatorArgs, '--resume']);
+    const { code } = await waitExit(second, 120_000);
+    expect(code).toBe(0);
+    expect(second.output()).toMatch(/resumed from .*step-0000000[3-8] at step [3-8]/);
+    expect(Buffer.compare(finalBytes(dir, 'model.bin'), finalBytes(reference, 'model.bin'))).toBe(0);
+    expect(Buffer.compare(finalBytes(dir, 'ema.bin'), finalBytes(reference, 'ema.bin'))).toBe(0);
+    for (const w of workers) expect((await waitExit(w, 20_000)).code).toBe(0);
+  }, 240_000);
+});
