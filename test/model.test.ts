@@ -102,7 +102,7 @@ describe('validateConfig', () => {
   });
 
   it('rejects an unknown preset, naming it and the allowed ones', () => {
-    expect(() => presetConfig('imagenet')).toThrow(/"imagenet".*tiny, mnist, cifar10/);
+    expect(() => presetConfig('imagenet')).toThrow(/"imagenet".*tiny, mnist-fast, mnist, cifar10/);
   });
 });
 

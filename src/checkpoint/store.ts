@@ -86,7 +86,11 @@ export class CheckpointStore {
       writeFileAtomic(path.join(this.root, LATEST_FILE), `${name}\n`);
       return final;
     } catch (err) {
-      fs.rmSync(tmp, { recursive: true, force: true });
+      try {
+        fs.rmSync(tmp, { recursive: true, force: true });
+      } catch {
+        // Nothing was created (e.g. a path component is a file): nothing to clean.
+      }
       throw new CheckpointError(`saving checkpoint ${name} in ${this.root} failed: ${(err as Error).message}; the previous checkpoint is intact`, { cause: err });
     }
   }

@@ -1,12 +1,15 @@
 /** Options and set-up shared by `ddpm coordinator` and `ddpm train --workers N`. */
 import type { Argv } from 'yargs';
 import { ZmqServer } from '../transport/zmq';
-import { RemoteExecutor } from '../coordinator/remoteExecutor';
+import { ExecutorEvents, RemoteExecutor } from '../coordinator/remoteExecutor';
+import type { WorkerSource } from '../metrics/trainingTelemetry';
 import { TRANSPORT_DTYPES, TransportDtype, transportDtypeCode } from '../protocol/dtypes';
 import { TrainConfig } from '../training/config';
 import { parameterCount } from '../model/paramSpecs';
 import { log } from './trainJob';
 import { UsageError } from './errors';
+import type { CurveServerConfig } from '../transport/curve';
+import { zapRefusalLogger } from './keygenCommand';
 
 export interface ClusterArgs {
   'transport-dtype': string;
@@ -27,8 +30,8 @@ export function withClusterOptions<T>(y: Argv<T>) {
     .option('max-message-size', { type: 'number', default: 1 << 30, describe: 'largest accepted message in bytes' });
 }
 
-export async function startRemoteExecutor(a: ClusterArgs & { bind: string }, config: TrainConfig): Promise<{ executor: RemoteExecutor; endpoint: string }> {
-  const channel = new ZmqServer({ maxMessageSize: a['max-message-size'] });
+export async function startRemoteExecutor(a: ClusterArgs & { bind: string }, config: TrainConfig, events?: ExecutorEvents, curve?: CurveServerConfig): Promise<{ executor: RemoteExecutor; endpoint: string }> {
+  const channel = new ZmqServer({ maxMessageSize: a['max-message-size'], curve, onZapDecision: curve ? zapRefusalLogger(log) : undefined });
   try {
     await channel.bind(a.bind);
   } catch (err) {
@@ -38,9 +41,17 @@ export async function startRemoteExecutor(a: ClusterArgs & { bind: string }, con
   const endpoint = channel.endpoint ?? a.bind;
   const executor = new RemoteExecutor({
     channel, config, parameterCount: parameterCount(config.model), transportDtype: transportDtypeCode(a['transport-dtype'] as TransportDtype),
-    workerTimeoutMs: a['worker-timeout'] * 1000, unitDeadlineMs: a['unit-deadline'] * 1000, log,
+    workerTimeoutMs: a['worker-timeout'] * 1000, unitDeadlineMs: a['unit-deadline'] * 1000, log, events,
   });
   await executor.start();
-  log(`coordinator: listening on ${endpoint} (run ${executor.runId})`);
+  log(`coordinator: listening on ${endpoint} (run ${executor.runId})${curve ? `, CurveZMQ on, ${curve.allowedKeys.length} worker key(s) allowed` : ''}`);
   return { executor, endpoint };
+}
+
+/** The attached workers, as metrics and the status page see them. */
+export function remoteWorkerSource(executor: RemoteExecutor): WorkerSource {
+  return {
+    count: () => executor.workerCount(),
+    rows: () => executor.workers.all().map((w) => ({ name: w.name, backend: w.backend, lastSeen: w.lastSeen, joinedAt: w.joinedAt })),
+  };
 }

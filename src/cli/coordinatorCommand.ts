@@ -2,13 +2,15 @@
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
 import { withTrainOptions } from './options';
-import { ClusterArgs, startRemoteExecutor, withClusterOptions } from './cluster';
-import { JobArgs, effectiveConfig, log, runTrainingJob } from './trainJob';
+import { ClusterArgs, remoteWorkerSource, startRemoteExecutor, withClusterOptions } from './cluster';
+import { JobArgs, effectiveConfig, log, runTrainingJob, withSampleEveryOption } from './trainJob';
+import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
+import { TrainingTelemetry } from '../metrics/trainingTelemetry';
+import { CurveServerArgs, curveServerFromArgs, withCurveServerOptions } from './keygenCommand';
 
-interface CoordinatorArgs extends JobArgs, ClusterArgs {
+interface CoordinatorArgs extends JobArgs, ClusterArgs, MetricsArgs, CurveServerArgs {
   bind: string;
   backend: string;
-  'metrics-port': number;
 }
 
 function isLoopback(address: string): boolean {
@@ -18,23 +20,35 @@ function isLoopback(address: string): boolean {
 export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   command: 'coordinator',
   describe: 'run the coordinator: workers attach with `ddpm worker --connect`',
-  builder: (y) => withClusterOptions(withTrainOptions(y))
-    .option('bind', { type: 'string', default: 'tcp://0.0.0.0:5555', describe: 'ZeroMQ address to bind' })
-    .option('metrics-port', { type: 'number', default: 9464, describe: 'Prometheus /metrics port (0: off)' }) as never,
+  // Prometheus scrapes the coordinator from another machine: listen on every interface by default.
+  builder: (y) => withCurveServerOptions(withMetricsOptions(withSampleEveryOption(withClusterOptions(withTrainOptions(y))), { port: 9464, host: '0.0.0.0' }))
+    .option('bind', { type: 'string', default: 'tcp://0.0.0.0:5555', describe: 'ZeroMQ address to bind' }) as never,
   handler: async (a) => {
     const config = effectiveConfig(a);
-    // The coordinator computes no gradients; a backend is needed only for the final samples.
-    const backend = await initBackend(a.backend as BackendName, log);
-    log(`backend (sampling): ${backend}`);
-    if (!isLoopback(a.bind)) log(`warning: ${a.bind} is reachable beyond this machine and CurveZMQ is off: any client can attach`);
-    const { executor } = await startRemoteExecutor(a, config);
+    // Key errors exit 2 before anything starts.
+    const curve = curveServerFromArgs(a);
+    const minWorkers = Math.max(1, a['min-workers']);
+    const telemetry = new TrainingTelemetry({ totalSteps: config.steps, readyWorkers: minWorkers });
+    // Up before data loading and worker waits, so /healthz answers and all series read 0 from the start.
+    const serving = await serveMetrics(a, telemetry.routes(), log);
     try {
-      await runTrainingJob(a, config, executor, {
-        workers: () => executor.workerCount(),
-        beforeTraining: () => executor.waitForWorkers(Math.max(1, a['min-workers']), a['start-timeout'] * 1000),
-      });
+      // The coordinator computes no gradients; a backend is needed only for the sample grids.
+      const backend = await initBackend(a.backend as BackendName, log);
+      log(`backend (sampling): ${backend}`);
+      if (!curve && !isLoopback(a.bind)) log(`warning: ${a.bind} is reachable beyond this machine and CurveZMQ is off: any client can attach`);
+      const { executor } = await startRemoteExecutor(a, config, telemetry.executorEvents(), curve);
+      telemetry.setWorkers(remoteWorkerSource(executor));
+      try {
+        await runTrainingJob(a, config, executor, {
+          workers: () => executor.workerCount(),
+          beforeTraining: () => executor.waitForWorkers(minWorkers, a['start-timeout'] * 1000),
+          telemetry,
+        });
+      } finally {
+        await executor.stop();
+      }
     } finally {
-      await executor.stop();
+      await serving.close();
     }
   },
 };

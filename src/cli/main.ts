@@ -6,6 +6,8 @@ import { trainCommand } from './trainCommand';
 import { sampleCommand } from './sampleCommand';
 import { coordinatorCommand } from './coordinatorCommand';
 import { workerCommand } from './workerCommand';
+import { keygenCommand } from './keygenCommand';
+import { inspectCommand } from './inspectCommand';
 import { EXIT_USER_ERROR, isUserError } from './errors';
 
 function fail(message: string): never {
@@ -21,8 +23,10 @@ export async function main(argv: string[]): Promise<void> {
       .command(coordinatorCommand)
       .command(workerCommand)
       .command(sampleCommand)
+      .command(inspectCommand)
       .command(scheduleCommand)
       .command(modelCommand)
+      .command(keygenCommand)
       .demandCommand(1, 'name a command')
       .strict()
       .recommendCommands()

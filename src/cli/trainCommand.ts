@@ -5,34 +5,44 @@ import { InProcessExecutor } from '../coordinator/inProcessExecutor';
 import { UnitGradientComputer } from '../training/unitGradients';
 import { UNetModel } from '../model/unetModel';
 import { makeSchedule } from '../schedule';
+import { TrainConfig } from '../training/config';
 import { withTrainOptions } from './options';
-import { withClusterOptions, ClusterArgs, startRemoteExecutor } from './cluster';
-import { JobArgs, effectiveConfig, log, runTrainingJob } from './trainJob';
+import { withClusterOptions, ClusterArgs, remoteWorkerSource, startRemoteExecutor } from './cluster';
+import { JobArgs, effectiveConfig, log, runTrainingJob, withSampleEveryOption } from './trainJob';
 import { spawnLocalWorkers } from './localWorkers';
 import { UsageError } from './errors';
+import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
+import { TrainingTelemetry } from '../metrics/trainingTelemetry';
+import { observeUnits } from '../metrics/unitProbe';
+import { IN_PROCESS_WORKER } from '../metrics/names';
 
-export interface TrainCommandArgs extends JobArgs, ClusterArgs {
+export interface TrainCommandArgs extends JobArgs, ClusterArgs, MetricsArgs {
   backend: string;
   workers: number;
 }
 
-export async function runTrain(a: TrainCommandArgs): Promise<void> {
-  if (!Number.isInteger(a.workers) || a.workers < 0) throw new UsageError(`--workers must be a non-negative integer, got ${a.workers}`);
-  const config = effectiveConfig(a);
-  const backend = await initBackend(a.backend as BackendName, log);
-  log(`backend: ${backend}`);
-  if (a.workers === 0) {
-    const model = new UNetModel(config.model);
-    const executor = new InProcessExecutor(new UnitGradientComputer(model, makeSchedule(config.schedule, config.timesteps)));
-    await runTrainingJob(a, config, executor, { workers: () => 1 });
-    return;
-  }
-  const { executor, endpoint } = await startRemoteExecutor({ ...a, bind: 'tcp://127.0.0.1:0' }, config);
+async function trainInProcess(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, backend: string): Promise<void> {
+  const model = new UNetModel(config.model);
+  const joinedAt = Date.now();
+  let lastSeen = joinedAt;
+  // One worker that never leaves and sends nothing over a wire: the workers gauge reads 1, bytes stay 0.
+  telemetry.setWorkers({ count: () => 1, rows: () => [{ name: IN_PROCESS_WORKER, backend, lastSeen, joinedAt }] });
+  const executor = observeUnits(new InProcessExecutor(new UnitGradientComputer(model, makeSchedule(config.schedule, config.timesteps))), (r) => {
+    lastSeen = Date.now();
+    telemetry.onUnitDone(IN_PROCESS_WORKER, r.computeSeconds);
+  });
+  await runTrainingJob(a, config, executor, { workers: () => 1, telemetry });
+}
+
+async function trainWithWorkers(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, needed: number): Promise<void> {
+  const { executor, endpoint } = await startRemoteExecutor({ ...a, bind: 'tcp://127.0.0.1:0' }, config, telemetry.executorEvents());
+  telemetry.setWorkers(remoteWorkerSource(executor));
   const workers = spawnLocalWorkers(a.workers, endpoint, a.backend, log);
   try {
     await runTrainingJob(a, config, executor, {
       workers: () => executor.workerCount(),
-      beforeTraining: () => executor.waitForWorkers(a['min-workers'] || a.workers, a['start-timeout'] * 1000),
+      beforeTraining: () => executor.waitForWorkers(needed, a['start-timeout'] * 1000),
+      telemetry,
     });
   } finally {
     await executor.stop();
@@ -40,10 +50,27 @@ export async function runTrain(a: TrainCommandArgs): Promise<void> {
   }
 }
 
+export async function runTrain(a: TrainCommandArgs): Promise<void> {
+  if (!Number.isInteger(a.workers) || a.workers < 0) throw new UsageError(`--workers must be a non-negative integer, got ${a.workers}`);
+  const config = effectiveConfig(a);
+  const needed = a.workers === 0 ? 1 : a['min-workers'] || a.workers;
+  const telemetry = new TrainingTelemetry({ totalSteps: config.steps, readyWorkers: needed, knownWorkers: a.workers === 0 ? [IN_PROCESS_WORKER] : [] });
+  const serving = await serveMetrics(a, telemetry.routes(), log);
+  try {
+    const backend = await initBackend(a.backend as BackendName, log);
+    log(`backend: ${backend}`);
+    if (a.workers === 0) await trainInProcess(a, config, telemetry, backend);
+    else await trainWithWorkers(a, config, telemetry, needed);
+  } finally {
+    await serving.close();
+  }
+}
+
 export const trainCommand: CommandModule<object, TrainCommandArgs> = {
   command: 'train',
   describe: 'train a DDPM: coordinator + in-process worker, or + N local worker processes (--workers N)',
-  builder: (y) => withClusterOptions(withTrainOptions(y))
+  // A local run: metrics off unless asked for, and then on loopback unless told otherwise.
+  builder: (y) => withMetricsOptions(withSampleEveryOption(withClusterOptions(withTrainOptions(y))), { port: 0, host: '127.0.0.1' })
     .option('workers', { type: 'number', default: 0, describe: 'local worker processes (0: compute in this process)' }) as never,
   handler: runTrain,
 };

@@ -1,9 +1,10 @@
 /**
  * What `ddpm train` and `ddpm coordinator` share: config, data, the coordinator loop with
- * progress lines and checkpoints, then a sample grid from the EMA weights.
+ * progress lines, checkpoints, metrics and periodic sample grids, then a final grid from the EMA weights.
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import type { Argv } from 'yargs';
 import { fitDataset, loadDataset } from '../data/dataset';
 import { CheckpointStore, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
 import { Coordinator } from '../coordinator/coordinator';
@@ -18,6 +19,9 @@ import { TrainConfig } from '../training/config';
 import { TrainArgs, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
+import { UsageError } from './errors';
+import { TrainingTelemetry } from '../metrics/trainingTelemetry';
+import { PeriodicSampler, newestSampleGrid } from '../metrics/sampleGrids';
 
 export interface JobArgs extends TrainArgs {
   'checkpoint-dir': string;
@@ -28,7 +32,18 @@ export interface JobArgs extends TrainArgs {
   'log-every': number;
   'sample-n': number;
   'sample-steps': number;
+  'sample-every': number;
   out?: string;
+}
+
+export function withSampleEveryOption<T>(y: Argv<T>) {
+  return y.option('sample-every', { type: 'number', default: 0, describe: 'steps between sample grids (--sample-n images, EMA weights) in CHECKPOINT_DIR/samples/; 0: off' });
+}
+
+function checkSampleEvery(a: JobArgs): void {
+  const every = a['sample-every'];
+  if (!Number.isInteger(every) || every < 0) throw new UsageError(`--sample-every must be a non-negative integer, got ${every}`);
+  if (every > 0 && !(a['sample-n'] >= 1)) throw new UsageError(`--sample-every ${every} needs --sample-n of at least 1, got ${a['sample-n']}`);
 }
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -46,39 +61,57 @@ export interface JobHooks {
   /** Runs after the coordinator has its state and before the first step (e.g. wait for workers). */
   beforeTraining?: (c: Coordinator) => Promise<void>;
   workers: () => number;
+  telemetry: TrainingTelemetry;
 }
 
 export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
+  checkSampleEvery(a);
+  const { telemetry } = hooks;
   const raw = await loadDataset(config.data);
   const dataset = fitDataset(raw, config.model.imageSize, config.model.imageChannels);
   log(`data: ${raw.source}: ${raw.count} images ${raw.height}x${raw.width}x${raw.channels}` +
     (raw === dataset ? '' : `, fitted to ${dataset.height}x${dataset.width}x${dataset.channels}`));
   log(`model: ${parameterCount(config.model)} parameters; batch ${config.batchSize} in units of ${config.unitSize}; ${config.steps} steps`);
   const model = new UNetModel(config.model);
+  const schedule = makeSchedule(config.schedule, config.timesteps);
+  const sampler = new PeriodicSampler({
+    model, schedule, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], ddimSteps: a['sample-steps'], log,
+    onWritten: (file, step) => { telemetry.onSample(file, step); log(`samples: ${file}`); },
+  });
+  const previous = a.resume ? newestSampleGrid(a['checkpoint-dir']) : undefined;
+  if (previous) telemetry.onSample(previous.file, previous.step);
   const store = new CheckpointStore(a['checkpoint-dir'], model.specs, log);
   const reporter = new ProgressReporter({ totalSteps: config.steps, format: a['log-format'] as LogFormat, everySeconds: a['log-every'], log: (l) => process.stdout.write(`${l}\n`) });
   const coordinator = new Coordinator({
     config, dataset, executor, checkpoints: { store, every: a['checkpoint-every'], keep: a.keep }, resume: a.resume, log,
-    onStep: (r) => reporter.onStep(r, hooks.workers()),
+    onStep: (r) => {
+      reporter.onStep(r, hooks.workers());
+      telemetry.onStep(r);
+      sampler.maybeStart(r.step, coordinator.optimizerState.ema);
+    },
+    onCheckpoint: (_dir, seconds) => telemetry.onCheckpoint(seconds),
   });
   let interrupted = false;
-  const unsubscribe = onStopSignals(() => { interrupted = true; coordinator.requestStop(); }, log);
+  const unsubscribe = onStopSignals(() => { interrupted = true; telemetry.markStopping(); coordinator.requestStop(); }, log);
   try {
     await coordinator.start();
+    telemetry.setStep(coordinator.step);
     await hooks.beforeTraining?.(coordinator);
     reporter.begin(coordinator.step);
     await coordinator.run();
     reporter.finish(coordinator.step);
   } finally {
     unsubscribe();
+    telemetry.markStopping();
+    await sampler.idle();
     await coordinator.stop();
   }
   log(`checkpoint: ${path.join(a['checkpoint-dir'], 'latest')} (step ${coordinator.step})`);
   if (a['sample-n'] > 0 && !interrupted) {
     const out = a.out ?? path.join(a['checkpoint-dir'], 'samples.png');
-    const schedule = makeSchedule(config.schedule, config.timesteps);
     const images = generateImages(model, coordinator.optimizerState.ema, schedule, { n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0 });
     writeGrid(out, images, a['sample-n'], config.model);
+    telemetry.onSample(out, coordinator.step);
     log(`samples: ${out} (${a['sample-n']} images, EMA weights, DDIM ${a['sample-steps']} steps)`);
   }
 }

@@ -5,8 +5,12 @@ import { BackendName, initBackend } from '../backend/backend';
 import { ZmqClient } from '../transport/zmq';
 import { Worker } from '../worker/worker';
 import { withBackendOption } from './options';
+import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
+import { WorkerMetrics } from '../metrics/workerMetrics';
+import { CurveClientArgs, curveClientFromArgs, withCurveClientOptions } from './keygenCommand';
+import { EXIT_USER_ERROR, UsageError } from './errors';
 
-interface WorkerArgs {
+interface WorkerArgs extends MetricsArgs, CurveClientArgs {
   connect: string;
   name?: string;
   backend: string;
@@ -18,23 +22,45 @@ const log = (line: string) => process.stderr.write(`${line}\n`);
 export const workerCommand: CommandModule<object, WorkerArgs> = {
   command: 'worker',
   describe: 'compute gradients for a coordinator',
-  builder: (y) => withBackendOption(y)
+  // Several workers may share a machine: metrics only on request (a port each).
+  builder: (y) => withCurveClientOptions(withMetricsOptions(withBackendOption(y), { port: 0, host: '0.0.0.0' }))
     .option('connect', { type: 'string', demandOption: true, describe: 'coordinator address, e.g. tcp://HOST:5555' })
     .option('name', { type: 'string', describe: 'stable worker name (default HOSTNAME-PID); a returning name takes over its identity' })
     .option('coordinator-timeout', { type: 'number', default: 5, describe: 'seconds of coordinator silence before registering again' }) as never,
   handler: async (a) => {
+    const curve = curveClientFromArgs(a);
     const name = a.name ?? `${os.hostname()}-${process.pid}`;
+    if (name.includes('#')) throw new UsageError(`--name "${name}" must not contain '#' (reserved for the beacon's routing id)`);
+    let worker: Worker | undefined;
+    const metrics = new WorkerMetrics(() => worker?.unitsDone ?? 0);
+    const serving = await serveMetrics(a, metrics.routes(), log);
     const backend = await initBackend(a.backend as BackendName, log);
-    log(`worker ${name}: backend ${backend}, connecting to ${a.connect}`);
-    const channel = new ZmqClient(name);
+    log(`worker ${name}: backend ${backend}, connecting to ${a.connect}${curve ? ` with CurveZMQ (public key ${curve.publicKey})` : ''}`);
+    let refused = false;
+    const channel = new ZmqClient(name, {
+      curve,
+      onHandshakeError: (f) => {
+        log(`worker ${name}: security handshake with ${f.address} failed: ${f.kind === 'auth'
+          ? `the coordinator refused this worker's key${curve ? ` (add ${curve.publicKey} to its --allow-keys)` : ''}`
+          : f.kind === 'protocol' ? 'the coordinator and this worker disagree on CurveZMQ (one side is plaintext)'
+            : `${f.message} (is --curve-server-key the coordinator's public key?)`}`);
+        // libzmq does not reconnect after these: exit instead of waiting forever.
+        if (f.final) { refused = true; void worker?.stop('refused'); }
+      },
+    });
     channel.connect(a.connect);
-    const worker = new Worker({ name, backend, channel, log, coordinatorTimeoutMs: a['coordinator-timeout'] * 1000 });
-    const onSignal = () => { void worker.stop('signal'); };
+    worker = new Worker({
+      name, backend, channel: metrics.observe(channel), log, coordinatorTimeoutMs: a['coordinator-timeout'] * 1000, beacon: channel.startBeacon(1000),
+    });
+    const running = worker;
+    const onSignal = () => { metrics.stopping = true; void running.stop('signal'); };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
     const how = await worker.start();
+    metrics.stopping = true;
     await worker.stop(how);
+    await serving.close();
     log(`worker ${name}: ${how === 'finished' ? 'run over' : 'stopped'} after ${worker.unitsDone} units`);
-    process.exit(0);
+    process.exit(refused ? EXIT_USER_ERROR : 0);
   },
 };

@@ -37,6 +37,8 @@ export interface CoordinatorOptions {
   log?: (line: string) => void;
   onStep?: (report: StepReport) => void;
   onCheckpoint?: (dir: string, seconds: number) => void;
+  /** After a stop request, how long the step in flight may take before it is abandoned. */
+  stopLingerMs?: number;
 }
 
 export class Coordinator {
@@ -45,6 +47,8 @@ export class Coordinator {
   private readonly planner: BatchPlanner;
   private readonly perImage: number;
   private stopRequested = false;
+  private abandonTimer: NodeJS.Timeout | undefined;
+  private stepAbandoned = false;
   private started: Promise<void> | undefined;
   private stopped: Promise<void> | undefined;
   private lastLoss: number | null = null;
@@ -94,9 +98,15 @@ export class Coordinator {
     return this.started;
   }
 
-  /** Asks the loop to finish the step in flight, checkpoint and return. */
+  /** Asks the loop to finish the step in flight (or abandon it after the linger), checkpoint and return. */
   requestStop(): void {
+    if (this.stopRequested) return;
     this.stopRequested = true;
+    this.abandonTimer = setTimeout(() => {
+      this.stepAbandoned = true;
+      this.opts.executor.cancel();
+    }, this.opts.stopLingerMs ?? 10000);
+    this.abandonTimer.unref();
   }
 
   get stopping(): boolean {
@@ -115,14 +125,18 @@ export class Coordinator {
     });
   }
 
-  /** One synchronous data-parallel step; returns its report. */
-  async runStep(): Promise<StepReport> {
+  /** One synchronous data-parallel step; returns its report, or undefined if it was abandoned. */
+  async runStep(): Promise<StepReport | undefined> {
     const state = this.optimizerState;
     const started = process.hrtime.bigint();
     const step = state.step;
     const units = this.workUnits(step);
     const reducer = new OrderedReducer(units.length, this.model.size);
     await this.opts.executor.run({ step, paramVersion: step, params: state.params, units }, (r: UnitResult) => r.step === step && reducer.add(r));
+    if (this.stepAbandoned) {
+      this.opts.log?.(`step ${step} abandoned: stop requested and the step did not finish in time`);
+      return undefined;
+    }
     const reduced = reducer.finish();
     const stats = applyUpdate(this.opts.config, state, reduced.meanGrad);
     this.lastLoss = reduced.meanLoss;
@@ -150,6 +164,7 @@ export class Coordinator {
       await this.runStep();
       if (every > 0 && this.step % every === 0) this.checkpoint();
     }
+    clearTimeout(this.abandonTimer);
     this.checkpoint();
   }
 

@@ -15,6 +15,8 @@ export interface UnitExecutor {
   /** Computes every unit of the step, handing each result to `accept` (any order, once per unit
    * as far as the executor can tell; the caller drops duplicates). Resolves when all are accepted. */
   run(work: StepWork, accept: (result: UnitResult) => boolean): Promise<void>;
+  /** Abandons the step in flight: run() resolves, later results for it are dropped. */
+  cancel(): void;
   /** Workers currently computing for this executor. */
   workerCount(): number;
 }

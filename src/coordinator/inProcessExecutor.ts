@@ -12,9 +12,17 @@ export class InProcessExecutor implements UnitExecutor {
     this.computer.dispose();
   }
 
+  private cancelled = false;
+
+  cancel(): void {
+    this.cancelled = true;
+  }
+
   async run(work: StepWork, accept: (result: UnitResult) => boolean): Promise<void> {
+    this.cancelled = false;
     if (this.computer.paramVersion !== work.paramVersion) this.computer.setParams(work.params, work.paramVersion);
     for (const unit of work.units) {
+      if (this.cancelled) return;
       accept(this.computer.compute(unit));
       // Let timers (progress, metrics, signals) run between units.
       await new Promise((resolve) => setImmediate(resolve));

@@ -14,6 +14,7 @@ import { UnitResult } from '../training/workUnit';
 import { StepWork, UnitExecutor } from './executor';
 import { WorkerRecord, WorkerRegistry } from './workerRegistry';
 import { NotEnoughWorkersError } from './errors';
+import { BEACON_SUFFIX } from '../transport/beacon';
 
 export interface RemoteExecutorOptions {
   channel: ServerChannel;
@@ -57,6 +58,8 @@ export class RemoteExecutor implements UnitExecutor {
   readonly rejected = new Map<string, number>();
   private readonly loggedRejects = new Set<string>();
   private current: CurrentStep | undefined;
+  /** The last finished step, to tell a late duplicate from a stale result. */
+  private finished: { step: number; paramVersion: number } | undefined;
   private receiving: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closing: Promise<void> | undefined;
@@ -65,6 +68,8 @@ export class RemoteExecutor implements UnitExecutor {
   private readonly unitDeadlineMs: number;
   private readonly depth: number;
   private workerWaiters: (() => void)[] = [];
+  /** Every worker that registered in this run, dropped ones included: all are told when it ends. */
+  private readonly everRegistered = new Set<string>();
 
   constructor(private readonly opts: RemoteExecutorOptions) {
     this.runId = opts.runId ?? randomUUID();
@@ -107,6 +112,14 @@ export class RemoteExecutor implements UnitExecutor {
       };
       this.dispatch();
     });
+  }
+
+  cancel(): void {
+    const cur = this.current;
+    if (!cur) return;
+    this.current = undefined;
+    for (const w of this.workers.all()) w.outstanding.clear();
+    cur.resolve();
   }
 
   private stamp(): Stamp {
@@ -216,6 +229,7 @@ export class RemoteExecutor implements UnitExecutor {
 
   private handle(peer: string, m: Message): void {
     const e = m.envelope;
+    if (peer.endsWith(BEACON_SUFFIX)) return this.beacon(peer.slice(0, -BEACON_SUFFIX.length), m);
     if (e.kind === Kind.REGISTER) return this.register(peer, m);
     const worker = this.workers.get(peer);
     if (worker === undefined) {
@@ -237,11 +251,20 @@ export class RemoteExecutor implements UnitExecutor {
     }
   }
 
+  /** A worker's beacon thread: heartbeats only, never answered. */
+  private beacon(workerId: string, m: Message): void {
+    const worker = this.workers.get(workerId);
+    if (m.envelope.kind !== Kind.HEARTBEAT) throw new ProtocolError('unexpected_kind', `${Kind[m.envelope.kind]} from a beacon`);
+    if (worker === undefined || m.envelope.runId !== this.runId) throw new ProtocolError('unknown_worker', 'beacon of a worker that is not registered');
+    worker.lastSeen = Date.now();
+  }
+
   private register(peer: string, m: Message): void {
     const r = m.envelope.register;
     const name = (r?.workerName ?? '').slice(0, 200);
-    if (name === '' || name !== peer) throw new ProtocolError('malformed', `REGISTER name "${name}" must equal the routing id`);
+    if (name === '' || name !== peer || name.includes('#')) throw new ProtocolError('malformed', `REGISTER name "${name}" must equal the routing id and not contain '#'`);
     const { record, replaced } = this.workers.add(peer, name, (r?.backend ?? '?').slice(0, 40), Date.now());
+    this.everRegistered.add(peer);
     if (replaced) this.requeue(replaced, 'worker re-registered');
     const c = this.opts.config;
     this.send(record, encodeMessage({
@@ -261,6 +284,8 @@ export class RemoteExecutor implements UnitExecutor {
     const cur = this.current;
     const e = m.envelope;
     if (!cur || e.step !== cur.work.step || e.paramVersion !== cur.work.paramVersion) {
+      const f = this.finished;
+      if (f && e.step === f.step && e.paramVersion === f.paramVersion) throw new ProtocolError('duplicate', `result for finished step ${e.step}`);
       throw new ProtocolError('stale', `result for step ${e.step} version ${e.paramVersion}`);
     }
     const unitId = e.unitIds[0];
@@ -282,6 +307,7 @@ export class RemoteExecutor implements UnitExecutor {
     this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
     if (cur.done.size === cur.work.units.length) {
       this.current = undefined;
+      this.finished = { step: cur.work.step, paramVersion: cur.work.paramVersion };
       cur.resolve();
       return;
     }
@@ -292,8 +318,8 @@ export class RemoteExecutor implements UnitExecutor {
   stop(reason = 'run over'): Promise<void> {
     this.closing ??= (async () => {
       if (this.timer) clearInterval(this.timer);
-      await Promise.all(this.workers.all().map((w) =>
-        this.opts.channel.send(w.id, encodeMessage({ kind: Kind.GOODBYE, runId: this.runId, goodbye: { reason } })).catch(() => undefined)));
+      await Promise.all([...this.everRegistered].map((id) =>
+        this.opts.channel.send(id, encodeMessage({ kind: Kind.GOODBYE, runId: this.runId, goodbye: { reason } })).catch(() => undefined)));
       this.opts.channel.close();
       await this.receiving;
     })();

@@ -2,9 +2,18 @@
  * ZeroMQ channels: the coordinator binds a ROUTER, workers connect DEALERs with a stable routing
  * id. ZMTP heartbeats detect dead connections; DEALERs reconnect with exponential back-off
  * (1 s doubling to 32 s, the zguide's Paranoid Pirate values). Messages are capped in size.
+ *
+ * Optional CurveZMQ: the server is a CURVE server whose ZAP handler (zap.ts) admits only
+ * allow-listed client keys; a plaintext client, a client with the wrong server key or an unlisted
+ * key never completes the handshake, so nothing it sends reaches the server. Without `curve`
+ * the sockets are plaintext, as before.
  */
+import * as crypto from 'crypto';
 import * as zmq from 'zeromq';
 import { ClientChannel, Incoming, ServerChannel } from './channel';
+import { Beacon, startBeacon } from './beacon';
+import { CurveClientConfig, CurveServerConfig, assertCurveAvailable, curvePublicKey, decodeCurveKey } from './curve';
+import { ZapDecision, ZapHandler } from './zap';
 
 export interface ZmqOptions {
   /** Largest accepted message in bytes (ZMQ_MAXMSGSIZE); -1 for no limit. */
@@ -15,6 +24,35 @@ export interface ZmqOptions {
 }
 
 export const ZMQ_DEFAULTS: ZmqOptions = { maxMessageSize: 1 << 30, heartbeatMs: 1000, lingerMs: 2000 };
+
+export interface ZmqServerOptions extends Partial<ZmqOptions> {
+  /** CurveZMQ with a ZAP allow-list; plaintext when absent. */
+  curve?: CurveServerConfig;
+  /** Called for each CURVE handshake the ZAP handler decides (for logging). */
+  onZapDecision?: (decision: ZapDecision) => void;
+}
+
+export interface ZmqClientOptions extends Partial<ZmqOptions> {
+  /** CurveZMQ client keys; plaintext when absent. */
+  curve?: CurveClientConfig;
+  /** Called when a security handshake with the server fails (for logging). */
+  onHandshakeError?: (failure: HandshakeFailure) => void;
+}
+
+export interface HandshakeFailure {
+  /**
+   * 'auth': the server's ZAP handler refused this client's key (status 400);
+   * 'protocol': the mechanisms differ (e.g. plaintext against CURVE);
+   * 'other': e.g. the server dropped the handshake because the server key is wrong.
+   */
+  kind: 'auth' | 'protocol' | 'other';
+  address: string;
+  message: string;
+  /** The ZAP status code, for 'auth'. */
+  status?: number;
+  /** libzmq (4.3) does not retry this connection after an 'auth' or 'protocol' failure. */
+  final: boolean;
+}
 
 /** zeromq.js allows one send in flight per socket: queue the rest. */
 class SendQueue {
@@ -33,11 +71,21 @@ function isClosedError(err: unknown): boolean {
 
 export class ZmqServer implements ServerChannel {
   readonly socket: zmq.Router;
+  /** The allow-list's ZAP handler when CURVE is on. */
+  readonly zap?: ZapHandler;
   private readonly queue = new SendQueue();
   private closed = false;
 
-  constructor(opts: Partial<ZmqOptions> = {}, socketOptions: ConstructorParameters<typeof zmq.Router>[0] = {}) {
+  constructor(opts: ZmqServerOptions = {}, socketOptions: ConstructorParameters<typeof zmq.Router>[0] = {}) {
     const o = { ...ZMQ_DEFAULTS, ...opts };
+    let curveOptions: ConstructorParameters<typeof zmq.Router>[0] = {};
+    if (opts.curve) {
+      assertCurveAvailable();
+      decodeCurveKey(opts.curve.secretKey, 'server secret key');
+      const zapDomain = opts.curve.zapDomain ?? `ddpm-${crypto.randomBytes(8).toString('hex')}`;
+      this.zap = new ZapHandler({ domain: zapDomain, allowedKeys: opts.curve.allowedKeys, onDecision: opts.onZapDecision, context: socketOptions.context });
+      curveOptions = { curveServer: true, curveSecretKey: opts.curve.secretKey, zapDomain };
+    }
     this.socket = new zmq.Router({
       maxMessageSize: o.maxMessageSize,
       heartbeatInterval: o.heartbeatMs,
@@ -45,11 +93,23 @@ export class ZmqServer implements ServerChannel {
       linger: o.lingerMs,
       // A reconnecting worker with the same routing id replaces its stale connection.
       handover: true,
+      ...curveOptions,
       ...socketOptions,
     });
+    if (this.zap) {
+      // Fail closed: refuse CURVE handshakes if no ZAP handler answers (draft option; libzmq 4.3).
+      try {
+        this.socket.zapEnforceDomain = true;
+      } catch {
+        // unsupported: the handler is started before bind() anyway
+      }
+    }
   }
 
+  /** With CURVE, the ZAP handler is started first: a client must never meet an unguarded socket. */
   async bind(address: string): Promise<void> {
+    if (this.closed) throw new Error('ZmqServer is closed');
+    await this.zap?.start();
     await this.socket.bind(address);
   }
 
@@ -77,6 +137,7 @@ export class ZmqServer implements ServerChannel {
     if (this.closed) return;
     this.closed = true;
     this.socket.close();
+    this.zap?.stop();
   }
 }
 
@@ -84,9 +145,23 @@ export class ZmqClient implements ClientChannel {
   readonly socket: zmq.Dealer;
   private readonly queue = new SendQueue();
   private closed = false;
+  private address: string | undefined;
+  private readonly curveOptions: Record<string, string> | undefined;
 
-  constructor(routingId: string, opts: Partial<ZmqOptions> = {}, socketOptions: ConstructorParameters<typeof zmq.Dealer>[0] = {}) {
+  constructor(routingId: string, opts: ZmqClientOptions = {}, socketOptions: ConstructorParameters<typeof zmq.Dealer>[0] = {}) {
     const o = { ...ZMQ_DEFAULTS, ...opts };
+    let curveOptions: ConstructorParameters<typeof zmq.Dealer>[0] = {};
+    if (opts.curve) {
+      assertCurveAvailable();
+      decodeCurveKey(opts.curve.serverKey, 'server public key');
+      decodeCurveKey(opts.curve.secretKey, 'client secret key');
+      curveOptions = {
+        curveServerKey: opts.curve.serverKey,
+        curveSecretKey: opts.curve.secretKey,
+        curvePublicKey: opts.curve.publicKey ?? curvePublicKey(opts.curve.secretKey),
+      };
+    }
+    this.curveOptions = opts.curve ? curveOptions as Record<string, string> : undefined;
     this.socket = new zmq.Dealer({
       routingId,
       maxMessageSize: o.maxMessageSize,
@@ -97,12 +172,27 @@ export class ZmqClient implements ClientChannel {
       reconnectMaxInterval: 32000,
       // Queue messages only to completed connections, so nothing waits for a dead peer.
       immediate: true,
+      ...curveOptions,
       ...socketOptions,
     });
+    const report = opts.onHandshakeError;
+    if (report) {
+      const events = this.socket.events;
+      events.on('handshake:error:auth', (e) => report({ kind: 'auth', address: e.address, message: e.error.message, status: e.error.status, final: true }));
+      events.on('handshake:error:protocol', (e) => report({ kind: 'protocol', address: e.address, message: e.error.message, final: true }));
+      events.on('handshake:error:other', (e) => report({ kind: 'other', address: e.address, message: e.error.message, final: false }));
+    }
   }
 
   connect(address: string): void {
+    this.address = address;
     this.socket.connect(address);
+  }
+
+  /** A heartbeat thread beside this socket, with the same address, identity and keys. */
+  startBeacon(intervalMs: number): Beacon {
+    if (this.address === undefined) throw new Error('connect before starting a beacon');
+    return startBeacon({ address: this.address, routingId: this.socket.routingId ?? '', intervalMs, curve: this.curveOptions });
   }
 
   send(frames: Buffer[], timeoutMs = -1): Promise<void> {

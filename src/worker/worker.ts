@@ -4,6 +4,7 @@
  * again when a restarted coordinator does not know it.
  */
 import { ClientChannel } from '../transport/channel';
+import type { Beacon } from '../transport/beacon';
 import { DType } from '../protocol/dtypes';
 import { ErrorCode, Kind, Message, ProtocolError, decodeMessage, encodeMessage } from '../protocol/messages';
 import { decodeParameters, decodeWork, encodeResult } from '../protocol/units';
@@ -20,6 +21,8 @@ export interface WorkerOptions {
   /** Re-register after this long without hearing from the coordinator. */
   coordinatorTimeoutMs?: number;
   heartbeatMs?: number;
+  /** Keeps heartbeating from another thread while a unit computes (transport/beacon.ts). */
+  beacon?: Beacon;
 }
 
 interface RunInfo {
@@ -117,6 +120,9 @@ export class Worker {
         const result = run.computer.compute(unit);
         this.unitsDone++;
         await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
+        // A turn of the event loop between units: queued messages resolve receive() at once,
+        // which would otherwise starve timers and the metrics server.
+        await new Promise((resolve) => setImmediate(resolve));
         return undefined;
       }
       case Kind.HEARTBEAT:
@@ -165,6 +171,7 @@ export class Worker {
     } else {
       this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };
     }
+    this.opts.beacon?.set(encodeMessage({ kind: Kind.HEARTBEAT, runId: m.envelope.runId, heartbeat: {} }));
     this.log(`joined run ${m.envelope.runId} as ${w.workerId} (${this.run.parameterCount} parameters)`);
   }
 
@@ -176,6 +183,7 @@ export class Worker {
       if (this.run && reason !== 'finished') {
         await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.run.runId, goodbye: { reason } }), 1000).catch(() => undefined);
       }
+      await this.opts.beacon?.stop();
       this.opts.channel.close();
       await this.loop?.catch(() => undefined);
       this.run?.computer.dispose();

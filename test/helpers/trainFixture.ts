@@ -50,6 +50,8 @@ export class ReversingExecutor implements UnitExecutor {
     this.computer.dispose();
   }
 
+  cancel(): void {}
+
   async run(work: StepWork, accept: (result: UnitResult) => boolean): Promise<void> {
     if (this.computer.paramVersion !== work.paramVersion) this.computer.setParams(work.params, work.paramVersion);
     for (const unit of [...work.units].reverse()) {

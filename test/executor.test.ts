@@ -1,0 +1,216 @@
+/**
+ * The coordinator's executor against misbehaving workers over real ZeroMQ sockets (RELIABILITY.md
+ * 2, 3, 5, 7, 9, 13): whatever they send, the reduced gradient equals the honest one.
+ */
+import * as zmq from 'zeromq';
+import { ZmqServer } from '../src/transport/zmq';
+import { RemoteExecutor } from '../src/coordinator/remoteExecutor';
+import { TRAIN_DEFAULTS, TrainConfig } from '../src/training/config';
+import { presetConfig } from '../src/model/config';
+import { parameterCount } from '../src/model/paramSpecs';
+import { DType } from '../src/protocol/dtypes';
+import { OrderedReducer, ReducedStep } from '../src/training/reduce';
+import { WorkUnit } from '../src/training/workUnit';
+import { StepWork } from '../src/coordinator/executor';
+import { Kind, encodeMessage } from '../src/protocol/messages';
+import { Behaviour, FakeWorker, fakeGradient } from './helpers/fakeWorker';
+
+const config: TrainConfig = { ...TRAIN_DEFAULTS, model: presetConfig('tiny'), batchSize: 12, unitSize: 2 };
+const P = parameterCount(config.model);
+const UNITS = 6;
+
+function stepWork(step: number): StepWork {
+  const units: WorkUnit[] = Array.from({ length: UNITS }, (_, u) => ({
+    step, unitId: u, count: 2, pixels: new Uint8Array(2 * 64), timesteps: new Int32Array([1, 2]),
+    noiseSeeds: new Uint32Array([u, u + 1]), flips: new Uint8Array(2), dropoutSeed: u,
+  }));
+  return { step, paramVersion: step, params: new Float32Array(P), units };
+}
+
+/** What honest workers produce for a step: fake gradients reduced in unit order. */
+function expectedMean(): Float32Array {
+  const r = new OrderedReducer(UNITS, P);
+  for (let u = 0; u < UNITS; u++) {
+    r.add({ step: 0, unitId: u, paramVersion: 0, count: 2, lossSum: 1, lossByBucket: new Float64Array(10), countByBucket: new Float64Array(10), gradSum: fakeGradient(u, 2, P), computeSeconds: 0 });
+  }
+  return r.finish().meanGrad;
+}
+
+let server: ZmqServer;
+let executor: RemoteExecutor;
+let endpoint: string;
+let workers: FakeWorker[];
+let reassigned: number;
+
+beforeEach(async () => {
+  server = new ZmqServer({ lingerMs: 0 });
+  await server.bind('tcp://127.0.0.1:0');
+  endpoint = server.endpoint as string;
+  reassigned = 0;
+  executor = new RemoteExecutor({
+    channel: server, config, parameterCount: P, transportDtype: DType.FLOAT32, heartbeatMs: 200, workerTimeoutMs: 1500,
+    unitDeadlineMs: 700, events: { onReassigned: (n) => { reassigned += n; } },
+  });
+  await executor.start();
+  workers = [];
+});
+
+afterEach(async () => {
+  await Promise.all(workers.map((w) => w.stop()));
+  await executor.stop();
+});
+
+async function attach(name: string, behaviour: Behaviour): Promise<FakeWorker> {
+  const w = new FakeWorker(name, endpoint, behaviour, P);
+  workers.push(w);
+  await w.start();
+  return w;
+}
+
+async function runStep(step: number): Promise<ReducedStep> {
+  const reducer = new OrderedReducer(UNITS, P);
+  await executor.run(stepWork(step), (r) => reducer.add(r));
+  return reducer.finish();
+}
+
+function expectHonest(reduced: ReducedStep): void {
+  expect(Buffer.compare(Buffer.from(reduced.meanGrad.buffer), Buffer.from(expectedMean().buffer))).toBe(0);
+}
+
+describe('the remote executor', () => {
+  it('reduces honest workers\' results to the in-order mean and shares the units out', async () => {
+    const a = await attach('a', 'honest');
+    const b = await attach('b', 'honest');
+    await executor.waitForWorkers(2, 5000);
+    expectHonest(await runStep(0));
+    expect(a.units().length + b.units().length).toBe(UNITS);
+    expect(a.units().length).toBeGreaterThan(0);
+    expect(b.units().length).toBeGreaterThan(0);
+  });
+
+  it('sends parameters only to workers whose version is stale', async () => {
+    const a = await attach('a', 'honest');
+    await executor.waitForWorkers(1, 5000);
+    await runStep(0);
+    await runStep(0);
+    await runStep(1);
+    const versions = a.received.filter((m) => m.envelope.kind === Kind.PARAMETERS).map((m) => m.envelope.paramVersion);
+    expect(versions).toEqual([0, 1]);
+  });
+
+  it('applies a result delivered twice once and counts the duplicate (RELIABILITY 2)', async () => {
+    await attach('dup', 'duplicate');
+    await executor.waitForWorkers(1, 5000);
+    expectHonest(await runStep(0));
+    await new Promise((r) => setTimeout(r, 200));
+    expect(executor.rejected.get('duplicate')).toBe(UNITS);
+  });
+
+  it('drops and counts results for an older step, and recomputes those units elsewhere (RELIABILITY 3)', async () => {
+    await attach('old', 'stale');
+    await executor.waitForWorkers(1, 5000);
+    await attach('good', 'honest');
+    await executor.waitForWorkers(2, 5000);
+    expectHonest(await runStep(0));
+    expect(executor.rejected.get('stale')).toBeGreaterThan(0);
+  });
+
+  it('reassigns the units of a worker that heartbeats but never answers (RELIABILITY 5)', async () => {
+    const silent = await attach('mute', 'silent');
+    await executor.waitForWorkers(1, 5000);
+    await attach('good', 'honest');
+    await executor.waitForWorkers(2, 5000);
+    const started = Date.now();
+    expectHonest(await runStep(0));
+    expect(silent.units().length).toBeGreaterThan(0);
+    expect(reassigned).toBeGreaterThanOrEqual(silent.units().length);
+    expect(Date.now() - started).toBeLessThan(5000);
+  });
+
+  it('lets a restarted worker with the same routing id take over its identity (RELIABILITY 7)', async () => {
+    const first = await attach('same', 'silent');
+    await executor.waitForWorkers(1, 5000);
+    const step = runStep(0);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(first.units().length).toBeGreaterThan(0);
+    await first.stop();
+    const second = await attach('same', 'honest');
+    expectHonest(await step);
+    expect(second.units().length).toBe(UNITS);
+    expect(executor.workerCount()).toBe(1);
+  });
+
+  it('admits a worker that joins mid-step and sends it the current parameters first (RELIABILITY 9)', async () => {
+    await attach('early', 'silent');
+    await executor.waitForWorkers(1, 5000);
+    const step = runStep(3);
+    await new Promise((r) => setTimeout(r, 100));
+    const late = await attach('late', 'honest');
+    expectHonest(await step);
+    const kinds = late.received.map((m) => m.envelope.kind);
+    expect(kinds.indexOf(Kind.PARAMETERS)).toBeLessThan(kinds.indexOf(Kind.WORK));
+    expect(late.received.find((m) => m.envelope.kind === Kind.PARAMETERS)?.envelope.paramVersion).toBe(3);
+  });
+});
+
+describe('hostile input on the coordinator socket (RELIABILITY 13)', () => {
+  function randomBytes(n: number, seed: number): Buffer {
+    const b = Buffer.alloc(n);
+    let x = seed >>> 0 || 1;
+    for (let i = 0; i < n; i++) {
+      x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
+      b[i] = x & 0xff;
+    }
+    return b;
+  }
+
+  function hostileMessages(runId: string, i: number): Buffer[] {
+    const grad = new Float32Array(P);
+    switch (i % 12) {
+      case 0: return [randomBytes(1 + (i % 97), i)];
+      case 1: return [encodeMessage({ kind: Kind.HEARTBEAT, runId, heartbeat: {} })[0].subarray(0, 3)];
+      case 2: return [encodeMessage({ kind: Kind.RESULT, runId, step: 0, paramVersion: 0, unitIds: [1], result: { count: 2 } }, [{ name: 'grad', dtype: DType.FLOAT32, shape: [P], bytes: Buffer.alloc(P * 4) }])[0]];
+      case 3: return encodeMessage({ kind: 99 as Kind, runId, heartbeat: {} });
+      case 4: { grad[i % P] = NaN; return encodeMessage({ kind: Kind.RESULT, runId, step: 0, paramVersion: 0, unitIds: [Math.floor(i / 12) % UNITS], result: { count: 2, lossSum: 1, lossByBucket: Array(10).fill(0), countByBucket: Array(10).fill(0) } }, [{ name: 'grad', dtype: DType.FLOAT32, shape: [P], bytes: Buffer.from(grad.buffer) }]); }
+      case 5: return encodeMessage({ kind: Kind.RESULT, runId, step: 0, paramVersion: 0, unitIds: [1], result: { count: 2, lossSum: 1, lossByBucket: Array(10).fill(0), countByBucket: Array(10).fill(0) } }, [{ name: 'grad', dtype: DType.FLOAT32, shape: [P - 1], bytes: Buffer.alloc((P - 1) * 4) }]);
+      case 6: { const m = encodeMessage({ kind: Kind.RESULT, runId, step: 0, paramVersion: 0, unitIds: [2], result: { count: 2, lossSum: 1, lossByBucket: Array(10).fill(0), countByBucket: Array(10).fill(0) } }, [{ name: 'grad', dtype: DType.FLOAT32, shape: [P], bytes: Buffer.alloc(P * 4) }]); return [m[0], m[1].subarray(0, 100)]; }
+      case 7: return encodeMessage({ kind: Kind.RESULT, runId, step: 0, paramVersion: 0, unitIds: [3], result: { count: 2, lossSum: 1, lossByBucket: [], countByBucket: [] } }, [{ name: '__proto__', dtype: DType.FLOAT32, shape: [P], bytes: Buffer.alloc(P * 4) }]);
+      case 8: return encodeMessage({ kind: Kind.RESULT, runId, step: 0, paramVersion: 0, unitIds: [4], result: { count: 2, lossSum: Infinity, lossByBucket: Array(10).fill(0), countByBucket: Array(10).fill(0) } }, [{ name: 'grad', dtype: 77 as DType, shape: [P], bytes: Buffer.alloc(P * 4) }]);
+      case 9: return [Buffer.alloc(70 * 1024, 0x0a)];
+      case 10: { const nested = Buffer.alloc(4000); for (let k = 0; k < 4000; k += 2) { nested[k] = 0x52; nested[k + 1] = 0x7f; } return [nested]; }
+      default: return encodeMessage({ kind: Kind.REGISTER, register: { workerName: '', backend: 'x' } });
+    }
+  }
+
+  it('rejects thousands of malformed messages, stays up, and the step reduces exactly as without them', async () => {
+    const good = await attach('good', 'honest');
+    // Slow enough that step 0 is still in flight while the hostile messages arrive.
+    good.delayMs = 150;
+    await executor.waitForWorkers(1, 5000);
+    // The fuzzer registers (and re-registers) as a worker so its results reach full validation.
+    const fuzzer = new zmq.Dealer({ routingId: 'fuzz', linger: 0 });
+    const register = encodeMessage({ kind: Kind.REGISTER, register: { workerName: 'fuzz', backend: 'fuzz' } });
+    const stranger = new zmq.Dealer({ linger: 0 });
+    fuzzer.connect(endpoint);
+    stranger.connect(endpoint);
+    try {
+      const step = runStep(0);
+      const runId = executor.runId;
+      for (let i = 0; i < 3000; i++) {
+        if (i % 50 === 0) await fuzzer.send(register);
+        await (Math.floor(i / 12) % 2 ? stranger : fuzzer).send(hostileMessages(runId, i));
+      }
+      expectHonest(await step);
+      await new Promise((r) => setTimeout(r, 300));
+      const total = [...executor.rejected.values()].reduce((a, b) => a + b, 0);
+      expect(total).toBeGreaterThanOrEqual(2500);
+      for (const reason of ['malformed', 'unknown_kind', 'non_finite', 'tensor_size', 'frame_count', 'dtype', 'oversized', 'not_assigned', 'unknown_worker']) {
+        expect([reason, (executor.rejected.get(reason) ?? 0) > 0]).toEqual([reason, true]);
+      }
+      expectHonest(await runStep(1));
+    } finally {
+      fuzzer.close();
+      stranger.close();
+    }
+  }, 60_000);
+});
