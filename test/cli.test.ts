@@ -123,7 +123,7 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
   beforeAll(async () => {
     run = path.join(tmp, 'run');
     train = await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--steps', '4', '--batch-size', '8', '--unit-size', '4',
-      '--checkpoint-dir', run, '--sample-n', '4', '--sample-steps', '3']);
+      '--checkpoint-dir', run, '--sample-n', '4', '--sample-steps', '3', '--log-format', 'json', '--log-every', '0']);
     const sample = (seed: number, out: string) => ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--ema', '--sampler', 'ddim',
       '--steps', '5', '--eta', '0', '--n', '4', '--seed', String(seed), '--out', path.join(tmp, out)]);
     // Two processes at a time on two cores.
@@ -131,6 +131,17 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     const c = await sample(2, 'C.png');
     samples = { a, b, c };
   }, 180_000);
+
+  it('train with --log-format json prints one parseable progress line per step (--log-every 0)', () => {
+    const progress = lines(train.stdout).map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(progress.map((p) => p.step)).toEqual([1, 2, 3, 4]);
+    for (const p of progress) {
+      expect(p).toMatchObject({ event: 'progress', totalSteps: 4, workers: 1 });
+      expect(p.loss).toEqual(expect.any(Number));
+      expect(p.imagesPerSecond as number).toBeGreaterThan(0);
+      expect(p.etaSeconds as number).toBeGreaterThanOrEqual(0);
+    }
+  });
 
   it('train exits 0 and says which backend it uses', () => {
     expect(train).toMatchObject({ code: 0 });

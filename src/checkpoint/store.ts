@@ -9,6 +9,7 @@ import { createHash, randomBytes } from 'crypto';
 import type { ParamSpec } from '../model/paramSpecs';
 import { fsyncDir, writeFileAtomic, writeFileSynced } from '../util/fsync';
 import { CheckpointError } from './errors';
+import { crashPoint } from '../util/crashPoint';
 import {
   CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, LATEST_FILE, MANIFEST_FILE, ManifestFile, STEP_DIR_PREFIX, TEMP_DIR_PREFIX,
   TrainStateFile, WeightsFile, stepDirName, stepOfDirName,
@@ -75,15 +76,19 @@ export class CheckpointStore {
       for (const [file, bytes] of Object.entries(files)) {
         writeFileSynced(path.join(tmp, file), bytes);
         manifest.files[file] = { sha256: sha256(bytes), bytes: bytes.byteLength };
+        crashPoint(`checkpoint-file-${file}`, data.state.step);
       }
       // The manifest is the commit record: a directory without it is never loaded.
       writeFileSynced(path.join(tmp, MANIFEST_FILE), JSON.stringify(manifest, null, 1));
       fsyncDir(tmp);
+      crashPoint('checkpoint-manifest', data.state.step);
       const final = path.join(this.root, name);
       fs.rmSync(final, { recursive: true, force: true });
       fs.renameSync(tmp, final);
       fsyncDir(this.root);
+      crashPoint('checkpoint-renamed', data.state.step);
       writeFileAtomic(path.join(this.root, LATEST_FILE), `${name}\n`);
+      crashPoint('checkpoint-latest', data.state.step);
       return final;
     } catch (err) {
       try {

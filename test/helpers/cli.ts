@@ -12,8 +12,8 @@ export interface Proc {
 
 const live = new Set<ChildProcess>();
 
-export function startDdpm(args: string[]): Proc {
-  const child = spawn(process.execPath, [DDPM_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startDdpm(args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
+  const child = spawn(process.execPath, [DDPM_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   live.add(child);
   let out = '';
   child.stdout?.on('data', (d) => { out += d; });

@@ -1,0 +1,178 @@
+/**
+ * A benchmark child process, driven by its parent over IPC. Roles:
+ *
+ * - `delay-worker`: a worker that speaks the product's ddpm.v1 protocol over the product's
+ *   ZmqClient (REGISTER, WELCOME, PARAMETERS, WORK, RESULT, HEARTBEAT, GOODBYE), decodes what it
+ *   receives with the product's decoders exactly as src/worker/worker.ts does, and whose "compute"
+ *   is a fixed delay; its RESULT carries a real gradient vector of the model's size (a fixed
+ *   finite pattern), encoded by the product's encodeResult in the run's transport dtype.
+ * - `peer`: one end of the transport benchmark, either `product` (ZmqClient + ddpm.v1 messages
+ *   and their decoders) or `raw` (a bare zeromq Dealer moving frames of the same sizes).
+ *
+ * A child serves one role at a time and returns to idle when the role ends ('done' event), so one
+ * pool of processes serves every configuration of a benchmark.
+ */
+import * as zmq from 'zeromq';
+import { ZmqClient } from '../../src/transport/zmq';
+import { DType, bytesPerElement } from '../../src/protocol/dtypes';
+import { Kind, Message, decodeMessage, encodeMessage } from '../../src/protocol/messages';
+import { decodeParameters, decodeWork, encodeResult } from '../../src/protocol/units';
+import { LOSS_BUCKETS, UnitResult } from '../../src/training/workUnit';
+import { UNetConfig } from '../../src/model/config';
+import { parameterCount } from '../../src/model/paramSpecs';
+import { gradientPattern } from './common';
+
+type Command =
+  | { cmd: 'delay-worker'; endpoint: string; name: string; delayMs: number }
+  | { cmd: 'peer'; endpoint: string; name: string; mode: 'raw' | 'product'; dtype: DType; parameterCount: number; rawResultHeaderBytes: number }
+  | { cmd: 'exit' };
+
+const send = (event: Record<string, unknown>) => process.send?.(event);
+const secondsSince = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e9;
+
+function fakeResult(m: Message, paramVersion: number, grad: Float32Array, computeSeconds: number): UnitResult {
+  const count = m.envelope.work?.count ?? 1;
+  const lossByBucket = new Float64Array(LOSS_BUCKETS);
+  const countByBucket = new Float64Array(LOSS_BUCKETS);
+  lossByBucket[0] = count * 0.5;
+  countByBucket[0] = count;
+  return { step: m.envelope.step, unitId: m.envelope.unitIds[0], paramVersion, count, lossSum: count * 0.5, lossByBucket, countByBucket, gradSum: grad, computeSeconds };
+}
+
+async function delayWorker(c: Extract<Command, { cmd: 'delay-worker' }>): Promise<Record<string, unknown>> {
+  const channel = new ZmqClient(c.name, { lingerMs: 0 });
+  channel.connect(c.endpoint);
+  await channel.send(encodeMessage({ kind: Kind.REGISTER, register: { workerName: c.name, backend: 'fixed-delay', pid: process.pid } }));
+  let run: { runId: string; dtype: DType; config: UNetConfig; timesteps: number; grad: Float32Array; parameterCount: number } | undefined;
+  let version = -1;
+  let units = 0;
+  let paramMessages = 0;
+  let paramDecodeSeconds = 0;
+  let lastBeat = Date.now();
+  for (;;) {
+    const frames = await channel.receive(1000);
+    if (run && Date.now() - lastBeat >= 1000) {
+      lastBeat = Date.now();
+      await channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: run.runId, heartbeat: { outstandingUnits: 0 } }));
+    }
+    if (frames === undefined) continue;
+    const m = decodeMessage(frames);
+    const e = m.envelope;
+    switch (e.kind) {
+      case Kind.WELCOME: {
+        const w = e.welcome;
+        const config = JSON.parse(w?.modelConfigJson ?? '') as UNetConfig;
+        const n = parameterCount(config);
+        run = { runId: e.runId, dtype: w?.transportDtype ?? DType.FLOAT32, config, timesteps: w?.timesteps ?? 1000, grad: gradientPattern(n), parameterCount: n };
+        break;
+      }
+      case Kind.PARAMETERS: {
+        if (!run) break;
+        const t = process.hrtime.bigint();
+        // As Worker.handle: decode (with its finiteness check) and copy out of the frame.
+        decodeParameters(m, run.parameterCount, run.dtype).slice();
+        paramDecodeSeconds += secondsSince(t);
+        paramMessages++;
+        version = e.paramVersion;
+        break;
+      }
+      case Kind.WORK: {
+        if (!run) break;
+        if (version !== e.paramVersion) throw new Error(`WORK for version ${e.paramVersion}, holding ${version}`);
+        decodeWork(m, run.config, run.timesteps);
+        const t = process.hrtime.bigint();
+        await new Promise((resolve) => setTimeout(resolve, c.delayMs));
+        const computeSeconds = secondsSince(t);
+        await channel.send(encodeResult(fakeResult(m, version, run.grad, computeSeconds), run.runId, run.dtype));
+        units++;
+        await new Promise((resolve) => setImmediate(resolve));
+        break;
+      }
+      case Kind.GOODBYE:
+        channel.close();
+        return { units, paramMessages, paramDecodeSeconds };
+      default:
+        break;
+    }
+  }
+}
+
+async function productPeer(c: Extract<Command, { cmd: 'peer' }>): Promise<Record<string, unknown>> {
+  const channel = new ZmqClient(c.name, { lingerMs: 0 });
+  channel.connect(c.endpoint);
+  const grad = gradientPattern(c.parameterCount);
+  await channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: 'bench', heartbeat: {} }));
+  let received = 0;
+  for (;;) {
+    const frames = await channel.receive(1000);
+    if (frames === undefined) continue;
+    const m = decodeMessage(frames);
+    switch (m.envelope.kind) {
+      case Kind.PARAMETERS:
+        // The worker's receive path: decode, finiteness check, copy out of the frame.
+        decodeParameters(m, c.parameterCount, c.dtype).slice();
+        received++;
+        await channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: 'bench', heartbeat: {} }));
+        break;
+      case Kind.HEARTBEAT: {
+        const lossByBucket = new Float64Array(LOSS_BUCKETS);
+        const countByBucket = new Float64Array(LOSS_BUCKETS);
+        countByBucket[0] = 1;
+        const r: UnitResult = { step: m.envelope.step, unitId: 0, paramVersion: m.envelope.paramVersion, count: 1, lossSum: 0.5, lossByBucket, countByBucket, gradSum: grad, computeSeconds: 0 };
+        await channel.send(encodeResult(r, 'bench', c.dtype));
+        break;
+      }
+      case Kind.GOODBYE:
+        channel.close();
+        return { received };
+      default:
+        break;
+    }
+  }
+}
+
+/** Frame 0's first byte says what a raw message is: 1 parameters, 2 send a gradient, 3 bye. */
+async function rawPeer(c: Extract<Command, { cmd: 'peer' }>): Promise<Record<string, unknown>> {
+  const socket = new zmq.Dealer({ routingId: c.name, linger: 0 });
+  socket.connect(c.endpoint);
+  const header = Buffer.alloc(c.rawResultHeaderBytes, 7);
+  const body = Buffer.alloc(c.parameterCount * bytesPerElement(c.dtype), 1);
+  await socket.send([Buffer.from([0])]);
+  let received = 0;
+  for (;;) {
+    const frames = await socket.receive();
+    switch (frames[0][0]) {
+      case 1:
+        received++;
+        await socket.send([Buffer.from([0])]);
+        break;
+      case 2:
+        await socket.send([header, body]);
+        break;
+      case 3:
+        socket.close();
+        return { received };
+      default:
+        break;
+    }
+  }
+}
+
+let busy = false;
+process.on('message', (c: Command) => {
+  if (c.cmd === 'exit') {
+    process.exit(0);
+  }
+  if (busy) {
+    send({ event: 'error', message: `busy, cannot start ${c.cmd}` });
+    return;
+  }
+  busy = true;
+  const role = c.cmd === 'delay-worker' ? delayWorker(c) : c.mode === 'raw' ? rawPeer(c) : productPeer(c);
+  role.then(
+    (stats) => { busy = false; send({ event: 'done', ...stats }); },
+    (err: Error) => { busy = false; send({ event: 'error', message: err.stack ?? err.message }); },
+  );
+});
+process.on('disconnect', () => process.exit(0));
+send({ event: 'ready', pid: process.pid });

@@ -1,0 +1,149 @@
+/**
+ * Scaling benchmark (issue 6.1a): the product's Coordinator + RemoteExecutor on loopback with
+ * N = 1, 2, 4, 8, 16 worker processes whose compute is a fixed delay but whose gradients are real
+ * vectors of the model's size, sent and decoded through the product's protocol.
+ *
+ * Efficiency is weak scaling by default: every worker gets the same units per step (the global
+ * batch grows with N), and E(N) = (examples/s with N workers) / (N x examples/s with one) =
+ * (steps/s with N) / (steps/s with 1). This is the reading of PERFORMANCE.md's ">= 0.95 x N x one
+ * worker" that keeps a worker's step, and so its delay, fixed, as in Horovod's and DDP's scaling
+ * reports; `--mode strong` keeps the global batch fixed instead (E = steps/s(N) / (N x steps/s(1))).
+ * Both are measured side by side in one run; repetitions interleave N so each N=1 baseline is close in time to
+ * the runs it normalises, and the reported efficiency is the median of per-repetition ratios.
+ */
+import * as os from 'os';
+import { DType, TransportDtype, transportDtypeCode } from '../../src/protocol/dtypes';
+import { presetConfig } from '../../src/model/config';
+import { parameterCount } from '../../src/model/paramSpecs';
+import { describeHardware, fmt, hardware, mean, median, mib, parseFlags, startPool, stopPool, table, writeResults } from './common';
+import { LoopResult, runLoop } from './loop';
+import { messageSizes, rawRoundTripRate } from './transportLib';
+
+const flags = parseFlags('npm run bench:scaling -- [flags]', {
+  presets: { default: ['tiny', 'mnist', 'cifar10'], help: 'model presets (gradient and parameter sizes)' },
+  workers: { default: [1, 2, 4, 8, 16], help: 'worker counts N' },
+  delays: { default: [0.1], help: 'fixed compute delay per unit, seconds (e.g. 0.1,1)' },
+  mode: { default: 'weak', help: "'weak' (units per step = N x --units-per-worker) or 'strong' (max N x --units-per-worker units for every N)" },
+  'units-per-worker': { default: 1, help: 'units each worker computes per step' },
+  'unit-size': { default: 16, help: 'examples per unit' },
+  steps: { default: 30, help: 'measured steps per configuration at 0.1 s (scaled down for longer delays: steps x 0.1 / delay, at least 5)' },
+  warmup: { default: 3, help: 'unmeasured steps first' },
+  reps: { default: 3, help: 'repetitions (each over all N)' },
+  dtype: { default: 'float32', help: 'transport dtype' },
+  'cifar-max-workers': { default: 4, help: 'largest N for cifar10 (35.7M parameters: 2 x 143 MB per worker per step, and ~0.5 GB of memory per worker process)' },
+  'cifar-steps': { default: 4, help: 'measured steps per cifar10 configuration' },
+  'cifar-reps': { default: 1, help: 'repetitions for cifar10' },
+  'probe-rounds': { default: 3, help: 'rounds of the raw ZeroMQ probe that gives the link-limited ideal' },
+});
+
+interface Row {
+  preset: string;
+  parameterCount: number;
+  delay: number;
+  workers: number;
+  units: number;
+  stepsPerSecond: number;
+  imagesPerSecond: number;
+  efficiency: number;
+  efficiencies: number[];
+  /** Steps/s over the zero-overhead ideal 1 / (units per worker x delay). */
+  ofIdeal: number;
+  medianStepSeconds: number;
+  meanMaxComputeSeconds: number;
+  /** Median step time minus the step's longest delay: what orchestration adds per step. */
+  overheadSeconds: number;
+  bytesPerStep: number;
+  linkSecondsPerStep: number;
+  linkIdealStepsPerSecond: number;
+  rawBytesPerSecond: number;
+  reassigned: number;
+  rejected: number;
+}
+
+async function main(): Promise<void> {
+  const hw = hardware();
+  const dtype = transportDtypeCode(flags.dtype as TransportDtype);
+  const maxN = Math.max(...flags.workers);
+  const pool = await startPool(maxN, 'w');
+  const rows: Row[] = [];
+  const runs: LoopResult[] = [];
+  try {
+    for (const delay of flags.delays) {
+      for (const preset of flags.presets) {
+        const P = parameterCount(presetConfig(preset));
+        const big = preset === 'cifar10';
+        const ns = flags.workers.filter((n) => !big || n <= flags['cifar-max-workers']);
+        const reps = big ? flags['cifar-reps'] : flags.reps;
+        const steps = big ? flags['cifar-steps'] : Math.max(5, Math.round((flags.steps * 0.1) / delay));
+        // The link-limited ideal: bare ZeroMQ moving one parameter message out and one gradient back.
+        const rawBps = await rawRoundTripRate(pool[0], P, flags['probe-rounds']);
+        const byN = new Map<number, LoopResult[]>();
+        for (let rep = 0; rep < reps; rep++) {
+          for (const n of ns) {
+            const upw = flags['units-per-worker'];
+            const units = flags.mode === 'strong' ? Math.max(...ns) * upw : n * upw;
+            const r = await runLoop(pool, {
+              preset, workers: n, units, unitSize: flags['unit-size'], delayMs: delay * 1000, warmupSteps: flags.warmup, steps, dtype,
+            });
+            runs.push(r);
+            byN.set(n, [...(byN.get(n) ?? []), r]);
+            console.error(`${preset} delay ${delay}s N=${n} rep ${rep + 1}/${reps}: ${fmt(r.stepsPerSecond)} steps/s (median step ${fmt(median(r.stepSeconds))} s)` +
+              `${r.reassigned || r.rejected ? `, ${r.reassigned} reassigned, ${r.rejected} rejected` : ''}`);
+          }
+        }
+        const base = byN.get(1) ?? byN.get(ns[0]) ?? [];
+        for (const n of ns) {
+          const rs = byN.get(n) ?? [];
+          const effs = rs.map((r, i) => {
+            const b = base[i] ?? base[0];
+            return flags.mode === 'strong' ? r.stepsPerSecond / (n * b.stepsPerSecond) : r.stepsPerSecond / b.stepsPerSecond;
+          });
+          const sps = median(rs.map((r) => r.stepsPerSecond));
+          const units = rs[0].units;
+          const unitsPerWorker = units / n;
+          const stepMedian = median(rs.flatMap((r) => r.stepSeconds));
+          const compute = mean(rs.flatMap((r) => r.maxComputeSeconds));
+          const bytesPerStep = median(rs.map((r) => r.bytesSentPerStep + r.bytesReceivedPerStep));
+          // Per step the coordinator's link carries every worker's parameters and every unit's
+          // gradient; a step can be no shorter than that traffic, nor than one worker's
+          // parameters in, its units' delays, and its last gradient out.
+          const linkSeconds = bytesPerStep / rawBps;
+          const sizes = messageSizes(P, dtype);
+          const roundTripBytes = [...sizes.params, ...sizes.result].reduce((a, b) => a + b, 0);
+          const perWorkerPath = unitsPerWorker * delay + roundTripBytes / rawBps;
+          rows.push({
+            preset, parameterCount: P, delay, workers: n, units, stepsPerSecond: sps, imagesPerSecond: sps * units * flags['unit-size'],
+            efficiency: median(effs), efficiencies: effs, ofIdeal: sps * unitsPerWorker * delay, medianStepSeconds: stepMedian,
+            meanMaxComputeSeconds: compute, overheadSeconds: stepMedian - compute * unitsPerWorker, bytesPerStep, linkSecondsPerStep: linkSeconds,
+            linkIdealStepsPerSecond: 1 / Math.max(linkSeconds, perWorkerPath), rawBytesPerSecond: rawBps,
+            reassigned: rs.reduce((a, r) => a + r.reassigned, 0), rejected: rs.reduce((a, r) => a + r.rejected, 0),
+          });
+        }
+      }
+    }
+  } finally {
+    await stopPool(pool);
+  }
+  hw.loadAvgEnd = os.loadavg().map((l) => Number(l.toFixed(2)));
+  console.log(`\nScaling (${flags.mode}): product Coordinator + RemoteExecutor, N fixed-delay worker processes on loopback, ${flags.dtype} transport,`);
+  console.log(`${flags['units-per-worker']} unit(s) of ${flags['unit-size']} examples per worker per step${flags.mode === 'strong' ? ' at the largest N' : ''}; efficiency = ` +
+    `${flags.mode === 'strong' ? 'steps/s(N) / (N x steps/s(1))' : 'steps/s(N) / steps/s(1) = images/s(N) / (N x images/s(1))'} (median of per-repetition ratios).`);
+  console.log(`${describeHardware(hw)}.\n`);
+  console.log(table(
+    ['preset (params)', 'delay s', 'N', 'steps/s', 'images/s', 'efficiency', 'target >= 0.95', 'of ideal 1/delay', 'median step s', 'overhead s/step', 'MiB/step', 'link-limited steps/s'],
+    rows.map((r) => [
+      `${r.preset} (${r.parameterCount.toLocaleString('en-US')})`, r.delay, r.workers, fmt(r.stepsPerSecond, 3), fmt(r.imagesPerSecond, 1), fmt(r.efficiency, 3),
+      r.preset === 'cifar10' ? `(${r.efficiency >= 0.95 ? 'met' : 'missed'}; no target)` : r.efficiency >= 0.95 ? 'met' : 'missed',
+      fmt(r.ofIdeal, 3), fmt(r.medianStepSeconds, 4), fmt(r.overheadSeconds, 4), mib(r.bytesPerStep), fmt(r.linkIdealStepsPerSecond, 2),
+    ]),
+  ));
+  const rejected = rows.reduce((a, r) => a + r.rejected + r.reassigned, 0);
+  if (rejected > 0) console.log(`\nnote: ${rejected} unit(s) reassigned or result(s) rejected during the runs (see JSON).`);
+  const file = writeResults('scaling', { benchmark: 'scaling', flags, hardware: hw, transportDtype: DType[dtype], rows, runs });
+  console.log(`\nwrote ${file}`);
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,7 @@
+/**
+ * Fault injection for tests: DDPM_CRASH_AT=NAME:STEP makes the process kill itself with SIGKILL
+ * when it reaches crash point NAME at that step, so tests can interrupt real work at exact places.
+ */
+export function crashPoint(name: string, step: number): void {
+  if (process.env.DDPM_CRASH_AT === `${name}:${step}`) process.kill(process.pid, 'SIGKILL');
+}

@@ -1,0 +1,56 @@
+/**
+ * DESIGN.md: the reduced gradient (sum of unit gradient sums, over the global batch size) equals
+ * the gradient of the mean loss over the whole global batch computed at once in one process.
+ */
+import { initBackend } from '../src/backend/backend';
+import { presetConfig } from '../src/model/config';
+import { UNetModel } from '../src/model/unetModel';
+import { initParams } from '../src/model/init';
+import { makeSchedule } from '../src/schedule';
+import { UnitGradientComputer } from '../src/training/unitGradients';
+import { BatchPlanner } from '../src/training/batchPlan';
+import { OrderedReducer } from '../src/training/reduce';
+import { WorkUnit } from '../src/training/workUnit';
+
+const BATCH = 12;
+
+function unitsOf(unitSize: number, pixels: Uint8Array): WorkUnit[] {
+  const planner = new BatchPlanner({ seed: 5, datasetSize: 40, batchSize: BATCH, unitSize, timesteps: 1000, flip: true });
+  return planner.plan(4).map((p) => {
+    const unitPixels = new Uint8Array(p.indices.length * 64);
+    p.indices.forEach((idx, i) => unitPixels.set(pixels.subarray(idx * 64, (idx + 1) * 64), i * 64));
+    return { step: 4, unitId: p.unitId, count: p.indices.length, pixels: unitPixels, timesteps: p.timesteps, noiseSeeds: p.noiseSeeds, flips: p.flips, dropoutSeed: p.dropoutSeed };
+  });
+}
+
+describe('reduction over work units', () => {
+  it('equals the gradient of the mean loss over the whole global batch to float tolerance', async () => {
+    await initBackend('wasm');
+    const model = new UNetModel(presetConfig('tiny'));
+    const flat = new Float32Array(model.size);
+    initParams(model.specs, 11, { noZeroInit: true }).forEach((p, i) => flat.set(p, model.offsets[i]));
+    const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000));
+    computer.setParams(flat, 0);
+    const pixels = new Uint8Array(40 * 64).map((_, i) => (i * 53 + 7) % 256);
+
+    const whole = computer.compute(unitsOf(BATCH, pixels)[0]);
+    const parts = unitsOf(3, pixels);
+    expect(parts).toHaveLength(4);
+    const reducer = new OrderedReducer(parts.length, model.size);
+    for (const unit of parts) reducer.add(computer.compute(unit));
+    const reduced = reducer.finish();
+
+    let diff = 0;
+    let norm = 0;
+    for (let i = 0; i < model.size; i++) {
+      const expected = whole.gradSum[i] / BATCH;
+      diff += (reduced.meanGrad[i] - expected) ** 2;
+      norm += expected ** 2;
+    }
+    expect(norm).toBeGreaterThan(0);
+    expect(Math.sqrt(diff / norm)).toBeLessThan(1e-5);
+    expect(reduced.meanLoss).toBeCloseTo(whole.lossSum / BATCH, 6);
+    expect(reduced.examples).toBe(BATCH);
+    computer.dispose();
+  });
+});

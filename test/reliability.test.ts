@@ -1,0 +1,136 @@
+/**
+ * RELIABILITY.md with real processes: workers killed (1) or stopped (4) mid-run, too few workers
+ * (8), the coordinator killed at each stage of a checkpoint save (10) or sent SIGTERM (15); and
+ * the worker's own lifecycle (SIGTERM exits 0). Parameters are compared with an undisturbed run.
+ */
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { freePort, killAll, startDdpm, waitExit, waitFor } from './helpers/cli';
+
+const TINY = ['--preset', 'tiny', '--backend', 'cpu', '--batch-size', '12', '--unit-size', '1', '--seed', '3', '--lr', '1e-3', '--warmup-steps', '2', '--sample-n', '0', '--log-every', '60'];
+
+let root: string;
+beforeAll(() => { root = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-rel-')); });
+afterEach(() => killAll());
+afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
+
+const modelBytes = (dir: string) => fs.readFileSync(path.join(dir, fs.readFileSync(path.join(dir, 'latest'), 'utf8').trim(), 'model.bin'));
+const reached = (dir: string, step: number) => () => fs.existsSync(path.join(dir, `step-${String(step).padStart(8, '0')}`));
+
+const references = new Map<number, string>();
+async function reference(steps: number): Promise<string> {
+  const known = references.get(steps);
+  if (known) return known;
+  const dir = path.join(root, `reference-${steps}`);
+  const p = startDdpm(['train', ...TINY, '--steps', String(steps), '--checkpoint-dir', dir]);
+  expect((await waitExit(p, 120_000)).code).toBe(0);
+  references.set(steps, dir);
+  return dir;
+}
+
+async function cluster(name: string, steps: number, workers: number, extra: string[] = []) {
+  const dir = path.join(root, name);
+  const port = await freePort();
+  const address = `tcp://127.0.0.1:${port}`;
+  const coordinator = startDdpm(['coordinator', ...TINY, '--steps', String(steps), '--bind', address, '--checkpoint-dir', dir,
+    '--checkpoint-every', '1', '--min-workers', String(workers), '--metrics-port', '0', '--worker-timeout', '2', ...extra]);
+  const ws = Array.from({ length: workers }, (_, i) => startDdpm(['worker', '--connect', address, '--name', `${name}-w${i}`, '--backend', 'cpu', '--coordinator-timeout', '1']));
+  return { dir, address, coordinator, workers: ws };
+}
+
+describe('a worker killed with SIGKILL mid-run (RELIABILITY 1)', () => {
+  it('is detected within the worker timeout, its units are recomputed, and the parameters equal an undisturbed run', async () => {
+    const steps = 6;
+    const ref = await reference(steps);
+    const c = await cluster('kill9', steps, 3);
+    await waitFor(reached(c.dir, 2), 90_000, 'step 2');
+    c.workers[2].child.kill('SIGKILL');
+    expect((await waitExit(c.coordinator, 120_000)).code).toBe(0);
+    const out = c.coordinator.output();
+    const silent = /worker kill9-w2 dropped: silent for ([\d.]+) s/.exec(out);
+    expect(silent).not.toBeNull();
+    expect(Number(silent?.[1])).toBeLessThan(4);
+    expect(Buffer.compare(modelBytes(c.dir), modelBytes(ref))).toBe(0);
+  }, 240_000);
+});
+
+describe('a worker stopped with SIGSTOP past its liveness window (RELIABILITY 4)', () => {
+  it('is dropped; when continued, what it had queued is discarded and it rejoins cleanly', async () => {
+    const steps = 8;
+    const ref = await reference(steps);
+    const c = await cluster('sigstop', steps, 2);
+    await waitFor(reached(c.dir, 2), 90_000, 'step 2');
+    c.workers[1].child.kill('SIGSTOP');
+    await waitFor(() => /worker sigstop-w1 dropped/.test(c.coordinator.output()), 20_000, 'the stopped worker to be dropped');
+    c.workers[1].child.kill('SIGCONT');
+    await waitFor(() => (c.coordinator.output().match(/worker sigstop-w1 attached/g) ?? []).length >= 2, 30_000, 'the worker to rejoin');
+    expect((await waitExit(c.coordinator, 120_000)).code).toBe(0);
+    expect(Buffer.compare(modelBytes(c.dir), modelBytes(ref))).toBe(0);
+    for (const w of c.workers) expect((await waitExit(w, 20_000)).code).toBe(0);
+  }, 240_000);
+});
+
+describe('fewer workers than --min-workers (RELIABILITY 8)', () => {
+  it('waits for --start-timeout, then fails with one clear line and exit code 2', async () => {
+    const port = await freePort();
+    const started = Date.now();
+    const p = startDdpm(['coordinator', ...TINY, '--bind', `tcp://127.0.0.1:${port}`, '--checkpoint-dir', path.join(root, 'min'),
+      '--min-workers', '2', '--start-timeout', '2', '--metrics-port', '0']);
+    const { code } = await waitExit(p, 60_000);
+    expect(code).toBe(2);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2000);
+    const errors = p.output().split('\n').filter((l) => l.startsWith('ddpm: error:'));
+    expect(errors).toEqual([expect.stringMatching(/only 0 of --min-workers 2 workers attached after 2 s/)]);
+    expect(p.output()).not.toMatch(/\n\s+at /);
+  }, 90_000);
+});
+
+describe.each(['checkpoint-file-model.bin', 'checkpoint-manifest', 'checkpoint-renamed', 'checkpoint-latest'])(
+  'the coordinator killed at crash point %s while saving step 3 (RELIABILITY 10)', (stage) => {
+    it('restarts from the newest complete checkpoint, removes leftovers, and ends like an undisturbed run', async () => {
+      const steps = 5;
+      const ref = await reference(steps);
+      const dir = path.join(root, `crash-${stage}`);
+      const args = ['train', ...TINY, '--steps', String(steps), '--checkpoint-dir', dir, '--checkpoint-every', '1'];
+      const crashed = startDdpm(args, { ...process.env, DDPM_CRASH_AT: `${stage}:3` });
+      expect((await waitExit(crashed, 120_000)).signal).toBe('SIGKILL');
+      const resumed = startDdpm([...args, '--resume']);
+      expect((await waitExit(resumed, 120_000)).code).toBe(0);
+      const from = /resumed from .*step-(\d+) at step (\d+)/.exec(resumed.output());
+      expect(from).not.toBeNull();
+      // Only a save whose directory was renamed into place counts as complete.
+      expect(Number(from?.[2])).toBe(stage === 'checkpoint-renamed' || stage === 'checkpoint-latest' ? 3 : 2);
+      expect(fs.readdirSync(dir).filter((n) => n.includes('.tmp-'))).toEqual([]);
+      expect(Buffer.compare(modelBytes(dir), modelBytes(ref))).toBe(0);
+    }, 180_000);
+  });
+
+describe('SIGTERM to the coordinator (RELIABILITY 15)', () => {
+  it('finishes the step, checkpoints, tells the workers and exits 0 within its linger; the workers exit 0', async () => {
+    const c = await cluster('sigterm', 10_000, 2);
+    await waitFor(reached(c.dir, 2), 90_000, 'step 2');
+    const sent = Date.now();
+    c.coordinator.child.kill('SIGTERM');
+    expect((await waitExit(c.coordinator, 20_000)).code).toBe(0);
+    expect(Date.now() - sent).toBeLessThan(15_000);
+    const latest = fs.readFileSync(path.join(c.dir, 'latest'), 'utf8').trim();
+    const steps = fs.readdirSync(c.dir).filter((n) => n.startsWith('step-')).sort();
+    expect(latest).toBe(steps[steps.length - 1]);
+    for (const w of c.workers) expect((await waitExit(w, 15_000)).code).toBe(0);
+  }, 150_000);
+});
+
+describe('a worker', () => {
+  it('started before its coordinator connects by itself, and exits 0 on SIGTERM', async () => {
+    const port = await freePort();
+    const address = `tcp://127.0.0.1:${port}`;
+    const w = startDdpm(['worker', '--connect', address, '--name', 'early', '--backend', 'cpu']);
+    await new Promise((r) => setTimeout(r, 1500));
+    const c = startDdpm(['coordinator', ...TINY, '--steps', '10000', '--bind', address, '--checkpoint-dir', path.join(root, 'early'), '--metrics-port', '0']);
+    await waitFor(() => /worker early attached/.test(c.output()), 60_000, 'the worker to attach');
+    w.child.kill('SIGTERM');
+    expect((await waitExit(w, 15_000)).code).toBe(0);
+    await waitFor(() => /worker early dropped: left/.test(c.output()), 10_000, 'the coordinator to see it leave');
+  }, 120_000);
+});
