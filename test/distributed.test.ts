@@ -20,11 +20,16 @@ function finalBytes(dir: string, file: string): Buffer {
   return fs.readFileSync(path.join(dir, latest, file));
 }
 
+const trained = new Set<string>();
+
+/** Trains once per (backend, workers, steps) in this file and returns the checkpoint directory. */
 async function train(backend: string, workers: number, steps: number): Promise<string> {
   const dir = path.join(root, `${backend}-w${workers}-s${steps}`);
+  if (trained.has(dir)) return dir;
   const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', String(steps), '--workers', String(workers), '--checkpoint-dir', dir]);
   const { code } = await waitExit(p, 150_000);
   if (code !== 0) throw new Error(`train --workers ${workers} exited ${code}:\n${p.output()}`);
+  trained.add(dir);
   return dir;
 }
 
@@ -61,4 +66,20 @@ describe('a coordinator killed with SIGKILL and restarted with --resume', () => 
     expect(Buffer.compare(finalBytes(dir, 'ema.bin'), finalBytes(reference, 'ema.bin'))).toBe(0);
     for (const w of workers) expect((await waitExit(w, 20_000)).code).toBe(0);
   }, 240_000);
+});
+
+describe.each(['float16', 'bfloat16'])('--transport-dtype %s', (dtype) => {
+  it('trains through a worker to parameters close to, but not equal to, the float32 run', async () => {
+    const reference = await train('wasm', 1, 5);
+    const dir = path.join(root, `wasm-${dtype}`);
+    const p = startDdpm(['train', ...TINY, '--backend', 'wasm', '--steps', '5', '--workers', '1', '--transport-dtype', dtype, '--checkpoint-dir', dir]);
+    expect((await waitExit(p, 150_000)).code).toBe(0);
+    const a = new Float32Array(new Uint8Array(finalBytes(dir, 'model.bin')).buffer);
+    const b = new Float32Array(new Uint8Array(finalBytes(reference, 'model.bin')).buffer);
+    let diff = 0;
+    let norm = 0;
+    a.forEach((v, i) => { diff += (v - b[i]) ** 2; norm += b[i] ** 2; });
+    expect(Math.sqrt(diff / norm)).toBeGreaterThan(0);
+    expect(Math.sqrt(diff / norm)).toBeLessThan(0.05);
+  }, 160_000);
 });

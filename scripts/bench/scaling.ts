@@ -23,7 +23,7 @@ const flags = parseFlags('npm run bench:scaling -- [flags]', {
   presets: { default: ['tiny', 'mnist', 'cifar10'], help: 'model presets (gradient and parameter sizes)' },
   workers: { default: [1, 2, 4, 8, 16], help: 'worker counts N' },
   delays: { default: [0.1], help: 'fixed compute delay per unit, seconds (e.g. 0.1,1)' },
-  mode: { default: 'weak', help: "'weak' (units per step = N x --units-per-worker) or 'strong' (max N x --units-per-worker units for every N)" },
+  mode: { default: 'weak' as string, help: "'weak' (units per step = N x --units-per-worker) or 'strong' (max N x --units-per-worker units for every N)" },
   'units-per-worker': { default: 1, help: 'units each worker computes per step' },
   'unit-size': { default: 16, help: 'examples per unit' },
   steps: { default: 30, help: 'measured steps per configuration at 0.1 s (scaled down for longer delays: steps x 0.1 / delay, at least 5)' },
@@ -62,6 +62,7 @@ interface Row {
 
 async function main(): Promise<void> {
   const hw = hardware();
+  if (flags.mode !== 'weak' && flags.mode !== 'strong') throw new Error(`--mode must be weak or strong, got ${flags.mode}`);
   const dtype = transportDtypeCode(flags.dtype as TransportDtype);
   const maxN = Math.max(...flags.workers);
   const pool = await startPool(maxN, 'w');
