@@ -88,6 +88,15 @@ describe('the remote executor', () => {
     expect(b.units().length).toBeGreaterThan(0);
   });
 
+  it('gives a faster worker more units', async () => {
+    const fast = await attach('fast', 'honest');
+    const slow = await attach('slow', 'honest');
+    slow.delayMs = 120;
+    await executor.waitForWorkers(2, 5000);
+    for (let step = 0; step < 3; step++) expectHonest(await runStep(step));
+    expect(fast.units().length).toBeGreaterThan(2 * slow.units().length);
+  });
+
   it('sends parameters only to workers whose version is stale', async () => {
     const a = await attach('a', 'honest');
     await executor.waitForWorkers(1, 5000);

@@ -6,8 +6,9 @@
  *   receives with the product's decoders exactly as src/worker/worker.ts does, and whose "compute"
  *   is a fixed delay; its RESULT carries a real gradient vector of the model's size (a fixed
  *   finite pattern), encoded by the product's encodeResult in the run's transport dtype.
- * - `peer`: one end of the transport benchmark, either `product` (ZmqClient + ddpm.v1 messages
- *   and their decoders) or `raw` (a bare zeromq Dealer moving frames of the same sizes).
+ * - `peer`: one end of the transport benchmark: `product` (ZmqClient + ddpm.v1 messages and their
+ *   decoders), `channel` (ZmqClient moving frames of the same sizes, no codec) or `raw` (a bare
+ *   zeromq Dealer moving frames of the same sizes).
  *
  * A child serves one role at a time and returns to idle when the role ends ('done' event), so one
  * pool of processes serves every configuration of a benchmark.
@@ -24,7 +25,7 @@ import { gradientPattern } from './common';
 
 type Command =
   | { cmd: 'delay-worker'; endpoint: string; name: string; delayMs: number }
-  | { cmd: 'peer'; endpoint: string; name: string; mode: 'raw' | 'product'; dtype: DType; parameterCount: number; rawResultHeaderBytes: number }
+  | { cmd: 'peer'; endpoint: string; name: string; mode: 'raw' | 'channel' | 'product'; dtype: DType; parameterCount: number; rawResultHeaderBytes: number }
   | { cmd: 'exit' };
 
 const send = (event: Record<string, unknown>) => process.send?.(event);
@@ -131,26 +132,45 @@ async function productPeer(c: Extract<Command, { cmd: 'peer' }>): Promise<Record
   }
 }
 
-/** Frame 0's first byte says what a raw message is: 1 parameters, 2 send a gradient, 3 bye. */
-async function rawPeer(c: Extract<Command, { cmd: 'peer' }>): Promise<Record<string, unknown>> {
-  const socket = new zmq.Dealer({ routingId: c.name, linger: 0 });
-  socket.connect(c.endpoint);
+/**
+ * Frame 0's first byte says what a raw message is: 1 parameters, 2 send a gradient, 3 bye.
+ * `raw` uses a bare zeromq Dealer; `channel` the product's ZmqClient with the same frames and no
+ * ddpm.v1 encoding or decoding (to tell the socket wrapper's cost from the codec's).
+ */
+async function framePeer(c: Extract<Command, { cmd: 'peer' }>): Promise<Record<string, unknown>> {
+  let sendFrames: (frames: Buffer[]) => Promise<void>;
+  let receive: () => Promise<Buffer[] | undefined>;
+  let close: () => void;
+  if (c.mode === 'raw') {
+    const socket = new zmq.Dealer({ routingId: c.name, linger: 0 });
+    socket.connect(c.endpoint);
+    sendFrames = (frames) => socket.send(frames);
+    receive = () => socket.receive();
+    close = () => socket.close();
+  } else {
+    const channel = new ZmqClient(c.name, { lingerMs: 0 });
+    channel.connect(c.endpoint);
+    sendFrames = (frames) => channel.send(frames);
+    receive = () => channel.receive(1000);
+    close = () => channel.close();
+  }
   const header = Buffer.alloc(c.rawResultHeaderBytes, 7);
   const body = Buffer.alloc(c.parameterCount * bytesPerElement(c.dtype), 1);
-  await socket.send([Buffer.from([0])]);
+  await sendFrames([Buffer.from([0])]);
   let received = 0;
   for (;;) {
-    const frames = await socket.receive();
+    const frames = await receive();
+    if (frames === undefined) continue;
     switch (frames[0][0]) {
       case 1:
         received++;
-        await socket.send([Buffer.from([0])]);
+        await sendFrames([Buffer.from([0])]);
         break;
       case 2:
-        await socket.send([header, body]);
+        await sendFrames([header, body]);
         break;
       case 3:
-        socket.close();
+        close();
         return { received };
       default:
         break;
@@ -168,7 +188,7 @@ process.on('message', (c: Command) => {
     return;
   }
   busy = true;
-  const role = c.cmd === 'delay-worker' ? delayWorker(c) : c.mode === 'raw' ? rawPeer(c) : productPeer(c);
+  const role = c.cmd === 'delay-worker' ? delayWorker(c) : c.mode === 'product' ? productPeer(c) : framePeer(c);
   role.then(
     (stats) => { busy = false; send({ event: 'done', ...stats }); },
     (err: Error) => { busy = false; send({ event: 'error', message: err.stack ?? err.message }); },

@@ -32,6 +32,8 @@ async function main() {
     packages: 'external',
     sourcemap: 'inline',
     logLevel: 'warning',
+    // src/backend/backend.ts loads optional native packages through eval('require') on purpose.
+    logOverride: { 'direct-eval': 'silent' },
   });
   const child = spawn(process.execPath, ['--expose-gc', '--enable-source-maps', path.join(outdir, `${name}.js`), ...args], { stdio: 'inherit', cwd: root });
   const forward = (sig) => child.kill(sig);

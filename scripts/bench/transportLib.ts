@@ -8,7 +8,8 @@
  *   once per step) and sends it to every peer; each peer decodes it as the worker does and acks.
  * gather round: the coordinator asks every peer for a gradient; each peer encodes a RESULT of the
  *   model's size, the coordinator receives and decodes all N (decodeMessage + decodeResult, as
- *   RemoteExecutor.result does). Raw rounds move the same frames with no encoding or decoding.
+ *   RemoteExecutor.result does). Raw rounds move the same frames with no encoding or decoding over
+ *   bare sockets; channel rounds move them over the product's ZmqServer/ZmqClient, no codec.
  */
 import * as zmq from 'zeromq';
 import { ZmqServer } from '../../src/transport/zmq';
@@ -18,7 +19,7 @@ import { decodeResult, encodeParameters, encodeResult } from '../../src/protocol
 import { LOSS_BUCKETS } from '../../src/training/workUnit';
 import { Child, gradientPattern, median, now } from './common';
 
-export type Mode = 'raw' | 'product';
+export type Mode = 'raw' | 'channel' | 'product';
 export type Direction = 'broadcast' | 'gather';
 
 export interface TransportRun {
@@ -93,6 +94,7 @@ async function rawEndpoint(): Promise<Endpoint> {
 export async function measureTransport(peers: Child[], mode: Mode, direction: Direction, parameterCount: number, dtype: DType, rounds: number): Promise<TransportRun> {
   const sizes = messageSizes(parameterCount, dtype);
   const ep = mode === 'raw' ? await rawEndpoint() : await productEndpoint();
+  const framesOnly = mode !== 'product';
   const names = peers.map((p) => `${p.name}-${mode}`);
   peers.forEach((p, i) => p.send({ cmd: 'peer', endpoint: ep.address, name: names[i], mode, dtype, parameterCount, rawResultHeaderBytes: sizes.result[0] }));
   // Hello from each peer.
@@ -101,13 +103,13 @@ export async function measureTransport(peers: Child[], mode: Mode, direction: Di
   const params = gradientPattern(parameterCount);
   // Raw frames of the product's sizes: a header (first byte says "parameters") and the tensor frame.
   const rawParams = sizes.params.map((n, i) => Buffer.alloc(n, i === 0 ? 1 : 3));
-  const go = mode === 'raw' ? [Buffer.from([2])] : encodeMessage({ kind: Kind.HEARTBEAT, runId: 'bench', step: 1, paramVersion: 1, heartbeat: {} });
+  const go = framesOnly ? [Buffer.from([2])] : encodeMessage({ kind: Kind.HEARTBEAT, runId: 'bench', step: 1, paramVersion: 1, heartbeat: {} });
   const roundSeconds: number[] = [];
   const t0 = now();
   for (let r = 0; r < rounds; r++) {
     const t = now();
     if (direction === 'broadcast') {
-      const frames = mode === 'raw' ? rawParams : encodeParameters(params, { runId: 'bench', step: r, paramVersion: r }, dtype);
+      const frames = framesOnly ? rawParams : encodeParameters(params, { runId: 'bench', step: r, paramVersion: r }, dtype);
       await Promise.all(names.map((n) => ep.send(n, frames)));
       for (let i = 0; i < peers.length; i++) await ep.receive();
     } else {
@@ -121,7 +123,7 @@ export async function measureTransport(peers: Child[], mode: Mode, direction: Di
     roundSeconds.push(now() - t);
   }
   const seconds = now() - t0;
-  const bye = mode === 'raw' ? [Buffer.from([3])] : encodeMessage({ kind: Kind.GOODBYE, runId: 'bench', goodbye: { reason: 'done' } });
+  const bye = framesOnly ? [Buffer.from([3])] : encodeMessage({ kind: Kind.GOODBYE, runId: 'bench', goodbye: { reason: 'done' } });
   await Promise.all(names.map((n) => ep.send(n, bye)));
   await Promise.all(peers.map((p) => p.wait('done', 60000)));
   ep.close();

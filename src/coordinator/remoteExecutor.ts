@@ -70,6 +70,9 @@ export class RemoteExecutor implements UnitExecutor {
   private workerWaiters: (() => void)[] = [];
   /** Every worker that registered in this run, dropped ones included: all are told when it ends. */
   private readonly everRegistered = new Set<string>();
+  /** Seconds per unit by worker name, kept across re-registrations; a missed deadline counts as
+   * the whole deadline, so a worker that hangs and comes back is the last to get units. */
+  private readonly measured = new Map<string, number>();
 
   constructor(private readonly opts: RemoteExecutorOptions) {
     this.runId = opts.runId ?? randomUUID();
@@ -132,31 +135,44 @@ export class RemoteExecutor implements UnitExecutor {
     this.opts.channel.send(worker.id, frames).catch((err) => this.log(`send to ${worker.name} failed: ${(err as Error).message}`));
   }
 
-  /** Gives queued units to workers with free pipeline slots, oldest worker first. */
+  /** Seconds until `w` would finish one more unit, from its measured compute time per unit. */
+  private expectedFinish(w: WorkerRecord, fallback: number): number {
+    return (w.outstanding.size + 1) * (w.secondsPerUnit ?? fallback);
+  }
+
+  /**
+   * Gives each queued unit to the worker expected to finish it first (measured seconds per unit
+   * times its queue), among those with a free pipeline slot. When a busy but faster worker would
+   * still finish it sooner, the unit waits for that worker instead of going to a slow one.
+   */
   private dispatch(): void {
     const cur = this.current;
     if (!cur) return;
-    const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
-    let progress = true;
-    while (progress && cur.queue.length > 0) {
-      progress = false;
-      for (const w of this.workers.all()) {
-        if (cur.queue.length === 0) break;
-        if (w.outstanding.size >= this.depth) continue;
-        if (w.paramVersion !== cur.work.paramVersion) {
-          cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype);
-          this.send(w, cur.paramsFrames);
-          w.paramVersion = cur.work.paramVersion;
-        }
-        const unitId = cur.queue.shift() as number;
-        const unit = cur.work.units[unitId];
-        w.outstanding.set(unitId, Date.now() + this.unitDeadlineMs);
-        if (!cur.assigned.has(unitId)) cur.assigned.set(unitId, new Set());
-        cur.assigned.get(unitId)?.add(w.id);
-        this.send(w, encodeWork(unit, this.stamp(), this.unitDeadlineMs, image));
-        progress = true;
-      }
+    const known = this.workers.all().map((w) => w.secondsPerUnit).filter((v): v is number => v !== undefined);
+    // An unmeasured worker is assumed as fast as the fastest, so it gets units and a measurement.
+    const fallback = known.length > 0 ? Math.min(...known) : 0;
+    while (cur.queue.length > 0) {
+      const all = this.workers.all();
+      const free = all.filter((w) => w.outstanding.size < this.depth);
+      if (free.length === 0) return;
+      const finish = (w: WorkerRecord) => this.expectedFinish(w, fallback);
+      const best = free.reduce((a, b) => (finish(b) < finish(a) ? b : a));
+      if (all.some((w) => finish(w) < finish(best))) return;
+      this.assign(cur, best, cur.queue.shift() as number);
     }
+  }
+
+  private assign(cur: CurrentStep, w: WorkerRecord, unitId: number): void {
+    const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
+    if (w.paramVersion !== cur.work.paramVersion) {
+      cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype);
+      this.send(w, cur.paramsFrames);
+      w.paramVersion = cur.work.paramVersion;
+    }
+    w.outstanding.set(unitId, Date.now() + this.unitDeadlineMs);
+    if (!cur.assigned.has(unitId)) cur.assigned.set(unitId, new Set());
+    cur.assigned.get(unitId)?.add(w.id);
+    this.send(w, encodeWork(cur.work.units[unitId], this.stamp(), this.unitDeadlineMs, image));
   }
 
   private requeue(worker: WorkerRecord, why: string): void {
@@ -188,6 +204,7 @@ export class RemoteExecutor implements UnitExecutor {
       }
       const late = [...w.outstanding.values()].some((deadline) => deadline < now);
       if (late) {
+        this.measured.set(w.id, this.unitDeadlineMs / 1000);
         this.dropWorker(w, 'missed a unit deadline');
         continue;
       }
@@ -265,6 +282,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (name === '' || name !== peer || name.includes('#')) throw new ProtocolError('malformed', `REGISTER name "${name}" must equal the routing id and not contain '#'`);
     const { record, replaced } = this.workers.add(peer, name, (r?.backend ?? '?').slice(0, 40), Date.now());
     this.everRegistered.add(peer);
+    record.secondsPerUnit = this.measured.get(peer);
     if (replaced) this.requeue(replaced, 'worker re-registered');
     const c = this.opts.config;
     this.send(record, encodeMessage({
@@ -304,6 +322,9 @@ export class RemoteExecutor implements UnitExecutor {
     if (queued >= 0) cur.queue.splice(queued, 1);
     worker.unitsDone++;
     worker.computeSeconds += result.computeSeconds;
+    const seconds = Math.max(result.computeSeconds, 1e-4);
+    worker.secondsPerUnit = worker.secondsPerUnit === undefined ? seconds : 0.7 * worker.secondsPerUnit + 0.3 * seconds;
+    this.measured.set(worker.id, worker.secondsPerUnit);
     this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
     if (cur.done.size === cur.work.units.length) {
       this.current = undefined;

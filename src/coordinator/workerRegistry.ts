@@ -12,6 +12,8 @@ export interface WorkerRecord {
   lastSeen: number;
   unitsDone: number;
   computeSeconds: number;
+  /** Moving average of the compute seconds per unit the worker reports; undefined until measured. */
+  secondsPerUnit?: number;
   joinedAt: number;
 }
 

@@ -78,7 +78,7 @@ export class FakeWorker {
     lossByBucket[0] = count * 0.5;
     const r: UnitResult = {
       step: e.step + stepOffset, unitId: e.unitIds[0], paramVersion: e.paramVersion + stepOffset, count, lossSum: count * 0.5,
-      lossByBucket, countByBucket, gradSum: fakeGradient(e.unitIds[0], count, this.parameterCount), computeSeconds: 0.01,
+      lossByBucket, countByBucket, gradSum: fakeGradient(e.unitIds[0], count, this.parameterCount), computeSeconds: this.delayMs / 1000 + 0.001,
     };
     return encodeResult(r, this.runId, DType.FLOAT32);
   }

@@ -1,0 +1,343 @@
+/**
+ * One training step of the U-Net (UnitGradientComputer.compute on one work unit of N examples:
+ * forward, backward, every parameter's gradient) on a tfjs backend, timed side by side with the
+ * same architecture in PyTorch (scripts/step-bench/unet_torch.py, Debian's python3-torch) with 1
+ * and with 2 threads. Steps are interleaved (tfjs, torch 1 thread, torch 2 threads, repeat), so
+ * that a change in the machine's load hits all three alike; medians over the repeats.
+ *
+ * Also: the parameter counts of both models (they must agree; the ch64 config must have
+ * 6,472,195), a tf.profile of one step (kernel time by kernel name), the wasm heap size, and the
+ * load from other processes during the run (CPU time of the whole machine minus ours).
+ */
+import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import * as readline from 'readline';
+import * as tf from '@tensorflow/tfjs-core';
+import { BackendName, initBackend, isBackendName } from '../../src/backend/backend';
+import { UNetConfig, isPresetName, presetConfig, validateConfig } from '../../src/model/config';
+import { initParams } from '../../src/model/init';
+import { parameterCount } from '../../src/model/paramSpecs';
+import { UNetModel } from '../../src/model/unetModel';
+import { makeSchedule } from '../../src/schedule';
+import { UnitGradientComputer } from '../../src/training/unitGradients';
+import { WorkUnit } from '../../src/training/workUnit';
+
+const ROOT = path.resolve(__dirname, '..', '..');
+const BENCH_DIR = process.env.STEP_BENCH_DIR ?? path.join(ROOT, 'scripts', 'step-bench');
+
+/** The PERFORMANCE.md configurations besides the presets: 32x32x3, mult 1,2,2, attention at 16. */
+const EXTRA_CONFIGS: Record<string, UNetConfig & { expectedParams?: number }> = {
+  ch64: { imageSize: 32, imageChannels: 3, channels: 64, channelMult: [1, 2, 2], resBlocks: 2, attentionResolutions: [16], dropout: 0, normGroups: 32, expectedParams: 6472195 },
+  ch32: { imageSize: 32, imageChannels: 3, channels: 32, channelMult: [1, 2, 2], resBlocks: 2, attentionResolutions: [16], dropout: 0, normGroups: 32, expectedParams: 1624323 },
+};
+
+interface Flags {
+  preset: string[];
+  batch: number;
+  backend: string;
+  repeats: number;
+  warmup: number;
+  torchThreads: number[];
+  torch: boolean;
+  profile: boolean;
+  python: string;
+  json: string;
+}
+
+const USAGE = `npm run bench:step -- [--preset ch64,mnist-fast] [--batch 16] [--backend wasm] [--repeats 5]
+  presets: ${['ch64', 'ch32', 'tiny', 'mnist-fast', 'mnist', 'cifar10'].join(', ')}`;
+
+function parseFlags(argv: string[]): Flags {
+  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, python: '/usr/bin/python3', json: 'bench-results/step.json' };
+  const help = `${USAGE}
+flags:
+  --preset LIST        configs, comma-separated (default ch64,mnist-fast)
+  --batch N            examples in the work unit (default 16)
+  --backend NAME       tfjs backend: wasm, cpu, webgpu, tensorflow (default wasm)
+  --repeats N          timed steps of each kind, interleaved (default 5)
+  --warmup N           untimed steps of each kind first (default 1)
+  --torch-threads LIST PyTorch thread counts (default 1,2)
+  --no-torch           tfjs only
+  --no-profile         skip the tf.profile step
+  --python PATH        interpreter with torch (default /usr/bin/python3)
+  --json PATH          results file (default bench-results/step.json)`;
+  for (let i = 0; i < argv.length; i++) {
+    const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
+    if (!m) throw new Error(`unexpected argument ${argv[i]}\n${help}`);
+    const key = m[1];
+    const value = () => m[2] ?? argv[++i];
+    switch (key) {
+      case 'help': console.log(help); process.exit(0); break;
+      case 'preset': f.preset = value().split(',').filter(Boolean); break;
+      case 'batch': f.batch = Number(value()); break;
+      case 'backend': f.backend = value(); break;
+      case 'repeats': f.repeats = Number(value()); break;
+      case 'warmup': f.warmup = Number(value()); break;
+      case 'torch-threads': f.torchThreads = value().split(',').filter(Boolean).map(Number); break;
+      case 'no-torch': f.torch = false; break;
+      case 'no-profile': f.profile = false; break;
+      case 'python': f.python = value(); break;
+      case 'json': f.json = value(); break;
+      default: throw new Error(`unknown flag --${key}\n${help}`);
+    }
+  }
+  if (!Number.isInteger(f.batch) || f.batch < 1) throw new Error('--batch must be a positive integer');
+  if (!Number.isInteger(f.repeats) || f.repeats < 1) throw new Error('--repeats must be a positive integer');
+  return f;
+}
+
+function configOf(name: string): UNetConfig & { expectedParams?: number } {
+  if (name in EXTRA_CONFIGS) return { ...EXTRA_CONFIGS[name] };
+  if (isPresetName(name)) return presetConfig(name);
+  throw new Error(`unknown config "${name}" (${USAGE})`);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// ---- load from other processes -------------------------------------------------------------------
+
+const TICK_MS = 10; // USER_HZ = 100 on Linux
+
+function machineBusyMs(): number {
+  const cpu = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal
+  return (cpu[0] + cpu[1] + cpu[2] + cpu[5] + cpu[6] + (cpu[7] ?? 0)) * TICK_MS;
+}
+
+function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_MS; // utime, stime
+  } catch {
+    return 0;
+  }
+}
+
+class LoadMeter {
+  private readonly wall0 = performance.now();
+  private readonly busy0 = machineBusyMs();
+  private readonly self0 = process.cpuUsage();
+  private readonly child0: number;
+  constructor(private readonly childPid: number | undefined) {
+    this.child0 = processCpuMs(childPid);
+  }
+  /** Average cores used by everything except this benchmark (and its torch child) since start. */
+  othersCores(): number {
+    const wall = performance.now() - this.wall0;
+    const busy = machineBusyMs() - this.busy0;
+    const selfUsage = process.cpuUsage(this.self0);
+    const self = (selfUsage.user + selfUsage.system) / 1000;
+    const child = processCpuMs(this.childPid) - this.child0;
+    return Math.max(0, (busy - self - child) / wall);
+  }
+}
+
+// ---- PyTorch child ---------------------------------------------------------------------------------
+
+class TorchChild {
+  private readonly proc: ChildProcess;
+  private readonly lines: string[] = [];
+  private waiter: ((line: string) => void) | undefined;
+  private stderr = '';
+
+  constructor(python: string, config: UNetConfig, batch: number) {
+    const cfg = { ...config };
+    delete (cfg as { expectedParams?: number }).expectedParams;
+    this.proc = spawn(python, [path.join(BENCH_DIR, 'unet_torch.py'), JSON.stringify(cfg), String(batch)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    readline.createInterface({ input: this.proc.stdout! }).on('line', (line) => {
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = undefined;
+        w(line);
+      } else this.lines.push(line);
+    });
+    this.proc.stderr!.on('data', (d: Buffer) => { this.stderr += d.toString(); });
+  }
+
+  get pid(): number | undefined {
+    return this.proc.pid;
+  }
+
+  private next(): Promise<Record<string, unknown>> {
+    const parse = (line: string) => JSON.parse(line) as Record<string, unknown>;
+    if (this.lines.length) return Promise.resolve(parse(this.lines.shift()!));
+    return new Promise((resolve, reject) => {
+      const onExit = (code: number | null) => reject(new Error(`torch child exited (${code}): ${this.stderr.slice(-2000)}`));
+      this.proc.once('exit', onExit);
+      this.waiter = (line) => {
+        this.proc.off('exit', onExit);
+        resolve(parse(line));
+      };
+    });
+  }
+
+  async ready(): Promise<{ params: number; torch: string; parallel: string[] }> {
+    const e = await this.next();
+    return e as unknown as { params: number; torch: string; parallel: string[] };
+  }
+
+  async step(threads: number): Promise<number> {
+    this.proc.stdin!.write(`step ${threads}\n`);
+    const e = await this.next();
+    return e.ms as number;
+  }
+
+  quit(): void {
+    this.proc.stdin!.end('quit\n');
+  }
+}
+
+// ---- tfjs step -------------------------------------------------------------------------------------
+
+function makeUnit(config: UNetConfig, batch: number): WorkUnit {
+  const per = config.imageSize * config.imageSize * config.imageChannels;
+  const pixels = new Uint8Array(batch * per);
+  for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 2654435761) >>> 24;
+  return {
+    step: 0, unitId: 0, count: batch, pixels,
+    timesteps: Int32Array.from({ length: batch }, (_, i) => (i * 397 + 11) % 1000),
+    noiseSeeds: Uint32Array.from({ length: batch }, (_, i) => 1000 + i),
+    flips: Uint8Array.from({ length: batch }, (_, i) => i % 2),
+    dropoutSeed: 7,
+  };
+}
+
+function wasmHeapBytes(): number | undefined {
+  const b = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  return b.wasm?.HEAPU8?.buffer.byteLength;
+}
+
+interface ProfileRow { kernel: string; ms: number; calls: number }
+
+async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Promise<{ rows: ProfileRow[]; kernelMs: number; wallMs: number; peakBytes: number; kernels: number }> {
+  const t0 = performance.now();
+  const info = await tf.profile(() => { computer.compute(unit); });
+  const wallMs = performance.now() - t0;
+  const byName = new Map<string, ProfileRow>();
+  let kernelMs = 0;
+  for (const k of info.kernels) {
+    const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+    kernelMs += ms;
+    const row = byName.get(k.name) ?? { kernel: k.name, ms: 0, calls: 0 };
+    row.ms += ms;
+    row.calls += 1;
+    byName.set(k.name, row);
+  }
+  const rows = [...byName.values()].sort((a, b) => b.ms - a.ms);
+  return { rows, kernelMs, wallMs, peakBytes: info.peakBytes, kernels: info.kernels.length };
+}
+
+function fmt(x: number, d = 0): string {
+  return Number.isFinite(x) ? x.toFixed(d) : String(x);
+}
+
+async function benchConfig(name: string, flags: Flags) {
+  const config = validateConfig(configOf(name));
+  const expected = (configOf(name) as { expectedParams?: number }).expectedParams;
+  const model = new UNetModel(config);
+  const tfjsParams = parameterCount(config);
+  if (expected !== undefined && tfjsParams !== expected) throw new Error(`${name}: tfjs model has ${tfjsParams} parameters, expected ${expected}`);
+
+  const torch = flags.torch ? new TorchChild(flags.python, config, flags.batch) : undefined;
+  let torchInfo: { params: number; torch: string; parallel: string[] } | undefined;
+  if (torch) {
+    torchInfo = await torch.ready();
+    if (torchInfo.params !== tfjsParams) throw new Error(`${name}: PyTorch model has ${torchInfo.params} parameters, tfjs ${tfjsParams}`);
+  }
+
+  const flat = new Float32Array(model.size);
+  initParams(model.specs, 1, { noZeroInit: true }).forEach((v, i) => flat.set(v, model.offsets[i]));
+  const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000));
+  computer.setParams(flat, 0);
+  const unit = makeUnit(config, flags.batch);
+  const tfjsStep = () => {
+    const t0 = performance.now();
+    const r = computer.compute(unit);
+    const ms = performance.now() - t0;
+    if (!Number.isFinite(r.lossSum)) throw new Error(`${name}: loss is ${r.lossSum}`);
+    return ms;
+  };
+
+  const times: { tfjs: number[]; torch: Record<number, number[]> } = { tfjs: [], torch: {} };
+  for (const t of flags.torchThreads) times.torch[t] = [];
+  for (let i = 0; i < flags.warmup; i++) {
+    tfjsStep();
+    if (torch) for (const t of flags.torchThreads) await torch.step(t);
+  }
+  const tensorsBefore = tf.memory().numTensors;
+  const load = new LoadMeter(torch?.pid);
+  for (let r = 0; r < flags.repeats; r++) {
+    global.gc?.();
+    times.tfjs.push(tfjsStep());
+    if (torch) for (const t of flags.torchThreads) times.torch[t].push(await torch.step(t));
+    process.stdout.write('.');
+  }
+  process.stdout.write('\n');
+  const othersCores = load.othersCores();
+  const leaked = tf.memory().numTensors - tensorsBefore;
+  const profile = flags.profile ? await profileStep(computer, unit) : undefined;
+  computer.dispose();
+  torch?.quit();
+
+  const tfjsMs = median(times.tfjs);
+  const torchMs = Object.fromEntries(flags.torchThreads.map((t) => [t, median(times.torch[t])]));
+  return {
+    name, config, batch: flags.batch, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo?.torch,
+    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
+  };
+}
+
+async function main() {
+  const flags = parseFlags(process.argv.slice(2));
+  if (!isBackendName(flags.backend)) throw new Error(`unknown backend ${flags.backend}`);
+  const backend = await initBackend(flags.backend as BackendName);
+  const cpuModel = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model;
+  const load0 = os.loadavg();
+  console.log(`# step bench: tfjs ${tf.version_core} on ${backend}, ${os.availableParallelism()} CPU(s) ${cpuModel}, Node ${process.version}`);
+  console.log(`# load average at start: ${load0.map((l) => l.toFixed(2)).join(' ')}`);
+  const results = [];
+  for (const name of flags.preset) {
+    console.log(`## ${name}, batch ${flags.batch}`);
+    const r = await benchConfig(name, flags);
+    results.push(r);
+    const ratio = (t: number) => (r.torchMs[t] / r.tfjsMs).toFixed(3);
+    console.log(`params: tfjs ${r.params}${r.torchParams !== undefined ? `, PyTorch ${r.torchParams} (${r.torchParams === r.params ? 'equal' : 'DIFFERENT'})` : ''}`);
+    console.log(`tfjs ${backend}: ${fmt(r.tfjsMs)} ms/step (samples ${r.samples.tfjs.map((x) => fmt(x)).join(' ')})`);
+    for (const t of flags.torchThreads) {
+      if (r.torchMs[t] === undefined || Number.isNaN(r.torchMs[t])) continue;
+      console.log(`PyTorch ${r.torchVersion} ${t} thread(s): ${fmt(r.torchMs[t])} ms/step (samples ${r.samples.torch[t].map((x) => fmt(x)).join(' ')}); speed ratio tfjs/PyTorch = ${ratio(t)}x`);
+    }
+    console.log(`load from other processes during the timed steps: ${r.othersCores.toFixed(2)} cores; wasm heap ${fmt(r.wasmHeapMiB)} MiB; tensors leaked per ${flags.repeats} steps: ${r.leakedTensors}`);
+    if (r.profile) {
+      const p = r.profile;
+      console.log(`profile of one step: wall ${fmt(p.wallMs)} ms, kernel time ${fmt(p.kernelMs)} ms in ${p.kernels} kernel calls, peak ${fmt(p.peakBytes / 2 ** 20)} MiB of tensors`);
+      console.log('| kernel | ms | calls | share |\n|---|---|---|---|');
+      for (const row of p.rows.slice(0, 15)) console.log(`| ${row.kernel} | ${fmt(row.ms)} | ${row.calls} | ${((100 * row.ms) / p.kernelMs).toFixed(1)}% |`);
+    }
+  }
+  const load1 = os.loadavg();
+  console.log(`# load average at end: ${load1.map((l) => l.toFixed(2)).join(' ')}`);
+  console.log('\n| config | batch | params | tfjs ms/step | PyTorch 1 thread | PyTorch 2 threads | ratio (1 thread) | ratio (2 threads) | others\' load |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    const t1 = r.torchMs[1];
+    const t2 = r.torchMs[2];
+    console.log(`| ${r.name} | ${r.batch} | ${r.params.toLocaleString('en-US')} | ${fmt(r.tfjsMs)} | ${fmt(t1)} | ${fmt(t2)} | ${(t1 / r.tfjsMs).toFixed(3)}x | ${(t2 / r.tfjsMs).toFixed(3)}x | ${r.othersCores.toFixed(2)} cores |`);
+  }
+  const file = path.resolve(ROOT, flags.json);
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file, `${JSON.stringify({ backend, cpuModel, node: process.version, loadAvg: { start: load0, end: load1 }, results }, null, 2)}\n`);
+  console.log(`# results: ${path.relative(ROOT, file)}`);
+}
+
+main().catch((err) => {
+  console.error(err instanceof Error ? err.message : err);
+  process.exit(1);
+});
