@@ -25,7 +25,7 @@ export function withClusterOptions<T>(y: Argv<T>) {
     .option('transport-dtype', { type: 'string', choices: TRANSPORT_DTYPES, default: 'float32', describe: 'dtype of parameters and gradients on the wire' })
     .option('min-workers', { type: 'number', default: 0, describe: 'workers to wait for before the first step (0: at least one)' })
     .option('start-timeout', { type: 'number', default: 120, describe: 'seconds to wait for --min-workers' })
-    .option('worker-timeout', { type: 'number', default: 10, describe: 'seconds of silence before a worker is dropped and its units reassigned' })
+    .option('worker-timeout', { type: 'number', default: 5, describe: 'seconds of silence before a worker is dropped and its units reassigned' })
     .option('unit-deadline', { type: 'number', default: 300, describe: 'seconds before an unanswered work unit is reassigned' })
     .option('max-message-size', { type: 'number', default: 1 << 30, describe: 'largest accepted message in bytes' });
 }

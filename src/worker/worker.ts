@@ -48,6 +48,15 @@ export class Worker {
     this.opts.log?.(`worker ${this.opts.name}: ${line}`);
   }
 
+  private readonly rejected = new Map<string, number>();
+
+  /** Rejections are counted; each reason is logged once (a restarted coordinator can cause many). */
+  private logOnce(reason: string, line: string): void {
+    const n = (this.rejected.get(reason) ?? 0) + 1;
+    this.rejected.set(reason, n);
+    if (n === 1) this.log(`${line} (further "${reason}" rejections counted, not logged)`);
+  }
+
   /** Starts the message loop; resolves with how it ended (run over, or stop()). Idempotent. */
   start(): Promise<'finished' | 'stopped'> {
     this.loop ??= this.messageLoop();
@@ -83,7 +92,7 @@ export class Worker {
       try {
         message = decodeMessage(frames);
       } catch (err) {
-        this.log(`dropped a message: ${(err as Error).message}`);
+        this.logOnce(err instanceof ProtocolError ? err.reason : 'malformed', `dropped a message: ${(err as Error).message}`);
         continue;
       }
       this.lastHeard = now;
@@ -91,7 +100,7 @@ export class Worker {
         if ((await this.handle(message)) === 'finished') return 'finished';
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
-        this.log(`rejected ${Kind[message.envelope.kind]}: ${err.message}`);
+        this.logOnce(err.reason, `rejected ${Kind[message.envelope.kind]}: ${err.message}`);
       }
     }
     return 'stopped';
