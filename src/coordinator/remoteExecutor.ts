@@ -14,6 +14,8 @@ import { UnitResult } from '../training/workUnit';
 import { StepWork, UnitExecutor } from './executor';
 import { WorkerRecord, WorkerRegistry } from './workerRegistry';
 import { NotEnoughWorkersError } from './errors';
+import { WorkerSpeeds, chooseWorker } from './unitScheduler';
+import { RejectLog } from '../protocol/rejectLog';
 import { BEACON_SUFFIX } from '../transport/beacon';
 
 export interface RemoteExecutorOptions {
@@ -55,8 +57,7 @@ interface CurrentStep {
 export class RemoteExecutor implements UnitExecutor {
   readonly runId: string;
   readonly workers = new WorkerRegistry();
-  readonly rejected = new Map<string, number>();
-  private readonly loggedRejects = new Set<string>();
+  private readonly rejects = new RejectLog((line) => this.log(line));
   private current: CurrentStep | undefined;
   /** The last finished step, to tell a late duplicate from a stale result. */
   private finished: { step: number; paramVersion: number } | undefined;
@@ -70,9 +71,7 @@ export class RemoteExecutor implements UnitExecutor {
   private workerWaiters: (() => void)[] = [];
   /** Every worker that registered in this run, dropped ones included: all are told when it ends. */
   private readonly everRegistered = new Set<string>();
-  /** Seconds per unit by worker name, kept across re-registrations; a missed deadline counts as
-   * the whole deadline, so a worker that hangs and comes back is the last to get units. */
-  private readonly measured = new Map<string, number>();
+  private readonly speeds = new WorkerSpeeds();
 
   constructor(private readonly opts: RemoteExecutorOptions) {
     this.runId = opts.runId ?? randomUUID();
@@ -135,30 +134,14 @@ export class RemoteExecutor implements UnitExecutor {
     this.opts.channel.send(worker.id, frames).catch((err) => this.log(`send to ${worker.name} failed: ${(err as Error).message}`));
   }
 
-  /** Seconds until `w` would finish one more unit, from its measured compute time per unit. */
-  private expectedFinish(w: WorkerRecord, fallback: number): number {
-    return (w.outstanding.size + 1) * (w.secondsPerUnit ?? fallback);
-  }
-
-  /**
-   * Gives each queued unit to the worker expected to finish it first (measured seconds per unit
-   * times its queue), among those with a free pipeline slot. When a busy but faster worker would
-   * still finish it sooner, the unit waits for that worker instead of going to a slow one.
-   */
+  /** Hands queued units out until none is left or the best worker for the next one is busy. */
   private dispatch(): void {
     const cur = this.current;
     if (!cur) return;
-    const known = this.workers.all().map((w) => w.secondsPerUnit).filter((v): v is number => v !== undefined);
-    // An unmeasured worker is assumed as fast as the fastest, so it gets units and a measurement.
-    const fallback = known.length > 0 ? Math.min(...known) : 0;
     while (cur.queue.length > 0) {
-      const all = this.workers.all();
-      const free = all.filter((w) => w.outstanding.size < this.depth);
-      if (free.length === 0) return;
-      const finish = (w: WorkerRecord) => this.expectedFinish(w, fallback);
-      const best = free.reduce((a, b) => (finish(b) < finish(a) ? b : a));
-      if (all.some((w) => finish(w) < finish(best))) return;
-      this.assign(cur, best, cur.queue.shift() as number);
+      const worker = chooseWorker(this.workers.all(), this.depth);
+      if (worker === undefined) return;
+      this.assign(cur, worker, cur.queue.shift() as number);
     }
   }
 
@@ -204,7 +187,7 @@ export class RemoteExecutor implements UnitExecutor {
       }
       const late = [...w.outstanding.values()].some((deadline) => deadline < now);
       if (late) {
-        this.measured.set(w.id, this.unitDeadlineMs / 1000);
+        this.speeds.penalize(w.id, this.unitDeadlineMs / 1000);
         this.dropWorker(w, 'missed a unit deadline');
         continue;
       }
@@ -213,14 +196,14 @@ export class RemoteExecutor implements UnitExecutor {
     this.dispatch();
   }
 
+  /** Rejections so far, by reason. */
+  get rejected(): ReadonlyMap<string, number> {
+    return this.rejects.counts;
+  }
+
   private reject(peer: string, reason: string, detail: string): void {
-    this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+    this.rejects.add(peer, reason, detail);
     this.opts.events?.onRejected?.(reason);
-    const key = `${peer}\u0000${reason}`;
-    if (!this.loggedRejects.has(key)) {
-      this.loggedRejects.add(key);
-      this.log(`rejected a message from ${JSON.stringify(peer.slice(0, 64))} (${reason}): ${detail.slice(0, 200)} (further ones counted, not logged)`);
-    }
   }
 
   private async receiveLoop(): Promise<void> {
@@ -282,7 +265,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (name === '' || name !== peer || name.includes('#')) throw new ProtocolError('malformed', `REGISTER name "${name}" must equal the routing id and not contain '#'`);
     const { record, replaced } = this.workers.add(peer, name, (r?.backend ?? '?').slice(0, 40), Date.now());
     this.everRegistered.add(peer);
-    record.secondsPerUnit = this.measured.get(peer);
+    record.secondsPerUnit = this.speeds.get(peer);
     if (replaced) this.requeue(replaced, 'worker re-registered');
     const c = this.opts.config;
     this.send(record, encodeMessage({
@@ -322,9 +305,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (queued >= 0) cur.queue.splice(queued, 1);
     worker.unitsDone++;
     worker.computeSeconds += result.computeSeconds;
-    const seconds = Math.max(result.computeSeconds, 1e-4);
-    worker.secondsPerUnit = worker.secondsPerUnit === undefined ? seconds : 0.7 * worker.secondsPerUnit + 0.3 * seconds;
-    this.measured.set(worker.id, worker.secondsPerUnit);
+    this.speeds.record(worker, result.computeSeconds);
     this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
     if (cur.done.size === cur.work.units.length) {
       this.current = undefined;

@@ -5,6 +5,7 @@
  */
 import { ClientChannel } from '../transport/channel';
 import type { Beacon } from '../transport/beacon';
+import { RejectLog } from '../protocol/rejectLog';
 import { DType } from '../protocol/dtypes';
 import { ErrorCode, Kind, Message, ProtocolError, decodeMessage, encodeMessage } from '../protocol/messages';
 import { decodeParameters, decodeWork, encodeResult } from '../protocol/units';
@@ -48,14 +49,8 @@ export class Worker {
     this.opts.log?.(`worker ${this.opts.name}: ${line}`);
   }
 
-  private readonly rejected = new Map<string, number>();
-
-  /** Rejections are counted; each reason is logged once (a restarted coordinator can cause many). */
-  private logOnce(reason: string, line: string): void {
-    const n = (this.rejected.get(reason) ?? 0) + 1;
-    this.rejected.set(reason, n);
-    if (n === 1) this.log(`${line} (further "${reason}" rejections counted, not logged)`);
-  }
+  /** Each reason is logged once: a restarted coordinator can cause many rejections. */
+  private readonly rejects = new RejectLog((line) => this.log(line));
 
   /** Starts the message loop; resolves with how it ended (run over, or stop()). Idempotent. */
   start(): Promise<'finished' | 'stopped'> {
@@ -92,7 +87,7 @@ export class Worker {
       try {
         message = decodeMessage(frames);
       } catch (err) {
-        this.logOnce(err instanceof ProtocolError ? err.reason : 'malformed', `dropped a message: ${(err as Error).message}`);
+        this.rejects.add('coordinator', err instanceof ProtocolError ? err.reason : 'malformed', (err as Error).message);
         continue;
       }
       this.lastHeard = now;
@@ -100,7 +95,7 @@ export class Worker {
         if ((await this.handle(message)) === 'finished') return 'finished';
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
-        this.logOnce(err.reason, `rejected ${Kind[message.envelope.kind]}: ${err.message}`);
+        this.rejects.add('coordinator', err.reason, `${Kind[message.envelope.kind]}: ${err.message}`);
       }
     }
     return 'stopped';
