@@ -53,6 +53,7 @@ export class Coordinator {
   private stopped: Promise<void> | undefined;
   private lastLoss: number | null = null;
   private lastSavedStep = -1;
+  private reducer: OrderedReducer | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     const { config, dataset } = opts;
@@ -131,7 +132,9 @@ export class Coordinator {
     const started = process.hrtime.bigint();
     const step = state.step;
     const units = this.workUnits(step);
-    const reducer = new OrderedReducer(units.length, this.model.size);
+    this.reducer ??= new OrderedReducer(units.length, this.model.size);
+    const reducer = this.reducer;
+    reducer.reset(units.length);
     await this.opts.executor.run({ step, paramVersion: step, params: state.params, units }, (r: UnitResult) => r.step === step && reducer.add(r));
     if (this.stepAbandoned) {
       this.opts.log?.(`step ${step} abandoned: stop requested and the step did not finish in time`);

@@ -322,6 +322,10 @@ export class RemoteExecutor implements UnitExecutor {
       if (this.timer) clearInterval(this.timer);
       await Promise.all([...this.everRegistered].map((id) =>
         this.opts.channel.send(id, encodeMessage({ kind: Kind.GOODBYE, runId: this.runId, goodbye: { reason } })).catch(() => undefined)));
+      // libzmq can drop messages queued just before close despite the linger (zeromq/libzmq#1264):
+      // give the goodbyes time to leave, or until every worker has said goodbye back.
+      const drainUntil = Date.now() + 500;
+      while (this.workers.size > 0 && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
       this.opts.channel.close();
       await this.receiving;
     })();

@@ -20,11 +20,26 @@ export class OrderedReducer {
   private next = 0;
   private lossSum = 0;
   private examples = 0;
-  private readonly lossByBucket = new Float64Array(LOSS_BUCKETS);
-  private readonly countByBucket = new Float64Array(LOSS_BUCKETS);
+  private lossByBucket = new Float64Array(LOSS_BUCKETS);
+  private countByBucket = new Float64Array(LOSS_BUCKETS);
+  private readonly mean: Float32Array;
 
-  constructor(private readonly unitCount: number, paramCount: number) {
+  constructor(private unitCount: number, paramCount: number) {
     this.sum = new Float64Array(paramCount);
+    this.mean = new Float32Array(paramCount);
+  }
+
+  /** Starts another step with the same buffers, zeroed: fresh arrays of hundreds of MB would
+   * cost their page faults again every step. The last finish()'s meanGrad is overwritten. */
+  reset(unitCount: number): void {
+    this.unitCount = unitCount;
+    this.sum.fill(0);
+    this.pending.clear();
+    this.next = 0;
+    this.lossSum = 0;
+    this.examples = 0;
+    this.lossByBucket = new Float64Array(LOSS_BUCKETS);
+    this.countByBucket = new Float64Array(LOSS_BUCKETS);
   }
 
   /** Returns false for a unit already received (a duplicate) or one outside the step. */
@@ -58,7 +73,7 @@ export class OrderedReducer {
 
   finish(): ReducedStep {
     if (!this.complete) throw new Error(`reduction incomplete: ${this.next} of ${this.unitCount} units`);
-    const meanGrad = new Float32Array(this.sum.length);
+    const meanGrad = this.mean;
     for (let i = 0; i < meanGrad.length; i++) meanGrad[i] = this.sum[i] / this.examples;
     return { meanGrad, meanLoss: this.lossSum / this.examples, examples: this.examples, lossByBucket: this.lossByBucket, countByBucket: this.countByBucket };
   }

@@ -74,7 +74,8 @@ export class Worker {
       const now = Date.now();
       if (this.run && now - lastBeat >= heartbeatMs) {
         lastBeat = now;
-        await this.opts.channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: this.run.runId, heartbeat: { outstandingUnits: 0 } }));
+        // Bounded: with the coordinator gone, an unbounded send would wait for its return.
+        await this.opts.channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: this.run.runId, heartbeat: { outstandingUnits: 0 } }), heartbeatMs).catch(() => undefined);
       }
       if (frames === undefined) {
         if (now - this.lastHeard > silentMs && now - this.lastRegister > silentMs) {
@@ -112,7 +113,8 @@ export class Worker {
         return undefined;
       case Kind.PARAMETERS: {
         const run = this.requireRun();
-        run.computer.setParams(decodeParameters(m, run.parameterCount, run.dtype).slice(), e.paramVersion);
+        // No copy: setParams copies into tensors, and every message arrives in a fresh buffer.
+        run.computer.setParams(decodeParameters(m, run.parameterCount, run.dtype), e.paramVersion);
         return undefined;
       }
       case Kind.WORK: {
