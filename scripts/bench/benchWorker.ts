@@ -29,6 +29,7 @@ type Command =
   | { cmd: 'exit' };
 
 const send = (event: Record<string, unknown>) => process.send?.(event);
+const debug = process.env.BENCH_DEBUG ? (line: string) => process.stderr.write(`[${process.pid}] ${line}\n`) : () => undefined;
 const secondsSince = (t: bigint) => Number(process.hrtime.bigint() - t) / 1e9;
 
 function fakeResult(m: Message, paramVersion: number, grad: Float32Array, computeSeconds: number): UnitResult {
@@ -50,15 +51,24 @@ async function delayWorker(c: Extract<Command, { cmd: 'delay-worker' }>): Promis
   let paramMessages = 0;
   let paramDecodeSeconds = 0;
   let lastBeat = Date.now();
+  let lastHeard = Date.now();
   for (;;) {
     const frames = await channel.receive(1000);
+    // The coordinator heartbeats every 250 ms: silence means it is gone (a lost GOODBYE).
+    if (frames === undefined && run && Date.now() - lastHeard > 10000) {
+      channel.close();
+      return { units, paramMessages, paramDecodeSeconds, goodbye: false };
+    }
+    if (frames !== undefined) lastHeard = Date.now();
     if (run && Date.now() - lastBeat >= 1000) {
       lastBeat = Date.now();
-      await channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: run.runId, heartbeat: { outstandingUnits: 0 } }));
+      // With a timeout: a DEALER with `immediate` blocks a send while the coordinator is gone.
+      await channel.send(encodeMessage({ kind: Kind.HEARTBEAT, runId: run.runId, heartbeat: { outstandingUnits: 0 } }), 2000).catch(() => debug(`${c.name}: heartbeat not sent`));
     }
     if (frames === undefined) continue;
     const m = decodeMessage(frames);
     const e = m.envelope;
+    debug(`${c.name} got ${Kind[e.kind]} step ${e.step}`);
     switch (e.kind) {
       case Kind.WELCOME: {
         const w = e.welcome;
@@ -91,7 +101,7 @@ async function delayWorker(c: Extract<Command, { cmd: 'delay-worker' }>): Promis
       }
       case Kind.GOODBYE:
         channel.close();
-        return { units, paramMessages, paramDecodeSeconds };
+        return { units, paramMessages, paramDecodeSeconds, goodbye: true };
       default:
         break;
     }

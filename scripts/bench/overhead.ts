@@ -23,6 +23,7 @@ import { describeHardware, fmt, gradientPattern, hardware, median, mib, now, par
 import { LoopResult, StepPhases, runLoop } from './loop';
 
 const flags = parseFlags('npm run bench:overhead -- [flags]', {
+  out: { default: 'overhead', help: 'results file: bench-results/OUT.json' },
   preset: { default: 'cifar10', help: 'model preset' },
   workers: { default: [1, 2, 4], help: 'worker counts for the in-loop measurement' },
   delays: { default: [1], help: 'fixed worker compute delay per unit, seconds' },
@@ -84,6 +85,13 @@ function microTimings(P: number, reps: number): Micro[] {
   let g = grad;
   add('applyUpdate', 'norm + clip + Adam + EMA (one fused loop after the norm)', 'once', timeIt(reps, () => applyUpdate(TRAIN_DEFAULTS, state, g), () => { g = grad.slice(); }));
   add('gradient copy (reference)', 'Float32Array.slice of the gradient: one memory pass', 'reference', timeIt(reps, () => grad.slice()));
+  // OrderedReducer.add's loop into an accumulator that is reused (zeroed) rather than allocated
+  // per step: what the fresh allocation's first-touch page faults cost.
+  const reused = new Float64Array(P);
+  add('add into a reused float64 sum (reference)', "OrderedReducer.add's loop after reused.fill(0) instead of a new Float64Array", 'reference', timeIt(reps, () => {
+    reused.fill(0);
+    for (let i = 0; i < reused.length; i++) reused[i] += grad[i];
+  }));
   return out;
 }
 
@@ -155,7 +163,7 @@ async function main(): Promise<void> {
   }
   console.log(`Stand-alone, one call each on ${P.toLocaleString('en-US')}-element vectors (median of ${flags.reps}):\n`);
   console.log(table(['function', 'what', 'per step', 'ms'], micro.map((m) => [m.name, m.what, m.perStep, ms(m.seconds)])));
-  const file = writeResults('overhead', { benchmark: 'overhead', flags, hardware: hw, parameterCount: P, micro, loop: loopRows, runs });
+  const file = writeResults(flags.out, { benchmark: 'overhead', flags, hardware: hw, parameterCount: P, micro, loop: loopRows, runs });
   console.log(`\nwrote ${file}`);
 }
 

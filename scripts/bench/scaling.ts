@@ -8,8 +8,9 @@
  * (steps/s with N) / (steps/s with 1). This is the reading of PERFORMANCE.md's ">= 0.95 x N x one
  * worker" that keeps a worker's step, and so its delay, fixed, as in Horovod's and DDP's scaling
  * reports; `--mode strong` keeps the global batch fixed instead (E = steps/s(N) / (N x steps/s(1))).
- * Both are measured side by side in one run; repetitions interleave N so each N=1 baseline is close in time to
- * the runs it normalises, and the reported efficiency is the median of per-repetition ratios.
+ * Each N and its N=1 baseline run in the same invocation; repetitions cycle through all N so each
+ * baseline is close in time to the runs it normalises, and the efficiency reported is the median
+ * of per-repetition ratios.
  */
 import * as os from 'os';
 import { DType, TransportDtype, transportDtypeCode } from '../../src/protocol/dtypes';
@@ -17,9 +18,10 @@ import { presetConfig } from '../../src/model/config';
 import { parameterCount } from '../../src/model/paramSpecs';
 import { describeHardware, fmt, hardware, mean, median, mib, parseFlags, startPool, stopPool, table, writeResults } from './common';
 import { LoopResult, runLoop } from './loop';
-import { messageSizes, rawRoundTripRate } from './transportLib';
+import { rawStepTime } from './transportLib';
 
 const flags = parseFlags('npm run bench:scaling -- [flags]', {
+  out: { default: 'scaling', help: 'results file: bench-results/OUT.json' },
   presets: { default: ['tiny', 'mnist', 'cifar10'], help: 'model presets (gradient and parameter sizes)' },
   workers: { default: [1, 2, 4, 8, 16], help: 'worker counts N' },
   delays: { default: [0.1], help: 'fixed compute delay per unit, seconds (e.g. 0.1,1)' },
@@ -33,7 +35,7 @@ const flags = parseFlags('npm run bench:scaling -- [flags]', {
   'cifar-max-workers': { default: 4, help: 'largest N for cifar10 (35.7M parameters: 2 x 143 MB per worker per step, and ~0.5 GB of memory per worker process)' },
   'cifar-steps': { default: 4, help: 'measured steps per cifar10 configuration' },
   'cifar-reps': { default: 1, help: 'repetitions for cifar10' },
-  'probe-rounds': { default: 3, help: 'rounds of the raw ZeroMQ probe that gives the link-limited ideal' },
+  'probe-rounds': { default: 3, help: 'rounds of the bare-ZeroMQ probe (per N) that gives the link-limited rates' },
 });
 
 interface Row {
@@ -54,7 +56,10 @@ interface Row {
   overheadSeconds: number;
   bytesPerStep: number;
   linkSecondsPerStep: number;
+  /** Steps/s if a step were only its traffic at bare ZeroMQ's rate (an upper bound from the link). */
   linkIdealStepsPerSecond: number;
+  /** Steps/s if a step were its traffic at bare ZeroMQ's rate and then one worker's delays, not overlapped. */
+  linkPlusDelayStepsPerSecond: number;
   rawBytesPerSecond: number;
   reassigned: number;
   rejected: number;
@@ -76,8 +81,10 @@ async function main(): Promise<void> {
         const ns = flags.workers.filter((n) => !big || n <= flags['cifar-max-workers']);
         const reps = big ? flags['cifar-reps'] : flags.reps;
         const steps = big ? flags['cifar-steps'] : Math.max(5, Math.round((flags.steps * 0.1) / delay));
-        // The link-limited ideal: bare ZeroMQ moving one parameter message out and one gradient back.
-        const rawBps = await rawRoundTripRate(pool[0], P, flags['probe-rounds']);
+        // The link-limited rate: bare ZeroMQ moving the step's messages (a parameter message to each
+        // of N peers, then a gradient from each), measured with the same N peer processes.
+        const rawStep = new Map<number, { seconds: number; bytes: number }>();
+        for (const n of ns) rawStep.set(n, await rawStepTime(pool.slice(0, n), P, dtype, flags['probe-rounds']));
         const byN = new Map<number, LoopResult[]>();
         for (let rep = 0; rep < reps; rep++) {
           for (const n of ns) {
@@ -105,18 +112,16 @@ async function main(): Promise<void> {
           const stepMedian = median(rs.flatMap((r) => r.stepSeconds));
           const compute = mean(rs.flatMap((r) => r.maxComputeSeconds));
           const bytesPerStep = median(rs.map((r) => r.bytesSentPerStep + r.bytesReceivedPerStep));
-          // Per step the coordinator's link carries every worker's parameters and every unit's
-          // gradient; a step can be no shorter than that traffic, nor than one worker's
-          // parameters in, its units' delays, and its last gradient out.
+          // Bare ZeroMQ's time for this step's traffic (N parameter messages out, one gradient per
+          // unit back), from the probe with the same N processes.
+          const raw = rawStep.get(n) as { seconds: number; bytes: number };
+          const rawBps = raw.bytes / raw.seconds;
           const linkSeconds = bytesPerStep / rawBps;
-          const sizes = messageSizes(P, dtype);
-          const roundTripBytes = [...sizes.params, ...sizes.result].reduce((a, b) => a + b, 0);
-          const perWorkerPath = unitsPerWorker * delay + roundTripBytes / rawBps;
           rows.push({
             preset, parameterCount: P, delay, workers: n, units, stepsPerSecond: sps, imagesPerSecond: sps * units * flags['unit-size'],
             efficiency: median(effs), efficiencies: effs, ofIdeal: sps * unitsPerWorker * delay, medianStepSeconds: stepMedian,
             meanMaxComputeSeconds: compute, overheadSeconds: stepMedian - compute * unitsPerWorker, bytesPerStep, linkSecondsPerStep: linkSeconds,
-            linkIdealStepsPerSecond: 1 / Math.max(linkSeconds, perWorkerPath), rawBytesPerSecond: rawBps,
+            linkIdealStepsPerSecond: 1 / linkSeconds, linkPlusDelayStepsPerSecond: 1 / (linkSeconds + unitsPerWorker * delay), rawBytesPerSecond: rawBps,
             reassigned: rs.reduce((a, r) => a + r.reassigned, 0), rejected: rs.reduce((a, r) => a + r.rejected, 0),
           });
         }
@@ -131,16 +136,17 @@ async function main(): Promise<void> {
     `${flags.mode === 'strong' ? 'steps/s(N) / (N x steps/s(1))' : 'steps/s(N) / steps/s(1) = images/s(N) / (N x images/s(1))'} (median of per-repetition ratios).`);
   console.log(`${describeHardware(hw)}.\n`);
   console.log(table(
-    ['preset (params)', 'delay s', 'N', 'steps/s', 'images/s', 'efficiency', 'target >= 0.95', 'of ideal 1/delay', 'median step s', 'overhead s/step', 'MiB/step', 'link-limited steps/s'],
+    ['preset (params)', 'delay s', 'N', 'steps/s', 'images/s', 'efficiency', 'target >= 0.95', 'of ideal 1/delay', 'median step s', 'overhead s/step', 'MiB/step', 'raw ZeroMQ MiB/s', 'link-only steps/s', 'link + delay steps/s'],
     rows.map((r) => [
       `${r.preset} (${r.parameterCount.toLocaleString('en-US')})`, r.delay, r.workers, fmt(r.stepsPerSecond, 3), fmt(r.imagesPerSecond, 1), fmt(r.efficiency, 3),
       r.preset === 'cifar10' ? `(${r.efficiency >= 0.95 ? 'met' : 'missed'}; no target)` : r.efficiency >= 0.95 ? 'met' : 'missed',
-      fmt(r.ofIdeal, 3), fmt(r.medianStepSeconds, 4), fmt(r.overheadSeconds, 4), mib(r.bytesPerStep), fmt(r.linkIdealStepsPerSecond, 2),
+      fmt(r.ofIdeal, 3), fmt(r.medianStepSeconds, 4), fmt(r.overheadSeconds, 4), mib(r.bytesPerStep), mib(r.rawBytesPerSecond),
+      fmt(r.linkIdealStepsPerSecond, 2), fmt(r.linkPlusDelayStepsPerSecond, 3),
     ]),
   ));
   const rejected = rows.reduce((a, r) => a + r.rejected + r.reassigned, 0);
   if (rejected > 0) console.log(`\nnote: ${rejected} unit(s) reassigned or result(s) rejected during the runs (see JSON).`);
-  const file = writeResults('scaling', { benchmark: 'scaling', flags, hardware: hw, transportDtype: DType[dtype], rows, runs });
+  const file = writeResults(flags.out, { benchmark: 'scaling', flags, hardware: hw, transportDtype: DType[dtype], rows, runs });
   console.log(`\nwrote ${file}`);
 }
 

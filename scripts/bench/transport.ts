@@ -16,6 +16,7 @@ import { describeHardware, fmt, gradientPattern, hardware, median, mib, now, par
 import { Direction, Mode, TransportRun, measureTransport } from './transportLib';
 
 const flags = parseFlags('npm run bench:transport -- [flags]', {
+  out: { default: 'transport', help: 'results file: bench-results/OUT.json' },
   presets: { default: ['tiny', 'mnist', 'cifar10'], help: 'model presets whose parameter count sets the message size' },
   dtypes: { default: ['float32', 'bfloat16'], help: `transport dtypes (${TRANSPORT_DTYPES.join(', ')})` },
   peers: { default: [1, 4], help: 'peer (worker) processes per measurement' },
@@ -148,7 +149,7 @@ async function main(): Promise<void> {
     ['preset', 'dtype', 'encodeParameters (coordinator, once per step)', 'decode PARAMETERS + copy (worker)', 'encodeResult (worker)', 'decode RESULT (coordinator)'],
     codecs.map((c) => [c.preset, c.dtype, fmt(c.encodeParameters * 1000, 2), fmt(c.decodeParameters * 1000, 2), fmt(c.encodeResult * 1000, 2), fmt(c.decodeResult * 1000, 2)]),
   ));
-  const file = writeResults('transport', { benchmark: 'transport', flags, hardware: hw, rows, codecs, runs });
+  const file = writeResults(flags.out, { benchmark: 'transport', flags, hardware: hw, rows, codecs, runs });
   console.log(`\nwrote ${file}`);
 }
 

@@ -134,10 +134,10 @@ export async function measureTransport(peers: Child[], mode: Mode, direction: Di
   };
 }
 
-/** Bytes per second of bare ZeroMQ for a parameters-out and a gradient-in message of this size. */
-export async function rawRoundTripRate(peer: Child, parameterCount: number, rounds: number): Promise<number> {
-  const out = await measureTransport([peer], 'raw', 'broadcast', parameterCount, DType.FLOAT32, rounds);
-  const back = await measureTransport([peer], 'raw', 'gather', parameterCount, DType.FLOAT32, rounds);
-  const bytes = out.messageBytes + back.messageBytes;
-  return bytes / (median(out.roundSeconds) + median(back.roundSeconds));
+/** Bare ZeroMQ's time for one step's traffic with these peers: a parameter message to each, then
+ * a gradient from each (medians over `rounds` of each), and the bytes that moves. */
+export async function rawStepTime(peers: Child[], parameterCount: number, dtype: DType, rounds: number): Promise<{ seconds: number; bytes: number }> {
+  const out = await measureTransport(peers, 'raw', 'broadcast', parameterCount, dtype, rounds);
+  const back = await measureTransport(peers, 'raw', 'gather', parameterCount, dtype, rounds);
+  return { seconds: median(out.roundSeconds) + median(back.roundSeconds), bytes: peers.length * (out.messageBytes + back.messageBytes) };
 }
