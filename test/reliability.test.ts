@@ -134,3 +134,21 @@ describe('a worker', () => {
     await waitFor(() => /worker early dropped: left/.test(c.output()), 10_000, 'the coordinator to see it leave');
   }, 120_000);
 });
+
+describe('a checkpoint save that fails mid-run, e.g. a full disk (RELIABILITY 11)', () => {
+  it('is reported with a warning and training goes on; a failing final save exits with one error line', async () => {
+    const { execFile } = await import('child_process');
+    const { DDPM_BIN } = await import('./helpers/cli');
+    const dir = path.join(root, 'full-disk');
+    // ulimit -f 64: files over 64 KiB fail with EFBIG, as writes fail with ENOSPC on a full disk.
+    const cmd = `ulimit -f 64; exec "${process.execPath}" "${DDPM_BIN}" train ${TINY.filter((a, i) => a !== '--log-every' && TINY[i - 1] !== '--log-every').join(' ')} --steps 3 --checkpoint-every 1 --log-format json --log-every 0 --checkpoint-dir "${dir}"`;
+    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile('bash', ['-c', cmd], { timeout: 120_000 }, (err, out, errOut) => resolve({ code: err ? (err.code as number) : 0, stdout: out, stderr: errOut }));
+    });
+    expect(stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l).step)).toEqual([1, 2, 3]);
+    expect(stderr.match(/warning: saving checkpoint step-0000000[123] .*failed.*training continues/g)).toHaveLength(3);
+    expect(code).toBe(2);
+    expect(stderr.split('\n').filter((l) => l.startsWith('ddpm: error:'))).toEqual([expect.stringMatching(/saving checkpoint step-00000003/)]);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.tmp-') || n.startsWith('step-'))).toEqual([]);
+  }, 150_000);
+});

@@ -12,6 +12,7 @@ import { UNetModel } from '../model/unetModel';
 import { initParams } from '../model/init';
 import { ImageDataset } from '../data/dataset';
 import { CheckpointStore } from '../checkpoint/store';
+import { CheckpointError } from '../checkpoint/errors';
 import { UnitExecutor } from './executor';
 
 export interface CheckpointPolicy {
@@ -37,6 +38,7 @@ export interface CoordinatorOptions {
   log?: (line: string) => void;
   onStep?: (report: StepReport) => void;
   onCheckpoint?: (dir: string, seconds: number) => void;
+  onCheckpointFailed?: (err: Error) => void;
   /** After a stop request, how long the step in flight may take before it is abandoned. */
   stopLingerMs?: number;
 }
@@ -159,13 +161,25 @@ export class Coordinator {
     return dir;
   }
 
+  /** A failed periodic save (a full disk, say) is reported and training goes on: the previous
+   * checkpoint is intact, and the next save may succeed. The final save must succeed. */
+  private periodicCheckpoint(): void {
+    try {
+      this.checkpoint();
+    } catch (err) {
+      if (!(err instanceof CheckpointError)) throw err;
+      this.opts.log?.(`warning: ${err.message}; training continues`);
+      this.opts.onCheckpointFailed?.(err);
+    }
+  }
+
   /** Trains until config.steps or a stop request, checkpointing on the way and at the end. */
   async run(): Promise<void> {
     await this.start();
     const every = this.opts.checkpoints?.every ?? 0;
     while (this.step < this.opts.config.steps && !this.stopRequested) {
       await this.runStep();
-      if (every > 0 && this.step % every === 0) this.checkpoint();
+      if (every > 0 && this.step % every === 0) this.periodicCheckpoint();
     }
     clearTimeout(this.abandonTimer);
     this.checkpoint();
