@@ -152,3 +152,25 @@ describe('a checkpoint save that fails mid-run, e.g. a full disk (RELIABILITY 11
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('.tmp-') || n.startsWith('step-'))).toEqual([]);
   }, 150_000);
 });
+
+describe('signals and exposure', () => {
+  it('a second SIGTERM exits at once, without waiting for the step or a checkpoint', async () => {
+    const dir = path.join(root, 'twice');
+    const p = startDdpm(['train', ...TINY.filter((a, i) => a !== '--log-every' && TINY[i - 1] !== '--log-every'), '--steps', '100000', '--log-every', '0', '--checkpoint-dir', dir]);
+    await waitFor(() => /step 1\//.test(p.output()), 60_000, 'the first step');
+    p.child.kill('SIGTERM');
+    // Apart, so the kernel does not merge them into one pending signal.
+    await waitFor(() => /finishing the current step/.test(p.output()), 5000, 'the first signal to be seen');
+    p.child.kill('SIGTERM');
+    const sent = Date.now();
+    expect((await waitExit(p, 10_000)).code).toBe(130);
+    expect(Date.now() - sent).toBeLessThan(3000);
+    expect(p.output()).toMatch(/SIGTERM again: exiting now/);
+  }, 90_000);
+
+  it('warns about plaintext only for addresses reachable beyond this machine', async () => {
+    const { isLoopback } = await import('../src/cli/coordinatorCommand');
+    for (const a of ['tcp://127.0.0.1:5555', 'tcp://localhost:5555', 'tcp://[::1]:5555', 'ipc:///tmp/x', 'inproc://x']) expect([a, isLoopback(a)]).toEqual([a, true]);
+    for (const a of ['tcp://0.0.0.0:5555', 'tcp://10.1.2.3:5555', 'tcp://*:5555', 'tcp://eth0:5555']) expect([a, isLoopback(a)]).toEqual([a, false]);
+  });
+});

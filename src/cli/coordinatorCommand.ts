@@ -13,7 +13,8 @@ interface CoordinatorArgs extends JobArgs, ClusterArgs, MetricsArgs, CurveServer
   backend: string;
 }
 
-function isLoopback(address: string): boolean {
+/** Whether a ZeroMQ bind address is reachable only from this machine (no CURVE warning then). */
+export function isLoopback(address: string): boolean {
   return /^(tcp:\/\/)?(127\.\d+\.\d+\.\d+|localhost|\[::1\]):/.test(address) || address.startsWith('ipc://') || address.startsWith('inproc://');
 }
 
