@@ -2,7 +2,8 @@
 /**
  * `npm run bench:step -- [flags]`: bundles scripts/step-bench/stepBench.ts (and the src/ modules it
  * imports, from source: no `npm run build` needed) with esbuild into bench-results/.build-step/,
- * npm packages left external, and runs it in a fresh Node with --expose-gc. `--help` lists flags.
+ * npm packages left external, and runs it in a fresh Node with --expose-gc. `--help` lists flags;
+ * `--kernels` runs kernelBench.ts (single-kernel GFLOP/s) instead.
  */
 'use strict';
 const path = require('path');
@@ -13,7 +14,7 @@ async function main() {
   const root = path.resolve(__dirname, '..', '..');
   const outdir = path.join(root, 'bench-results', '.build-step');
   await esbuild.build({
-    entryPoints: [path.join(__dirname, 'stepBench.ts')],
+    entryPoints: [path.join(__dirname, 'stepBench.ts'), path.join(__dirname, 'kernelBench.ts')],
     outdir,
     bundle: true,
     platform: 'node',
@@ -23,7 +24,10 @@ async function main() {
     sourcemap: 'inline',
     logLevel: 'error',
   });
-  const child = spawn(process.execPath, ['--expose-gc', '--enable-source-maps', path.join(outdir, 'stepBench.js'), ...process.argv.slice(2)], {
+  // `--kernels`: the kernel-level timings (kernelBench.ts) instead of the step benchmark.
+  const args = process.argv.slice(2);
+  const entry = args.includes('--kernels') ? 'kernelBench.js' : 'stepBench.js';
+  const child = spawn(process.execPath, ['--expose-gc', '--enable-source-maps', path.join(outdir, entry), ...args.filter((a) => a !== '--kernels')], {
     stdio: 'inherit',
     cwd: root,
     env: { ...process.env, STEP_BENCH_DIR: __dirname },

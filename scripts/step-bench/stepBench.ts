@@ -42,7 +42,9 @@ interface Flags {
   torchThreads: number[];
   torch: boolean;
   profile: boolean;
+  shapes: number;
   python: string;
+  torchDevice: string;
   json: string;
 }
 
@@ -50,7 +52,7 @@ const USAGE = `npm run bench:step -- [--preset ch64,mnist-fast] [--batch 16] [--
   presets: ${['ch64', 'ch32', 'tiny', 'mnist-fast', 'mnist', 'cifar10'].join(', ')}`;
 
 function parseFlags(argv: string[]): Flags {
-  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, python: '/usr/bin/python3', json: 'bench-results/step.json' };
+  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json' };
   const help = `${USAGE}
 flags:
   --preset LIST        configs, comma-separated (default ch64,mnist-fast)
@@ -61,8 +63,11 @@ flags:
   --torch-threads LIST PyTorch thread counts (default 1,2)
   --no-torch           tfjs only
   --no-profile         skip the tf.profile step
+  --shapes N           also list the N costliest (kernel, input shapes) pairs of the profile
   --python PATH        interpreter with torch (default /usr/bin/python3)
-  --json PATH          results file (default bench-results/step.json)`;
+  --torch-device NAME  cpu or cuda (GPU runs: a torch build with CUDA, via --python)
+  --json PATH          results file (default bench-results/step.json)
+  --kernels [--small]  instead: single-kernel GFLOP/s at ch64's (mnist-fast's) shapes`;
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
     if (!m) throw new Error(`unexpected argument ${argv[i]}\n${help}`);
@@ -78,7 +83,9 @@ flags:
       case 'torch-threads': f.torchThreads = value().split(',').filter(Boolean).map(Number); break;
       case 'no-torch': f.torch = false; break;
       case 'no-profile': f.profile = false; break;
+      case 'shapes': f.shapes = Number(value()); break;
       case 'python': f.python = value(); break;
+      case 'torch-device': f.torchDevice = value(); break;
       case 'json': f.json = value(); break;
       default: throw new Error(`unknown flag --${key}\n${help}`);
     }
@@ -147,10 +154,10 @@ class TorchChild {
   private waiter: ((line: string) => void) | undefined;
   private stderr = '';
 
-  constructor(python: string, config: UNetConfig, batch: number) {
+  constructor(python: string, config: UNetConfig, batch: number, device: string) {
     const cfg = { ...config };
     delete (cfg as { expectedParams?: number }).expectedParams;
-    this.proc = spawn(python, [path.join(BENCH_DIR, 'unet_torch.py'), JSON.stringify(cfg), String(batch)], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc = spawn(python, [path.join(BENCH_DIR, 'unet_torch.py'), JSON.stringify(cfg), String(batch), device], { stdio: ['pipe', 'pipe', 'pipe'] });
     readline.createInterface({ input: this.proc.stdout! }).on('line', (line) => {
       if (this.waiter) {
         const w = this.waiter;
@@ -215,23 +222,35 @@ function wasmHeapBytes(): number | undefined {
 }
 
 interface ProfileRow { kernel: string; ms: number; calls: number }
+interface ShapeRow { key: string; ms: number; calls: number }
 
-async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Promise<{ rows: ProfileRow[]; kernelMs: number; wallMs: number; peakBytes: number; kernels: number }> {
+async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Promise<{ rows: ProfileRow[]; byShape: ShapeRow[]; kernelMs: number; wallMs: number; peakBytes: number; kernels: number }> {
   const t0 = performance.now();
   const info = await tf.profile(() => { computer.compute(unit); });
   const wallMs = performance.now() - t0;
   const byName = new Map<string, ProfileRow>();
+  const byShape = new Map<string, ShapeRow>();
   let kernelMs = 0;
+  const backendName = tf.getBackend();
   for (const k of info.kernels) {
+    // tf.profile also lists custom-gradient ops (tf.fused.conv2d is one: "fusedConv2d__op") whose
+    // kernels it lists again on their own: only registered kernels are counted.
+    if (tf.getKernel(k.name, backendName) === undefined) continue;
     const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
     kernelMs += ms;
     const row = byName.get(k.name) ?? { kernel: k.name, ms: 0, calls: 0 };
     row.ms += ms;
     row.calls += 1;
     byName.set(k.name, row);
+    const key = `${k.name} ${k.inputShapes.map((sh) => `[${sh}]`).join(' ')}`;
+    const srow = byShape.get(key) ?? { key, ms: 0, calls: 0 };
+    srow.ms += ms;
+    srow.calls += 1;
+    byShape.set(key, srow);
   }
   const rows = [...byName.values()].sort((a, b) => b.ms - a.ms);
-  return { rows, kernelMs, wallMs, peakBytes: info.peakBytes, kernels: info.kernels.length };
+  const kernels = rows.reduce((sum, r) => sum + r.calls, 0);
+  return { rows, byShape: [...byShape.values()].sort((a, b) => b.ms - a.ms), kernelMs, wallMs, peakBytes: info.peakBytes, kernels };
 }
 
 function fmt(x: number, d = 0): string {
@@ -245,7 +264,7 @@ async function benchConfig(name: string, flags: Flags) {
   const tfjsParams = parameterCount(config);
   if (expected !== undefined && tfjsParams !== expected) throw new Error(`${name}: tfjs model has ${tfjsParams} parameters, expected ${expected}`);
 
-  const torch = flags.torch ? new TorchChild(flags.python, config, flags.batch) : undefined;
+  const torch = flags.torch ? new TorchChild(flags.python, config, flags.batch, flags.torchDevice) : undefined;
   let torchInfo: { params: number; torch: string; parallel: string[] } | undefined;
   if (torch) {
     torchInfo = await torch.ready();
@@ -320,6 +339,10 @@ async function main() {
       console.log(`profile of one step: wall ${fmt(p.wallMs)} ms, kernel time ${fmt(p.kernelMs)} ms in ${p.kernels} kernel calls, peak ${fmt(p.peakBytes / 2 ** 20)} MiB of tensors`);
       console.log('| kernel | ms | calls | share |\n|---|---|---|---|');
       for (const row of p.rows.slice(0, 15)) console.log(`| ${row.kernel} | ${fmt(row.ms)} | ${row.calls} | ${((100 * row.ms) / p.kernelMs).toFixed(1)}% |`);
+      if (flags.shapes > 0) {
+        console.log('| kernel and input shapes | ms | calls |\n|---|---|---|');
+        for (const row of p.byShape.slice(0, flags.shapes)) console.log(`| ${row.key} | ${fmt(row.ms, 1)} | ${row.calls} |`);
+      }
     }
   }
   const load1 = os.loadavg();

@@ -4,9 +4,9 @@ The project's DDPM U-Net (src/model/unet.ts, parameters as src/model/paramSpecs.
 for scripts/step-bench: one training step (q_sample, forward, per-example eps-MSE summed,
 backward to every parameter) timed on the CPU.
 
-Usage: unet_torch.py CONFIG_JSON BATCH
+Usage: unet_torch.py CONFIG_JSON BATCH [DEVICE]
   CONFIG_JSON: the UNetConfig as JSON (imageSize, imageChannels, channels, channelMult,
-  resBlocks, attentionResolutions, dropout, normGroups).
+  resBlocks, attentionResolutions, dropout, normGroups). DEVICE: cpu (default) or cuda.
 Protocol (line based, so the Node benchmark can interleave its own steps with these):
   prints  {"event": "ready", "params": N, "torch": VERSION, "parallel": ...}
   reads   "step THREADS"  -> runs one step with torch.set_num_threads(THREADS),
@@ -26,7 +26,7 @@ import torch.nn.functional as F
 def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     half = dim // 2
     scale = math.log(10000) / max(half - 1, 1)
-    freqs = torch.exp(-scale * torch.arange(half, dtype=torch.float64))
+    freqs = torch.exp(-scale * torch.arange(half, dtype=torch.float64, device=t.device))
     args = t.to(torch.float64)[:, None] * freqs[None, :]
     return torch.cat([torch.sin(args), torch.cos(args)], dim=1).to(torch.float32)
 
@@ -172,20 +172,23 @@ class UNet(nn.Module):
 def main():
     cfg = json.loads(sys.argv[1])
     batch = int(sys.argv[2])
+    device = torch.device(sys.argv[3] if len(sys.argv) > 3 else 'cpu')
     torch.manual_seed(0)
     torch.set_num_interop_threads(1)
-    model = UNet(cfg)
+    model = UNet(cfg).to(device)
     model.train()
     params = sum(p.numel() for p in model.parameters())
     size, chans = cfg['imageSize'], cfg['imageChannels']
     # Linear beta schedule, T = 1000, as the project's default.
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     abar = torch.cumprod(1 - betas, 0)
-    x0 = torch.rand(batch, chans, size, size) * 2 - 1
-    noise = torch.randn(batch, chans, size, size)
+    x0 = (torch.rand(batch, chans, size, size) * 2 - 1).to(device)
+    noise = torch.randn(batch, chans, size, size).to(device)
     t = torch.randint(0, 1000, (batch,))
-    a = abar[t].to(torch.float32).sqrt()[:, None, None, None]
-    s = (1 - abar[t]).to(torch.float32).sqrt()[:, None, None, None]
+    a = abar[t].to(torch.float32).sqrt()[:, None, None, None].to(device)
+    s = (1 - abar[t]).to(torch.float32).sqrt()[:, None, None, None].to(device)
+    t = t.to(device)
+    sync = torch.cuda.synchronize if device.type == 'cuda' else (lambda: None)
 
     def step():
         for p in model.parameters():
@@ -207,8 +210,10 @@ def main():
             threads = int(cmd[1])
             torch.set_num_threads(threads)
             c0 = time.process_time()
+            sync()
             t0 = time.perf_counter()
             step()
+            sync()
             ms = (time.perf_counter() - t0) * 1000
             cpu = (time.process_time() - c0) * 1000
             print(json.dumps({'event': 'step', 'threads': threads, 'ms': ms, 'cpuMs': cpu}), flush=True)

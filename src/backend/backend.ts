@@ -6,7 +6,8 @@ import * as tf from '@tensorflow/tfjs-core';
 // Gradients of every op: tfjs-core's CommonJS build registers none, so scripts/build-gradients.js
 // bundles its ESM gradient registrations at build time (they share tfjs's global registry).
 import './generated/registerGradients';
-import { registerConvGradients } from './convGradients';
+import { registerConvGradients, registerMatMulConvFilterGradient } from './convGradients';
+import { registerWasmKernels } from './wasmKernels';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -61,12 +62,16 @@ async function initWebgpu(): Promise<void> {
   const adapter = await gpu.requestAdapter();
   if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine`);
   require('@tensorflow/tfjs-backend-webgpu');
+  // Opt-in until measured on a GPU (README "Worker compute speed"): the conv weight gradient as
+  // k*k large matmuls instead of tfjs's own webgpu kernel.
+  if (process.env.DDPM_WEBGPU_CONV_FILTER === 'matmul') registerMatMulConvFilterGradient('webgpu');
   if (!(await tf.setBackend('webgpu'))) throw new BackendUnavailableError(`backend 'webgpu' did not initialise`);
 }
 
 async function initWasm(): Promise<void> {
   require('@tensorflow/tfjs-backend-wasm');
   registerConvGradients('wasm');
+  registerWasmKernels('wasm');
   if (!(await tf.setBackend('wasm'))) throw new BackendUnavailableError(`backend 'wasm' did not initialise`);
 }
 

@@ -24,6 +24,12 @@ export class KernelComposer {
     return info;
   }
 
+  /** Adds a tensor this kernel allocated itself to the intermediates released by finish(). */
+  adopt(info: TensorInfo): TensorInfo {
+    this.temporaries.push(info);
+    return info;
+  }
+
   /** Releases every intermediate except `result`, which the caller hands to the engine. */
   finish<T extends TensorInfo | undefined>(result: T): T {
     for (const t of this.temporaries) {

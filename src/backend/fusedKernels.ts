@@ -1,0 +1,380 @@
+/**
+ * Fused kernels for the U-Net's normalisation and activation, with their gradients, for the cpu
+ * and wasm backends (README "Worker compute speed"):
+ *  - DdpmGroupNorm: GroupNorm (per example and group of channels, over all pixels) with
+ *    per-channel scale and shift, optionally followed by swish. Outputs y and, for the gradient,
+ *    the per-(example, group) mean and 1/sigma. Its gradient kernel DdpmGroupNormGrad computes
+ *    dx, dgamma and dbeta in two passes over the data, with the analytic GroupNorm backward
+ *      dx = (1/sigma) (dyhat - mean(dyhat) - xhat mean(dyhat xhat)),  dyhat = dz gamma,
+ *    where dz is the gradient at the normalised, scaled and shifted value z (through swish:
+ *    dz = dy s (1 + z (1 - s)), s = sigmoid(z)), and dgamma = sum dz xhat, dbeta = sum dz.
+ *  - DdpmSwish: x sigmoid(x), and DdpmSwishGrad: dy s (1 + x (1 - s)).
+ * Autodiff of the plain ops ran ~25 kernels for GroupNorm + swish and kept ~8 activation-sized
+ * intermediates per layer for the backward pass; these keep none (z is recomputed from x, the
+ * mean and 1/sigma). Sums are float64 in a fixed order, so results are deterministic.
+ *
+ * On wasm the kernels are WebAssembly SIMD (src/backend/simd/kernels.c) working in place on the
+ * backend's memory; on cpu (and on wasm without SIMD), the same arithmetic as loops over the
+ * float32 arrays, with the backend's Sigmoid kernel. Backends without these kernels (webgpu, tensorflow) use the composite
+ * path in src/model/layers.ts, which has the same analytic gradient written in tfjs ops.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { KernelComposer } from './kernelComposer';
+import { SimdKernels, simdKernels, withScratch } from './simdKernels';
+import { WasmBackend, heapAddress } from './wasmHeap';
+
+export const GROUP_NORM = 'DdpmGroupNorm';
+export const GROUP_NORM_GRAD = 'DdpmGroupNormGrad';
+export const SWISH = 'DdpmSwish';
+export const SWISH_GRAD = 'DdpmSwishGrad';
+
+export interface GroupNormAttrs {
+  groups: number;
+  eps: number;
+  swish: boolean;
+}
+
+/** Float32 arrays of a backend's tensors, and new tensors (cpu: arrays in JS; wasm: heap). */
+interface HostArrays {
+  alloc(shape: number[]): tf.TensorInfo;
+  /** Valid until the next allocation on this backend (wasm memory may grow and move). */
+  array(t: tf.TensorInfo): Float32Array;
+}
+
+type AnyBackend = tf.KernelBackend & {
+  typedArrayFromHeap?: (t: tf.TensorInfo) => Float32Array;
+  makeOutput?: (shape: number[], dtype: tf.DataType) => tf.TensorInfo;
+  data?: { get(dataId: tf.DataId): { values?: unknown } };
+  makeTensorInfo?: (shape: number[], dtype: tf.DataType, values?: Float32Array) => tf.TensorInfo;
+};
+
+/** The wasm backend, if it can run the SIMD kernels on its memory; else undefined (JS loops). */
+function wasmBackend(backend: unknown): WasmBackend | undefined {
+  const b = backend as Partial<WasmBackend>;
+  if (b.wasm?.asm?.memory === undefined || b.dataIdMap === undefined) return undefined;
+  return simdKernels(b as WasmBackend) === undefined ? undefined : (b as WasmBackend);
+}
+
+function simd(backend: WasmBackend): SimdKernels {
+  return simdKernels(backend) as SimdKernels;
+}
+
+function hostArrays(backend: AnyBackend): HostArrays {
+  if (backend.typedArrayFromHeap !== undefined && backend.makeOutput !== undefined) {
+    const b = backend as Required<Pick<AnyBackend, 'typedArrayFromHeap' | 'makeOutput'>>;
+    return { alloc: (shape) => b.makeOutput(shape, 'float32'), array: (t) => b.typedArrayFromHeap(t) };
+  }
+  if (backend.data !== undefined && backend.makeTensorInfo !== undefined) {
+    const b = backend as Required<Pick<AnyBackend, 'data' | 'makeTensorInfo'>>;
+    return {
+      alloc: (shape) => b.makeTensorInfo(shape, 'float32', new Float32Array(tf.util.sizeFromShape(shape))),
+      array: (t) => {
+        const values = b.data.get(t.dataId).values;
+        if (!(values instanceof Float32Array)) throw new Error('fused kernels need float32 tensors');
+        return values;
+      },
+    };
+  }
+  throw new Error('fused kernels: unsupported backend');
+}
+
+function checkFloat(kernel: string, inputs: Record<string, tf.TensorInfo>): void {
+  for (const [name, t] of Object.entries(inputs)) {
+    if (t.dtype !== 'float32') throw new Error(`${kernel}: input ${name} must be float32, got ${t.dtype}`);
+  }
+}
+
+// ---- GroupNorm arithmetic on float32 arrays (exported for tests) ----------------------------------
+
+/**
+ * Per-(example, group) mean and 1/sqrt(var + eps) of x viewed as [n, hw, c], groups of c/groups
+ * consecutive channels; one pass, float64 sums, results rounded to float32 (the values the
+ * forward and backward both use).
+ */
+export function groupStats(x: Float32Array, n: number, hw: number, c: number, groups: number, eps: number, mean: Float32Array, rstd: Float32Array): void {
+  const cg = c / groups;
+  const count = hw * cg;
+  const s = new Float64Array(c);
+  const q = new Float64Array(c);
+  for (let b = 0; b < n; b++) {
+    s.fill(0);
+    q.fill(0);
+    const end = (b + 1) * hw * c;
+    for (let o = b * hw * c; o < end; o += c) {
+      for (let ch = 0; ch < c; ch++) {
+        const v = x[o + ch];
+        s[ch] += v;
+        q[ch] += v * v;
+      }
+    }
+    for (let g = 0; g < groups; g++) {
+      let sg = 0;
+      let qg = 0;
+      for (let ch = g * cg; ch < (g + 1) * cg; ch++) {
+        sg += s[ch];
+        qg += q[ch];
+      }
+      const m = sg / count;
+      const variance = Math.max(qg / count - m * m, 0);
+      mean[b * groups + g] = m;
+      rstd[b * groups + g] = 1 / Math.sqrt(variance + eps);
+    }
+  }
+}
+
+/** z = (x - mean) rstd gamma + beta, written as x scale + shift per (example, channel). */
+export function groupAffine(x: Float32Array, gamma: Float32Array, beta: Float32Array, mean: Float32Array, rstd: Float32Array, n: number, hw: number, c: number, groups: number, z: Float32Array): void {
+  const cg = c / groups;
+  const scale = new Float64Array(c);
+  const shift = new Float64Array(c);
+  for (let b = 0; b < n; b++) {
+    for (let ch = 0; ch < c; ch++) {
+      const g = b * groups + Math.floor(ch / cg);
+      scale[ch] = rstd[g] * gamma[ch];
+      shift[ch] = beta[ch] - mean[g] * scale[ch];
+    }
+    const end = (b + 1) * hw * c;
+    for (let o = b * hw * c; o < end; o += c) {
+      for (let ch = 0; ch < c; ch++) z[o + ch] = x[o + ch] * scale[ch] + shift[ch];
+    }
+  }
+}
+
+/** dz = dy s (1 + z (1 - s)): the gradient of z sigmoid(z), given s = sigmoid(z). In place over z. */
+export function swishBackward(dy: Float32Array, z: Float32Array, s: Float32Array, out: Float32Array): void {
+  for (let i = 0; i < out.length; i++) {
+    const si = s[i];
+    out[i] = dy[i] * si * (1 + z[i] * (1 - si));
+  }
+}
+
+/**
+ * The GroupNorm backward from dz (the gradient at z): dx into `dx` (may alias dz), dgamma and
+ * dbeta summed over the examples.
+ */
+export function groupNormBackward(dz: Float32Array, x: Float32Array, gamma: Float32Array, mean: Float32Array, rstd: Float32Array, n: number, hw: number, c: number, groups: number,
+  dx: Float32Array, dgamma: Float32Array, dbeta: Float32Array): void {
+  const cg = c / groups;
+  const count = hw * cg;
+  const sumDz = new Float64Array(c);
+  const sumDzX = new Float64Array(c);
+  const dgammaAcc = new Float64Array(c);
+  const dbetaAcc = new Float64Array(c);
+  const a = new Float64Array(c);
+  const bx = new Float64Array(c);
+  const k = new Float64Array(c);
+  for (let b = 0; b < n; b++) {
+    sumDz.fill(0);
+    sumDzX.fill(0);
+    const start = b * hw * c;
+    const end = start + hw * c;
+    for (let o = start; o < end; o += c) {
+      for (let ch = 0; ch < c; ch++) {
+        const d = dz[o + ch];
+        sumDz[ch] += d;
+        sumDzX[ch] += d * x[o + ch];
+      }
+    }
+    for (let g = 0; g < groups; g++) {
+      const m = mean[b * groups + g];
+      const r = rstd[b * groups + g];
+      // Over the group: sum dyhat = sum gamma dz; sum dyhat xhat = sum gamma r (dz x - m dz).
+      let s1 = 0;
+      let s2 = 0;
+      for (let ch = g * cg; ch < (g + 1) * cg; ch++) {
+        const dzXhat = r * (sumDzX[ch] - m * sumDz[ch]);
+        dgammaAcc[ch] += dzXhat;
+        dbetaAcc[ch] += sumDz[ch];
+        s1 += gamma[ch] * sumDz[ch];
+        s2 += gamma[ch] * dzXhat;
+      }
+      const m1 = s1 / count;
+      const m2 = s2 / count;
+      // dx = r (gamma dz - m1 - (x - m) r m2) = dz (r gamma) + x (-r^2 m2) + (r^2 m2 m - r m1).
+      for (let ch = g * cg; ch < (g + 1) * cg; ch++) {
+        a[ch] = r * gamma[ch];
+        bx[ch] = -r * r * m2;
+        k[ch] = r * r * m2 * m - r * m1;
+      }
+    }
+    for (let o = start; o < end; o += c) {
+      for (let ch = 0; ch < c; ch++) dx[o + ch] = dz[o + ch] * a[ch] + x[o + ch] * bx[ch] + k[ch];
+    }
+  }
+  for (let ch = 0; ch < c; ch++) {
+    dgamma[ch] = dgammaAcc[ch];
+    dbeta[ch] = dbetaAcc[ch];
+  }
+}
+
+// ---- kernels --------------------------------------------------------------------------------------
+
+function dims(x: tf.TensorInfo, groups: number): [number, number, number] {
+  const c = x.shape[x.shape.length - 1];
+  const n = x.shape[0];
+  const hw = tf.util.sizeFromShape(x.shape.slice(1, -1));
+  if (x.shape.length < 2 || c % groups !== 0) throw new Error(`${GROUP_NORM}: ${c} channels are not divisible into ${groups} groups`);
+  return [n, hw, c];
+}
+
+function groupNormKernel(backendName: string): tf.KernelConfig {
+  return {
+    kernelName: GROUP_NORM,
+    backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x, gamma, beta } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
+      const { groups, eps, swish } = attrs as unknown as GroupNormAttrs;
+      checkFloat(GROUP_NORM, { x, gamma, beta });
+      const [n, hw, c] = dims(x, groups);
+      const wasm = wasmBackend(backend);
+      if (wasm !== undefined) {
+        const mean = wasm.makeOutput([n, groups], 'float32');
+        const rstd = wasm.makeOutput([n, groups], 'float32');
+        const y = wasm.makeOutput(x.shape, 'float32');
+        const at = (t: tf.TensorInfo) => heapAddress(wasm, t);
+        withScratch(wasm, 24 * c, (scratch) => simd(wasm).gn_forward(at(x), at(gamma), at(beta), n, hw, c, groups, eps, swish ? 1 : 0, at(y), at(mean), at(rstd), scratch));
+        return [y, mean, rstd];
+      }
+      const host = hostArrays(backend as AnyBackend);
+      const mean = host.alloc([n, groups]);
+      const rstd = host.alloc([n, groups]);
+      const z = host.alloc(x.shape);
+      const meanA = host.array(mean);
+      const rstdA = host.array(rstd);
+      groupStats(host.array(x), n, hw, c, groups, eps, meanA, rstdA);
+      groupAffine(host.array(x), host.array(gamma), host.array(beta), meanA, rstdA, n, hw, c, groups, host.array(z));
+      if (!swish) return [z, mean, rstd];
+      const k = new KernelComposer(backend as never, backendName);
+      const s = k.run(tf.Sigmoid, { x: z });
+      const y = k.run(tf.Multiply, { a: z, b: s });
+      k.finish(y);
+      (backend as AnyBackend).disposeData(z.dataId);
+      return [y, mean, rstd];
+    },
+  };
+}
+
+function groupNormGradKernel(backendName: string): tf.KernelConfig {
+  return {
+    kernelName: GROUP_NORM_GRAD,
+    backendName,
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { dy, x, gamma, beta, mean, rstd } = inputs as Record<'dy' | 'x' | 'gamma' | 'beta' | 'mean' | 'rstd', tf.TensorInfo>;
+      const { groups, swish } = attrs as unknown as GroupNormAttrs;
+      checkFloat(GROUP_NORM_GRAD, { dy, x, gamma, beta, mean, rstd });
+      const [n, hw, c] = dims(x, groups);
+      const wasm = wasmBackend(backend);
+      if (wasm !== undefined) {
+        const dx = wasm.makeOutput(x.shape, 'float32');
+        const dgamma = wasm.makeOutput([c], 'float32');
+        const dbeta = wasm.makeOutput([c], 'float32');
+        const at = (t: tf.TensorInfo) => heapAddress(wasm, t);
+        withScratch(wasm, 52 * c, (scratch) => simd(wasm).gn_backward(at(dy), at(x), at(gamma), at(beta), at(mean), at(rstd), n, hw, c, groups, swish ? 1 : 0,
+          at(dx), at(dgamma), at(dbeta), scratch));
+        return [dx, dgamma, dbeta];
+      }
+      const host = hostArrays(backend as AnyBackend);
+      const dx = host.alloc(x.shape);
+      const dgamma = host.alloc([c]);
+      const dbeta = host.alloc([c]);
+      let dz = dy;
+      if (swish) {
+        // z again from x and the saved statistics, then dz = dy s (1 + z (1 - s)) into dx.
+        const k = new KernelComposer(backend as never, backendName);
+        const z = host.alloc(x.shape);
+        groupAffine(host.array(x), host.array(gamma), host.array(beta), host.array(mean), host.array(rstd), n, hw, c, groups, host.array(z));
+        const s = k.run(tf.Sigmoid, { x: z });
+        swishBackward(host.array(dy), host.array(z), host.array(s), host.array(dx));
+        k.finish(undefined);
+        (backend as AnyBackend).disposeData(z.dataId);
+        dz = dx;
+      }
+      groupNormBackward(host.array(dz), host.array(x), host.array(gamma), host.array(mean), host.array(rstd), n, hw, c, groups, host.array(dx), host.array(dgamma), host.array(dbeta));
+      return [dx, dgamma, dbeta];
+    },
+  };
+}
+
+function swishKernel(backendName: string): tf.KernelConfig {
+  return {
+    kernelName: SWISH,
+    backendName,
+    kernelFunc: ({ inputs, backend }) => {
+      const { x } = inputs as { x: tf.TensorInfo };
+      checkFloat(SWISH, { x });
+      const wasm = wasmBackend(backend);
+      if (wasm !== undefined) {
+        const y = wasm.makeOutput(x.shape, 'float32');
+        simd(wasm).swish_forward(heapAddress(wasm, x), tf.util.sizeFromShape(x.shape), heapAddress(wasm, y));
+        return y;
+      }
+      const k = new KernelComposer(backend as never, backendName);
+      const s = k.run(tf.Sigmoid, { x });
+      return k.finish(k.run(tf.Multiply, { a: x, b: s }));
+    },
+  };
+}
+
+function swishGradKernel(backendName: string): tf.KernelConfig {
+  return {
+    kernelName: SWISH_GRAD,
+    backendName,
+    kernelFunc: ({ inputs, backend }) => {
+      const { dy, x } = inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
+      checkFloat(SWISH_GRAD, { dy, x });
+      const wasm = wasmBackend(backend);
+      if (wasm !== undefined) {
+        const dx = wasm.makeOutput(x.shape, 'float32');
+        simd(wasm).swish_backward(heapAddress(wasm, dy), heapAddress(wasm, x), tf.util.sizeFromShape(x.shape), heapAddress(wasm, dx));
+        return dx;
+      }
+      const host = hostArrays(backend as AnyBackend);
+      const dx = host.alloc(x.shape);
+      const k = new KernelComposer(backend as never, backendName);
+      const s = k.run(tf.Sigmoid, { x });
+      swishBackward(host.array(dy), host.array(x), host.array(s), host.array(dx));
+      k.finish(undefined);
+      return dx;
+    },
+  };
+}
+
+let gradientsRegistered = false;
+
+function registerFusedGradients(): void {
+  if (gradientsRegistered) return;
+  gradientsRegistered = true;
+  tf.registerGradient({
+    kernelName: GROUP_NORM,
+    inputsToSave: ['x', 'gamma', 'beta'],
+    outputsToSave: [false, true, true],
+    gradFunc: (dys, saved, attrs) => {
+      const dy = Array.isArray(dys) ? dys[0] : dys;
+      const [x, gamma, beta, mean, rstd] = saved;
+      const [dx, dgamma, dbeta] = tf.engine().runKernel(GROUP_NORM_GRAD, { dy, x, gamma, beta, mean, rstd }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      return { x: () => dx, gamma: () => dgamma, beta: () => dbeta };
+    },
+  });
+  tf.registerGradient({
+    kernelName: SWISH,
+    inputsToSave: ['x'],
+    gradFunc: (dy, saved) => {
+      const [x] = saved;
+      return { x: () => tf.engine().runKernel(SWISH_GRAD, { dy: dy as tf.Tensor, x }) as tf.Tensor };
+    },
+  });
+}
+
+/** Registers the fused kernels (and their gradients) for a backend with float32 host arrays. Idempotent. */
+export function registerFusedKernels(backendName: string): void {
+  registerFusedGradients();
+  for (const make of [groupNormKernel, groupNormGradKernel, swishKernel, swishGradKernel]) {
+    const config = make(backendName);
+    if (tf.getKernel(config.kernelName, backendName) === undefined) tf.registerKernel(config);
+  }
+}
+
+/** Whether the active backend runs the fused kernels (else layers.ts composes tfjs ops). */
+export function hasFusedKernels(): boolean {
+  return tf.getKernel(GROUP_NORM, tf.getBackend()) !== undefined;
+}
