@@ -3,7 +3,8 @@
  * process metrics beside them. Every label-less series and every enumerable label value exists from
  * the start with value 0, so a dashboard or alert sees "nothing happened yet", not "no data".
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { registerDefaultMetrics } from './defaultMetrics';
 import type { StepReport } from '../coordinator/coordinator';
 import type { ExecutorEvents } from '../coordinator/remoteExecutor';
 import { LOSS_BUCKET_LABELS, METRIC, REJECT_REASONS } from './names';
@@ -40,7 +41,7 @@ export class TrainingMetrics {
 
   constructor(opts: TrainingMetricsOptions) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    registerDefaultMetrics(this.registry);
     this.steps = new Counter({ name: METRIC.steps, help: 'Optimizer steps completed by this process', registers });
     this.examples = new Counter({ name: METRIC.examples, help: 'Training examples reduced into optimizer steps', registers });
     this.step = new Gauge({ name: METRIC.step, help: 'Current optimizer step (counts resumed steps)', registers });

@@ -3,7 +3,8 @@
  * `unitsDone`, so units are polled at scrape time, and per-unit compute time and bytes are read
  * off the channel: a wrapper sees each RESULT envelope (its computeSeconds) and every frame's size.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { registerDefaultMetrics } from './defaultMetrics';
 import { ddpm } from '../protocol/generated/ddpm';
 import { Kind } from '../protocol/messages';
 import type { ClientChannel } from '../transport/channel';
@@ -33,7 +34,7 @@ export class WorkerMetrics {
 
   constructor(unitsDone: () => number) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry });
+    registerDefaultMetrics(this.registry);
     let counted = 0;
     new Counter({
       name: METRIC.workerUnits, help: 'Work units computed by this worker', registers,
