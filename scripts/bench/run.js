@@ -8,41 +8,21 @@
  */
 'use strict';
 const path = require('path');
-const { spawn } = require('child_process');
-const esbuild = require('esbuild');
+const { bundleAndRun, runMain, root } = require('../runBundled');
 
 const BENCHMARKS = ['scaling', 'transport', 'overhead', 'memory'];
 const CHILDREN = ['benchWorker', 'realWorker'];
 
-async function main() {
+runMain(async () => {
   const [name, ...args] = process.argv.slice(2);
   if (!BENCHMARKS.includes(name)) {
     console.error(`usage: node scripts/bench/run.js ${BENCHMARKS.join('|')} [--help | flags]`);
     process.exit(2);
   }
-  const root = path.resolve(__dirname, '..', '..');
-  const outdir = path.join(root, 'bench-results', '.build');
-  await esbuild.build({
+  await bundleAndRun({
     entryPoints: [...BENCHMARKS, ...CHILDREN].map((e) => path.join(__dirname, `${e}.ts`)),
-    outdir,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    packages: 'external',
-    sourcemap: 'inline',
-    logLevel: 'warning',
-    // src/backend/backend.ts loads optional native packages through eval('require') on purpose.
-    logOverride: { 'direct-eval': 'silent' },
+    outdir: path.join(root, 'bench-results', '.build'),
+    run: `${name}.js`,
+    args,
   });
-  const child = spawn(process.execPath, ['--expose-gc', '--enable-source-maps', path.join(outdir, `${name}.js`), ...args], { stdio: 'inherit', cwd: root });
-  const forward = (sig) => child.kill(sig);
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
-  child.on('exit', (code, signal) => process.exit(signal ? 1 : code ?? 1));
-}
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
 });

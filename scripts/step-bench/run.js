@@ -7,38 +7,16 @@
  */
 'use strict';
 const path = require('path');
-const { spawn } = require('child_process');
-const esbuild = require('esbuild');
+const { bundleAndRun, runMain, root } = require('../runBundled');
 
-async function main() {
-  const root = path.resolve(__dirname, '..', '..');
-  const outdir = path.join(root, 'bench-results', '.build-step');
-  await esbuild.build({
-    entryPoints: [path.join(__dirname, 'stepBench.ts'), path.join(__dirname, 'kernelBench.ts')],
-    outdir,
-    bundle: true,
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    packages: 'external',
-    sourcemap: 'inline',
-    logLevel: 'error',
-  });
+runMain(async () => {
   // `--kernels`: the kernel-level timings (kernelBench.ts) instead of the step benchmark.
   const args = process.argv.slice(2);
-  const entry = args.includes('--kernels') ? 'kernelBench.js' : 'stepBench.js';
-  const child = spawn(process.execPath, ['--expose-gc', '--enable-source-maps', path.join(outdir, entry), ...args.filter((a) => a !== '--kernels')], {
-    stdio: 'inherit',
-    cwd: root,
+  await bundleAndRun({
+    entryPoints: [path.join(__dirname, 'stepBench.ts'), path.join(__dirname, 'kernelBench.ts')],
+    outdir: path.join(root, 'bench-results', '.build-step'),
+    run: args.includes('--kernels') ? 'kernelBench.js' : 'stepBench.js',
+    args: args.filter((a) => a !== '--kernels'),
     env: { ...process.env, STEP_BENCH_DIR: __dirname },
   });
-  const forward = (sig) => child.kill(sig);
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
-  child.on('exit', (code, signal) => process.exit(signal ? 1 : code ?? 1));
-}
-
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
 });
