@@ -9,7 +9,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { freePort, killAll, startDdpm } from './helpers/cli';
+import { eventually, freePort, killAll, startDdpm } from './helpers/cli';
 import { LOSS_BUCKET_LABELS, METRIC, REJECT_REASONS } from '../src/metrics/names';
 
 const TINY = ['--preset', 'tiny', '--backend', 'cpu', '--batch-size', '8', '--unit-size', '2', '--sample-n', '0', '--log-every', '60', '--steps', '10000'];
@@ -41,16 +41,6 @@ async function scrape(port: number): Promise<Map<string, number>> {
   return samples(body);
 }
 
-/** Polls `probe` every 250 ms until it returns a value; throws after `timeoutMs`. */
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string, output: () => string = () => ''): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${output()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 const metricAtLeast = (port: number, series: string, min: number) => async () => {
   const m = await scrape(port);

@@ -9,7 +9,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { Browser, chromium } from 'playwright-core';
-import { DDPM_BIN, freePort, killAll, startDdpm } from './helpers/cli';
+import { DDPM_BIN, eventually, freePort, killAll, startDdpm } from './helpers/cli';
 import { CheckpointStore } from '../src/checkpoint/store';
 import { unetParamSpecs, parameterCount } from '../src/model/paramSpecs';
 import { FIXTURE_CONFIG, fixtureState } from './helpers/checkpointFixture';
@@ -29,15 +29,6 @@ afterEach(async () => {
 });
 afterAll(() => fs.rmSync(root, { recursive: true, force: true }));
 
-async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string, output: () => string): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe().catch(() => undefined);
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${output()}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
 
 describe('the status page of a training run with --sample-every 2', () => {
   it('renders the live step, loss curve, worker table and newest sample grid, refreshing by itself, all from the coordinator', async () => {

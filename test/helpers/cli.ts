@@ -49,6 +49,17 @@ export async function waitFor(predicate: () => boolean, timeoutMs: number, what:
   }
 }
 
+/** Polls `probe` every 250 ms until it returns a value; throws after `timeoutMs`. */
+export async function eventually<T>(probe: () => Promise<T | undefined>, timeoutMs: number, what: string, output: () => string = () => ''): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${output()}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 export function killAll(): void {
   for (const c of live) c.kill('SIGKILL');
   live.clear();
