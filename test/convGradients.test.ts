@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend/backend';
 import { Rng } from '../src/rng/rng';
+import { relativeL2, relativeMax } from './helpers/numeric';
 
 interface ConvCase {
   name: string;
@@ -89,27 +90,7 @@ function convGrads(c: ConvCase, d: ConvData): { dx: Float32Array; dw: Float32Arr
   });
 }
 
-/** ||a - b|| / ||b||. */
-function relativeL2(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff += (a[i] - b[i]) ** 2;
-    norm += b[i] ** 2;
-  }
-  return Math.sqrt(diff / norm);
-}
 
-/** max |a - b| / max |b|. */
-function relativeMax(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
 
 beforeAll(async () => {
   await initBackend('wasm');

@@ -22,30 +22,11 @@ import { GROUP_NORM, SWISH } from '../src/backend/fusedKernels';
 import { KernelComposer } from '../src/backend/kernelComposer';
 import { Params, conv, dense, groupNormAct, groupNormComposite, nin, swish, swishComposite } from '../src/model/layers';
 import { Rng } from '../src/rng/rng';
+import { relativeL2, relativeMax } from './helpers/numeric';
 
 const TOL = 1e-5;
 
-/** ||a - b|| / ||b||. */
-function relativeL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff += (a[i] - b[i]) ** 2;
-    norm += b[i] ** 2;
-  }
-  return Math.sqrt(diff / norm);
-}
 
-/** max |a - b| / max |b|. */
-function relativeMax(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return diff / scale;
-}
 
 function expectClose(actual: Float32Array, expected: Float32Array, what: string): void {
   expect({ what, length: actual.length }).toEqual({ what, length: expected.length });
