@@ -18,7 +18,7 @@
  *    at ~27 GFLOP/s, where tfjs's own kernel ran at ~2.4 (scripts/step-bench --kernels).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { KernelComposer } from './kernelComposer';
+import { KernelComposer, replaceKernel } from './kernelComposer';
 import { WasmBackend, heapView, releaseView, xnnMatMul } from './wasmHeap';
 
 type Conv4 = [number, number, number, number];
@@ -254,9 +254,7 @@ export function backpropFilterMatMul(k: KernelComposer, x: tf.TensorInfo, dy: tf
 
 /** Replaces `backendName`'s Conv2DBackpropFilter (NHWC) with backpropFilterMatMul. */
 export function registerMatMulConvFilterGradient(backendName: string): void {
-  const original = tf.getKernel(tf.Conv2DBackpropFilter, backendName);
-  if (original !== undefined) tf.unregisterKernel(tf.Conv2DBackpropFilter, backendName);
-  tf.registerKernel({
+  replaceKernel(tf.Conv2DBackpropFilter, backendName, (original) => ({
     kernelName: tf.Conv2DBackpropFilter,
     backendName,
     setupFunc: original?.setupFunc,
@@ -270,7 +268,7 @@ export function registerMatMulConvFilterGradient(backendName: string): void {
       const k = new KernelComposer(args.backend as never, backendName);
       return k.finish(backpropFilterMatMul(k, x, dy, a));
     },
-  });
+  }));
 }
 
 /** Registers (or replaces) both conv gradient kernels on `backendName`. Idempotent. */
@@ -280,8 +278,7 @@ export function registerConvGradients(backendName: string): void {
   if (g[marker]) return;
   g[marker] = true;
 
-  if (tf.getKernel(tf.Conv2DBackpropFilter, backendName) !== undefined) tf.unregisterKernel(tf.Conv2DBackpropFilter, backendName);
-  tf.registerKernel({
+  replaceKernel(tf.Conv2DBackpropFilter, backendName, () => ({
     kernelName: tf.Conv2DBackpropFilter,
     backendName,
     kernelFunc: ({ inputs, backend, attrs }) => {
@@ -291,11 +288,9 @@ export function registerConvGradients(backendName: string): void {
       const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
       return k.finish(backpropFilter(k, backend as unknown as WasmBackend, x, dy, a));
     },
-  });
+  }));
 
-  const original = tf.getKernel(tf.Conv2DBackpropInput, backendName);
-  if (original !== undefined) tf.unregisterKernel(tf.Conv2DBackpropInput, backendName);
-  tf.registerKernel({
+  replaceKernel(tf.Conv2DBackpropInput, backendName, (original) => ({
     kernelName: tf.Conv2DBackpropInput,
     backendName,
     // The wasm fallback binds its native function in setupFunc, run when the backend starts.
@@ -312,5 +307,5 @@ export function registerConvGradients(backendName: string): void {
       if (original === undefined) throw new Error(`Conv2DBackpropInput on ${backendName}: no fallback kernel for stride ${String(a.strides)}`);
       return original.kernelFunc(args);
     },
-  });
+  }));
 }

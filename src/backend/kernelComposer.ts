@@ -39,3 +39,11 @@ export class KernelComposer {
     return result;
   }
 }
+
+/** Registers `make(original)` in place of a backend's kernel, handing it the original (if any) for
+ * the cases it does not handle and for its setupFunc. */
+export function replaceKernel(kernelName: string, backendName: string, make: (original: tf.KernelConfig | undefined) => tf.KernelConfig): void {
+  const original = tf.getKernel(kernelName, backendName);
+  if (original !== undefined) tf.unregisterKernel(kernelName, backendName);
+  tf.registerKernel(make(original));
+}

@@ -16,15 +16,9 @@
  * All are deterministic: the same inputs give the same bits.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { KernelComposer } from './kernelComposer';
+import { KernelComposer, replaceKernel } from './kernelComposer';
 import { simdKernels, withScratch } from './simdKernels';
 import { WasmBackend, heapAddress, heapView, releaseView, xnnMatMul } from './wasmHeap';
-
-function replaceKernel(kernelName: string, backendName: string, make: (original: tf.KernelConfig | undefined) => tf.KernelConfig): void {
-  const original = tf.getKernel(kernelName, backendName);
-  if (original !== undefined) tf.unregisterKernel(kernelName, backendName);
-  tf.registerKernel(make(original));
-}
 
 function registerBatchMatMul(backendName: string): void {
   replaceKernel(tf.BatchMatMul, backendName, (original) => ({
