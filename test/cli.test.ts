@@ -136,16 +136,19 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     const progress = lines(train.stdout).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(progress.map((p) => p.step)).toEqual([1, 2, 3, 4]);
     for (const p of progress) {
-      expect(p).toMatchObject({ event: 'progress', totalSteps: 4, workers: 1 });
+      expect(p).toMatchObject({ event: 'progress', totalSteps: 4, workers: Math.max(1, Math.min(os.availableParallelism(), 2)) });
       expect(p.loss).toEqual(expect.any(Number));
       expect(p.imagesPerSecond as number).toBeGreaterThan(0);
       expect(p.etaSeconds as number).toBeGreaterThanOrEqual(0);
     }
   });
 
-  it('train exits 0 and says which backend it uses', () => {
+  it('train exits 0 and says which backend it uses and, by default, starts one worker process per core', () => {
     expect(train).toMatchObject({ code: 0 });
     expect(lines(train.stderr)).toContain('backend: cpu');
+    // --workers auto on the cpu backend: one process per core, at most one per unit (2 here).
+    const perCore = Math.min(os.availableParallelism(), 2);
+    expect(lines(train.stderr)).toContain(perCore > 1 ? `workers: ${perCore} local processes` : 'workers: computing in this process');
   });
 
   it('train writes `latest`, naming a complete step directory', () => {
@@ -179,5 +182,43 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
 
   it('another seed gives another image', () => {
     expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'C.png')))).not.toBe(0);
+  });
+});
+
+describe('--workers auto', () => {
+  it('runs one process per core on one-core backends, no more than a step has units, and none on one core or a GPU backend', async () => {
+    const { resolveLocalWorkers } = await import('../src/cli/localWorkers');
+    expect(resolveLocalWorkers('auto', 'wasm', 2, 2)).toBe(2);
+    expect(resolveLocalWorkers('auto', 'cpu', 16, 4)).toBe(4);
+    expect(resolveLocalWorkers('auto', 'wasm', 3, 8)).toBe(3);
+    expect(resolveLocalWorkers('auto', 'wasm', 1, 8)).toBe(0);
+    expect(resolveLocalWorkers('auto', 'wasm', 8, 1)).toBe(0);
+    expect(resolveLocalWorkers('auto', 'tensorflow', 16, 8)).toBe(0);
+    expect(resolveLocalWorkers('auto', 'webgpu', 16, 8)).toBe(0);
+    expect(resolveLocalWorkers('3', 'tensorflow', 1, 1)).toBe(3);
+    expect(resolveLocalWorkers('0', 'wasm', 8, 8)).toBe(0);
+    for (const bad of ['-1', '1.5', 'two', '', '1e3']) expect(() => resolveLocalWorkers(bad, 'wasm', 2, 2)).toThrow(`--workers must be "auto" or a non-negative integer, got ${bad}`);
+  });
+});
+
+describe('backends that this machine lacks', () => {
+  it.each([
+    ['tensorflow', /backend 'tensorflow' needs @tensorflow\/tfjs-node-gpu \(CUDA\) or @tensorflow\/tfjs-node/],
+    ['webgpu', /backend 'webgpu' (needs a Vulkan loader|: Dawn found no GPU adapter)/],
+  ])('--backend %s: one clear line, exit 2, no native noise', async (backend, message) => {
+    const ckpt = path.join(tmp, `never-${backend}`);
+    const r = await ddpm(['train', '--preset', 'tiny', '--backend', backend, '--steps', '1', '--checkpoint-dir', ckpt]);
+    expect(r.code).toBe(2);
+    expect(lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'))).toEqual([expect.stringMatching(message)]);
+    expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(fs.existsSync(ckpt)).toBe(false);
+  });
+
+  it('finds a Vulkan loader on LD_LIBRARY_PATH, and reports none where there is none', async () => {
+    const { findVulkanLoader } = await import('../src/backend/vulkan');
+    const dir = fs.mkdtempSync(path.join(tmp, 'vk-'));
+    expect(findVulkanLoader({ LD_LIBRARY_PATH: dir })).not.toBe(path.join(dir, 'libvulkan.so.1'));
+    fs.writeFileSync(path.join(dir, 'libvulkan.so.1'), '');
+    expect(findVulkanLoader({ LD_LIBRARY_PATH: `/nonexistent:${dir}` })).toBe(path.join(dir, 'libvulkan.so.1'));
   });
 });

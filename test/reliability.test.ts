@@ -23,7 +23,7 @@ async function reference(steps: number): Promise<string> {
   const known = references.get(steps);
   if (known) return known;
   const dir = path.join(root, `reference-${steps}`);
-  const p = startDdpm(['train', ...TINY, '--steps', String(steps), '--checkpoint-dir', dir]);
+  const p = startDdpm(['train', '--workers', '0', ...TINY, '--steps', String(steps), '--checkpoint-dir', dir]);
   expect((await waitExit(p, 120_000)).code).toBe(0);
   references.set(steps, dir);
   return dir;
@@ -92,7 +92,7 @@ describe.each(['checkpoint-file-model.bin', 'checkpoint-manifest', 'checkpoint-r
       const steps = 5;
       const ref = await reference(steps);
       const dir = path.join(root, `crash-${stage}`);
-      const args = ['train', ...TINY, '--steps', String(steps), '--checkpoint-dir', dir, '--checkpoint-every', '1'];
+      const args = ['train', '--workers', '0', ...TINY, '--steps', String(steps), '--checkpoint-dir', dir, '--checkpoint-every', '1'];
       const crashed = startDdpm(args, { ...process.env, DDPM_CRASH_AT: `${stage}:3` });
       expect((await waitExit(crashed, 120_000)).signal).toBe('SIGKILL');
       const resumed = startDdpm([...args, '--resume']);
@@ -141,7 +141,7 @@ describe('a checkpoint save that fails mid-run, e.g. a full disk (RELIABILITY 11
     const { DDPM_BIN } = await import('./helpers/cli');
     const dir = path.join(root, 'full-disk');
     // ulimit -f 64: files over 64 KiB fail with EFBIG, as writes fail with ENOSPC on a full disk.
-    const cmd = `ulimit -f 64; exec "${process.execPath}" "${DDPM_BIN}" train ${TINY.filter((a, i) => a !== '--log-every' && TINY[i - 1] !== '--log-every').join(' ')} --steps 3 --checkpoint-every 1 --log-format json --log-every 0 --checkpoint-dir "${dir}"`;
+    const cmd = `ulimit -f 64; exec "${process.execPath}" "${DDPM_BIN}" train --workers 0 ${TINY.filter((a, i) => a !== '--log-every' && TINY[i - 1] !== '--log-every').join(' ')} --steps 3 --checkpoint-every 1 --log-format json --log-every 0 --checkpoint-dir "${dir}"`;
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
       execFile('bash', ['-c', cmd], { timeout: 120_000 }, (err, out, errOut) => resolve({ code: err ? (err.code as number) : 0, stdout: out, stderr: errOut }));
     });
@@ -156,7 +156,7 @@ describe('a checkpoint save that fails mid-run, e.g. a full disk (RELIABILITY 11
 describe('signals and exposure', () => {
   it('a second SIGTERM exits at once, without waiting for the step or a checkpoint', async () => {
     const dir = path.join(root, 'twice');
-    const p = startDdpm(['train', ...TINY.filter((a, i) => a !== '--log-every' && TINY[i - 1] !== '--log-every'), '--steps', '100000', '--log-every', '0', '--checkpoint-dir', dir]);
+    const p = startDdpm(['train', '--workers', '0', ...TINY.filter((a, i) => a !== '--log-every' && TINY[i - 1] !== '--log-every'), '--steps', '100000', '--log-every', '0', '--checkpoint-dir', dir]);
     await waitFor(() => /step 1\//.test(p.output()), 60_000, 'the first step');
     p.child.kill('SIGTERM');
     // Apart, so the kernel does not merge them into one pending signal.

@@ -8,15 +8,20 @@ import * as tf from '@tensorflow/tfjs-core';
 import './generated/registerGradients';
 import { registerConvGradients, registerMatMulConvFilterGradient } from './convGradients';
 import { registerWasmKernels } from './wasmKernels';
+import { findVulkanLoader } from './vulkan';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 export type ConcreteBackend = Exclude<BackendName, 'auto'>;
 
 export class BackendUnavailableError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
+  /** A few words for `auto`'s one-line summary of what it skipped. */
+  readonly brief: string;
+
+  constructor(message: string, options?: { cause?: unknown; brief?: string }) {
     super(message, options);
     this.name = 'BackendUnavailableError';
+    this.brief = options?.brief ?? message;
   }
 }
 
@@ -43,10 +48,12 @@ async function initTensorflow(): Promise<void> {
   }
   throw new BackendUnavailableError(
     `backend 'tensorflow' needs @tensorflow/tfjs-node-gpu (CUDA) or @tensorflow/tfjs-node installed with its libtensorflow binary ` +
-    `(npm install @tensorflow/tfjs-node-gpu on a machine that can reach its binary host); ${errors.join('; ')}`);
+    `(npm install @tensorflow/tfjs-node-gpu on a machine that can reach its binary host); ${errors.join('; ')}`,
+    { brief: 'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed and working' });
 }
 
 async function initWebgpu(): Promise<void> {
+  if (findVulkanLoader() === undefined) throw new BackendUnavailableError(`backend 'webgpu' needs a Vulkan loader (libvulkan.so.1) and a GPU driver; this machine has no loader`, { brief: 'no Vulkan loader' });
   let webgpu: { create(flags: string[]): unknown; globals: Record<string, unknown> };
   try {
     webgpu = loadOptional('webgpu') as typeof webgpu;
@@ -60,7 +67,7 @@ async function initWebgpu(): Promise<void> {
   }
   const gpu = (g.navigator as { gpu: { requestAdapter(): Promise<unknown> } }).gpu;
   const adapter = await gpu.requestAdapter();
-  if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine`);
+  if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine`, { brief: 'no GPU adapter' });
   require('@tensorflow/tfjs-backend-webgpu');
   // Opt-in until measured on a GPU (README "Worker compute speed"): the conv weight gradient as
   // k*k large matmuls instead of tfjs's own webgpu kernel.
@@ -116,7 +123,8 @@ export async function initBackend(name: BackendName, log: (line: string) => void
       if (tried.length > 0) log(`backend auto: ${tried.join('; ')}`);
       return candidate;
     } catch (err) {
-      tried.push(`${candidate} unavailable (${(err as Error).message.split('\n')[0].slice(0, 160)})`);
+      const reason = err instanceof BackendUnavailableError ? err.brief : (err as Error).message.split('\n')[0];
+      tried.push(`${candidate} unavailable (${reason})`);
     }
   }
   throw new BackendUnavailableError(`backend auto: no backend works: ${tried.join('; ')}`);

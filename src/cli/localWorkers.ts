@@ -1,6 +1,32 @@
-/** Local worker processes for `ddpm train --workers N`, on loopback. */
+/** Local worker processes for `ddpm train --workers N|auto`, on loopback. */
 import { ChildProcess, spawn } from 'child_process';
+import * as os from 'os';
 import * as path from 'path';
+import { UsageError } from './errors';
+
+/** Backends whose kernels use one core per process (wasm in Node, the pure-JS cpu backend): more
+ * cores need more processes. tensorflow and webgpu use the machine from one process. */
+const ONE_CORE_BACKENDS = new Set(['wasm', 'cpu']);
+
+/**
+ * How many local worker processes `--workers` asks for; 0 means the in-process worker. `auto`
+ * runs one process per core on a one-core backend, but no more than a step has units to share
+ * out, and none on one core (a process of its own would only add transport).
+ */
+export function resolveLocalWorkers(spec: string | number, backend: string, cores: number, unitsPerStep: number): number {
+  if (spec === 'auto') {
+    if (!ONE_CORE_BACKENDS.has(backend)) return 0;
+    const n = Math.min(cores, unitsPerStep);
+    return n <= 1 ? 0 : n;
+  }
+  const n = typeof spec === 'number' ? spec : /^\d+$/.test(spec) ? Number(spec) : NaN;
+  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--workers must be "auto" or a non-negative integer, got ${spec}`);
+  return n;
+}
+
+export function availableCores(): number {
+  return os.availableParallelism();
+}
 
 export interface LocalWorkers {
   stop(): Promise<void>;

@@ -9,8 +9,7 @@ import { TrainConfig } from '../training/config';
 import { withTrainOptions } from './options';
 import { withClusterOptions, ClusterArgs, remoteWorkerSource, startRemoteExecutor } from './cluster';
 import { JobArgs, effectiveConfig, log, runTrainingJob, withSampleEveryOption } from './trainJob';
-import { spawnLocalWorkers } from './localWorkers';
-import { UsageError } from './errors';
+import { availableCores, resolveLocalWorkers, spawnLocalWorkers } from './localWorkers';
 import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
 import { TrainingTelemetry } from '../metrics/trainingTelemetry';
 import { observeUnits } from '../metrics/unitProbe';
@@ -18,7 +17,7 @@ import { IN_PROCESS_WORKER } from '../metrics/names';
 
 export interface TrainCommandArgs extends JobArgs, ClusterArgs, MetricsArgs {
   backend: string;
-  workers: number;
+  workers: string | number;
 }
 
 async function trainInProcess(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, backend: string): Promise<void> {
@@ -34,10 +33,10 @@ async function trainInProcess(a: TrainCommandArgs, config: TrainConfig, telemetr
   await runTrainingJob(a, config, executor, { workers: () => 1, telemetry });
 }
 
-async function trainWithWorkers(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, needed: number): Promise<void> {
+async function trainWithWorkers(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, count: number, needed: number, backend: string): Promise<void> {
   const { executor, endpoint } = await startRemoteExecutor({ ...a, bind: 'tcp://127.0.0.1:0' }, config, telemetry.executorEvents());
   telemetry.setWorkers(remoteWorkerSource(executor));
-  const workers = spawnLocalWorkers(a.workers, endpoint, a.backend, log);
+  const workers = spawnLocalWorkers(count, endpoint, backend, log);
   try {
     await runTrainingJob(a, config, executor, {
       workers: () => executor.workerCount(),
@@ -51,16 +50,18 @@ async function trainWithWorkers(a: TrainCommandArgs, config: TrainConfig, teleme
 }
 
 export async function runTrain(a: TrainCommandArgs): Promise<void> {
-  if (!Number.isInteger(a.workers) || a.workers < 0) throw new UsageError(`--workers must be a non-negative integer, got ${a.workers}`);
+  resolveLocalWorkers(a.workers, 'wasm', 1, 1); // a bad --workers fails before the backend loads
   const config = effectiveConfig(a);
-  const needed = a.workers === 0 ? 1 : a['min-workers'] || a.workers;
-  const telemetry = new TrainingTelemetry({ totalSteps: config.steps, readyWorkers: needed, knownWorkers: a.workers === 0 ? [IN_PROCESS_WORKER] : [] });
+  const backend = await initBackend(a.backend as BackendName, log);
+  const count = resolveLocalWorkers(a.workers, backend, availableCores(), Math.ceil(config.batchSize / config.unitSize));
+  log(`backend: ${backend}`);
+  log(count === 0 ? 'workers: computing in this process' : `workers: ${count} local processes`);
+  const needed = count === 0 ? 1 : a['min-workers'] || count;
+  const telemetry = new TrainingTelemetry({ totalSteps: config.steps, readyWorkers: needed, knownWorkers: count === 0 ? [IN_PROCESS_WORKER] : [] });
   const serving = await serveMetrics(a, telemetry.routes(), log);
   try {
-    const backend = await initBackend(a.backend as BackendName, log);
-    log(`backend: ${backend}`);
-    if (a.workers === 0) await trainInProcess(a, config, telemetry, backend);
-    else await trainWithWorkers(a, config, telemetry, needed);
+    if (count === 0) await trainInProcess(a, config, telemetry, backend);
+    else await trainWithWorkers(a, config, telemetry, count, needed, backend);
   } finally {
     await serving.close();
   }
@@ -68,9 +69,9 @@ export async function runTrain(a: TrainCommandArgs): Promise<void> {
 
 export const trainCommand: CommandModule<object, TrainCommandArgs> = {
   command: 'train',
-  describe: 'train a DDPM: coordinator + in-process worker, or + N local worker processes (--workers N)',
+  describe: 'train a DDPM: a coordinator with local worker processes (one per core on wasm/cpu) or an in-process worker',
   // A local run: metrics off unless asked for, and then on loopback unless told otherwise.
   builder: (y) => withMetricsOptions(withSampleEveryOption(withClusterOptions(withTrainOptions(y))), { port: 0, host: '127.0.0.1' })
-    .option('workers', { type: 'number', default: 0, describe: 'local worker processes (0: compute in this process)' }) as never,
+    .option('workers', { type: 'string', default: 'auto', describe: 'local worker processes; 0: compute in this process; auto: one per core on wasm/cpu (as many as a step has units), 0 on tensorflow/webgpu' }) as never,
   handler: runTrain,
 };

