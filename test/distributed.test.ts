@@ -44,6 +44,19 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
       expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
     }
   }, 160_000);
+
+  it('with one worker process computing on 3 threads give the in-process parameters bit for bit', async () => {
+    const dir = path.join(root, `${backend}-threads`);
+    const port = await freePort();
+    const coordinator = startDdpm(['coordinator', ...TINY, '--backend', backend, '--steps', '5', '--bind', `tcp://127.0.0.1:${port}`, '--checkpoint-dir', dir, '--metrics-port', '0']);
+    const worker = startDdpm(['worker', '--connect', `tcp://127.0.0.1:${port}`, '--name', 'threaded', '--backend', backend, '--threads', '3']);
+    expect((await waitExit(coordinator, 150_000)).code).toBe(0);
+    expect((await waitExit(worker, 20_000)).code).toBe(0);
+    expect(coordinator.output()).toContain(`worker threaded attached (${backend}, 3 threads)`);
+    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
+      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
+    }
+  }, 160_000);
 });
 
 describe('a coordinator killed with SIGKILL and restarted with --resume', () => {

@@ -223,3 +223,40 @@ describe('hostile input on the coordinator socket (RELIABILITY 13)', () => {
     }
   }, 60_000);
 });
+
+describe('chooseWorker with compute slots', () => {
+  const worker = (id: string, slots: number, outstanding: number, secondsPerUnit?: number) => ({
+    id, name: id, backend: 'wasm', slots, paramVersion: 0, lastSeen: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit,
+    outstanding: new Map(Array.from({ length: outstanding }, (_, i) => [i, 0] as [number, number])),
+  });
+
+  it('counts a k-slot worker as finishing k units in one unit time', async () => {
+    const { chooseWorker } = await import('../src/coordinator/unitScheduler');
+    // Two busy slots of a 2-slot worker finish a third unit at 2 x 1 s; a 1-slot worker at 1.5 s with one queued: 3 s.
+    expect(chooseWorker([worker('a', 1, 1, 1.5), worker('b', 2, 2, 1)], 2)?.id).toBe('b');
+    // The same 2-slot worker with one unit outstanding finishes a second at 1 s: before an idle 1-slot worker at 1.5 s.
+    expect(chooseWorker([worker('a', 1, 0, 1.5), worker('b', 2, 1, 1)], 2)?.id).toBe('b');
+    // One slot: the unit waits for nobody; the idle, slower worker gets it (1.5 s < 2 x 1 s).
+    expect(chooseWorker([worker('a', 1, 0, 1.5), worker('b', 1, 1, 1)], 2)?.id).toBe('a');
+  });
+
+  it('lets a k-slot worker hold depth + k - 1 units', async () => {
+    const { chooseWorker } = await import('../src/coordinator/unitScheduler');
+    expect(chooseWorker([worker('b', 3, 3, 1)], 2)?.id).toBe('b');
+    expect(chooseWorker([worker('b', 3, 4, 1)], 2)).toBeUndefined();
+    expect(chooseWorker([worker('c', 1, 1, 1)], 2)?.id).toBe('c');
+    expect(chooseWorker([worker('c', 1, 2, 1)], 2)).toBeUndefined();
+  });
+});
+
+describe('ddpm worker --threads', () => {
+  it('auto is one per core on wasm and cpu and 1 on GPU backends; bad values are refused', async () => {
+    const { resolveComputeThreads } = await import('../src/cli/localWorkers');
+    expect(resolveComputeThreads('auto', 'wasm', 8)).toBe(8);
+    expect(resolveComputeThreads('auto', 'cpu', 2)).toBe(2);
+    expect(resolveComputeThreads('auto', 'webgpu', 16)).toBe(1);
+    expect(resolveComputeThreads('auto', 'tensorflow', 16)).toBe(1);
+    expect(resolveComputeThreads('4', 'tensorflow', 1)).toBe(4);
+    for (const bad of ['0', '-2', '1.5', 'many', '257']) expect(() => resolveComputeThreads(bad, 'wasm', 2)).toThrow(`--threads must be "auto" or an integer from 1 to 256, got ${bad}`);
+  });
+});

@@ -24,6 +24,14 @@ export function resolveLocalWorkers(spec: string | number, backend: string, core
   return n;
 }
 
+/** `ddpm worker --threads`: auto is one per core on a one-core backend, else 1. */
+export function resolveComputeThreads(spec: string | number, backend: string, cores: number): number {
+  if (spec === 'auto') return ONE_CORE_BACKENDS.has(backend) ? Math.max(1, cores) : 1;
+  const n = typeof spec === 'number' ? spec : /^\d+$/.test(spec) ? Number(spec) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > 256) throw new UsageError(`--threads must be "auto" or an integer from 1 to 256, got ${spec}`);
+  return n;
+}
+
 export function availableCores(): number {
   return os.availableParallelism();
 }
@@ -36,7 +44,8 @@ export function spawnLocalWorkers(n: number, endpoint: string, backend: string, 
   const bin = path.resolve(__dirname, '..', '..', 'bin', 'ddpm.js');
   const children: ChildProcess[] = [];
   for (let i = 0; i < n; i++) {
-    const child = spawn(process.execPath, [bin, 'worker', '--connect', endpoint, '--name', `local-${i}`, '--backend', backend], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // One thread each: the processes already share out the cores.
+    const child = spawn(process.execPath, [bin, 'worker', '--connect', endpoint, '--name', `local-${i}`, '--backend', backend, '--threads', '1'], { stdio: ['ignore', 'inherit', 'inherit'] });
     child.on('exit', (code, signal) => { if (code !== 0) log(`local worker ${i} exited (${signal ?? code})`); });
     children.push(child);
   }

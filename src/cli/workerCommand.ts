@@ -9,11 +9,13 @@ import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOpt
 import { WorkerMetrics } from '../metrics/workerMetrics';
 import { CurveClientArgs, curveClientFromArgs, withCurveClientOptions } from './keygenCommand';
 import { EXIT_USER_ERROR, UsageError } from './errors';
+import { availableCores, resolveComputeThreads } from './localWorkers';
 
 interface WorkerArgs extends MetricsArgs, CurveClientArgs {
   connect: string;
   name?: string;
   backend: string;
+  threads: string;
   'coordinator-timeout': number;
 }
 
@@ -26,6 +28,7 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
   builder: (y) => withCurveClientOptions(withMetricsOptions(withBackendOption(y), { port: 0, host: '0.0.0.0' }))
     .option('connect', { type: 'string', demandOption: true, describe: 'coordinator address, e.g. tcp://HOST:5555' })
     .option('name', { type: 'string', describe: 'stable worker name (default HOSTNAME-PID); a returning name takes over its identity' })
+    .option('threads', { type: 'string', default: 'auto', describe: 'units computed at once, one per thread; auto: one per core on wasm/cpu (which compute on one core per thread), 1 on tensorflow/webgpu' })
     .option('coordinator-timeout', { type: 'number', default: 5, describe: 'seconds of coordinator silence before registering again' }) as never,
   handler: async (a) => {
     const curve = curveClientFromArgs(a);
@@ -35,7 +38,8 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     const metrics = new WorkerMetrics(() => worker?.unitsDone ?? 0);
     const serving = await serveMetrics(a, metrics.routes(), log);
     const backend = await initBackend(a.backend as BackendName, log);
-    log(`worker ${name}: backend ${backend}, connecting to ${a.connect}${curve ? ` with CurveZMQ (public key ${curve.publicKey})` : ''}`);
+    const threads = resolveComputeThreads(a.threads, backend, availableCores());
+    log(`worker ${name}: backend ${backend}${threads > 1 ? ` on ${threads} threads` : ''}, connecting to ${a.connect}${curve ? ` with CurveZMQ (public key ${curve.publicKey})` : ''}`);
     let refused = false;
     const channel = new ZmqClient(name, {
       curve,
@@ -50,7 +54,7 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     });
     channel.connect(a.connect);
     worker = new Worker({
-      name, backend, channel: metrics.observe(channel), log, coordinatorTimeoutMs: a['coordinator-timeout'] * 1000, beacon: channel.startBeacon(1000),
+      name, backend, threads, channel: metrics.observe(channel), log, coordinatorTimeoutMs: a['coordinator-timeout'] * 1000, beacon: channel.startBeacon(1000),
     });
     const running = worker;
     const onSignal = () => { metrics.stopping = true; void running.stop('signal'); };

@@ -263,7 +263,9 @@ export class RemoteExecutor implements UnitExecutor {
     const r = m.envelope.register;
     const name = (r?.workerName ?? '').slice(0, 200);
     if (name === '' || name !== peer || name.includes('#')) throw new ProtocolError('malformed', `REGISTER name "${name}" must equal the routing id and not contain '#'`);
-    const { record, replaced } = this.workers.add(peer, name, (r?.backend ?? '?').slice(0, 40), Date.now());
+    // Bounded: a hostile count must not make one worker take every unit.
+    const slots = Math.min(Math.max(r?.computeSlots ?? 1, 1), 256);
+    const { record, replaced } = this.workers.add(peer, name, (r?.backend ?? '?').slice(0, 40), Date.now(), slots);
     this.everRegistered.add(peer);
     record.secondsPerUnit = this.speeds.get(peer);
     if (replaced) this.requeue(replaced, 'worker re-registered');
@@ -275,7 +277,7 @@ export class RemoteExecutor implements UnitExecutor {
         transportDtype: this.opts.transportDtype, heartbeatMs: this.heartbeatMs, parameterCount: this.opts.parameterCount,
       },
     }));
-    this.log(`worker ${name} attached (${record.backend})${replaced ? ', taking over its previous identity' : ''}; ${this.workers.size} worker(s)`);
+    this.log(`worker ${name} attached (${record.backend}${slots > 1 ? `, ${slots} threads` : ''})${replaced ? ', taking over its previous identity' : ''}; ${this.workers.size} worker(s)`);
     this.opts.events?.onWorkersChanged?.(this.workers.all());
     this.workerWaiters.splice(0).forEach((wake) => wake());
     this.dispatch();

@@ -26,13 +26,17 @@ export class WorkerSpeeds {
   }
 }
 
-/** The worker to give the next unit to, or undefined to wait for a busy but faster one. */
+/**
+ * The worker to give the next unit to, or undefined to wait for a busy but faster one. A worker
+ * with k compute slots runs k units at once, each taking its seconds per unit, and may hold
+ * `depth` units beyond its first k - 1 (so that no slot idles waiting for the next unit).
+ */
 export function chooseWorker(workers: readonly WorkerRecord[], depth: number): WorkerRecord | undefined {
   const known = workers.map((w) => w.secondsPerUnit).filter((v): v is number => v !== undefined);
   // An unmeasured worker is assumed as fast as the fastest, so it gets units and a measurement.
   const fallback = known.length > 0 ? Math.min(...known) : 0;
-  const finish = (w: WorkerRecord) => (w.outstanding.size + 1) * (w.secondsPerUnit ?? fallback);
-  const free = workers.filter((w) => w.outstanding.size < depth);
+  const finish = (w: WorkerRecord) => Math.ceil((w.outstanding.size + 1) / w.slots) * (w.secondsPerUnit ?? fallback);
+  const free = workers.filter((w) => w.outstanding.size < depth + w.slots - 1);
   if (free.length === 0) return undefined;
   const best = free.reduce((a, b) => (finish(b) < finish(a) ? b : a));
   return workers.some((w) => finish(w) < finish(best)) ? undefined : best;

@@ -5,6 +5,8 @@ export interface WorkerRecord {
   id: string;
   name: string;
   backend: string;
+  /** Units the worker computes at once (its compute threads). */
+  slots: number;
   /** Parameter version the worker holds (-1: none). */
   paramVersion: number;
   /** Units in flight on this worker: unit id -> deadline (ms since epoch). */
@@ -20,10 +22,10 @@ export interface WorkerRecord {
 export class WorkerRegistry {
   private readonly workers = new Map<string, WorkerRecord>();
 
-  add(id: string, name: string, backend: string, now: number): { record: WorkerRecord; replaced?: WorkerRecord } {
+  add(id: string, name: string, backend: string, now: number, slots = 1): { record: WorkerRecord; replaced?: WorkerRecord } {
     const replaced = this.workers.get(id);
     this.workers.delete(id);
-    const record: WorkerRecord = { id, name, backend, paramVersion: -1, outstanding: new Map(), lastSeen: now, unitsDone: 0, computeSeconds: 0, joinedAt: now };
+    const record: WorkerRecord = { id, name, backend, slots, paramVersion: -1, outstanding: new Map(), lastSeen: now, unitsDone: 0, computeSeconds: 0, joinedAt: now };
     this.workers.set(id, record);
     return { record, replaced };
   }

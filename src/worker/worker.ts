@@ -10,9 +10,11 @@ import { DType } from '../protocol/dtypes';
 import { ErrorCode, Kind, Message, ProtocolError, decodeMessage, encodeMessage } from '../protocol/messages';
 import { decodeParameters, decodeWork, encodeResult } from '../protocol/units';
 import { UnitGradientComputer } from '../training/unitGradients';
+import { InlineUnitComputer, UnitComputer } from './unitComputer';
+import { ComputeThreads } from './computeThreads';
 import { UNetModel } from '../model/unetModel';
 import { UNetConfig, validateConfig } from '../model/config';
-import { ScheduleName, isScheduleName, makeSchedule } from '../schedule';
+import { isScheduleName, makeSchedule } from '../schedule';
 
 export interface WorkerOptions {
   name: string;
@@ -24,13 +26,17 @@ export interface WorkerOptions {
   heartbeatMs?: number;
   /** Keeps heartbeating from another thread while a unit computes (transport/beacon.ts). */
   beacon?: Beacon;
+  /** Units computed at once, each on a thread of its own (1: in this thread). */
+  threads?: number;
 }
 
 interface RunInfo {
   runId: string;
   dtype: DType;
   parameterCount: number;
-  computer: UnitGradientComputer;
+  computer: UnitComputer;
+  config: UNetConfig;
+  timesteps: number;
   configKey: string;
 }
 
@@ -41,6 +47,10 @@ export class Worker {
   private stopped: Promise<void> | undefined;
   private lastHeard = 0;
   private lastRegister = 0;
+  /** Units being computed on threads; their results are sent as they finish. */
+  private readonly inFlight = new Set<Promise<void>>();
+  /** A compute failure ends the message loop with it. */
+  private failure: Error | undefined;
   unitsDone = 0;
 
   constructor(private readonly opts: WorkerOptions) {}
@@ -60,7 +70,9 @@ export class Worker {
 
   private async register(): Promise<void> {
     this.lastRegister = Date.now();
-    await this.opts.channel.send(encodeMessage({ kind: Kind.REGISTER, register: { workerName: this.opts.name, backend: this.opts.backend, pid: process.pid } }));
+    await this.opts.channel.send(encodeMessage({
+      kind: Kind.REGISTER, register: { workerName: this.opts.name, backend: this.opts.backend, pid: process.pid, computeSlots: this.opts.threads ?? 1 },
+    }));
   }
 
   private async messageLoop(): Promise<'finished' | 'stopped'> {
@@ -70,6 +82,7 @@ export class Worker {
     this.lastHeard = Date.now();
     let lastBeat = Date.now();
     while (!this.stopping) {
+      if (this.failure) throw this.failure;
       const frames = await this.opts.channel.receive(heartbeatMs);
       const now = Date.now();
       if (this.run && now - lastBeat >= heartbeatMs) {
@@ -109,7 +122,7 @@ export class Worker {
     }
     switch (e.kind) {
       case Kind.WELCOME:
-        this.welcome(m);
+        await this.welcome(m);
         return undefined;
       case Kind.PARAMETERS: {
         const run = this.requireRun();
@@ -122,10 +135,15 @@ export class Worker {
         if (run.computer.paramVersion !== e.paramVersion) {
           throw new ProtocolError('stale', `WORK for parameter version ${e.paramVersion}, holding ${run.computer.paramVersion}`);
         }
-        const unit = decodeWork(m, run.computer.model.config, run.computer.schedule.timesteps);
-        const result = run.computer.compute(unit);
-        this.unitsDone++;
-        await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
+        const unit = decodeWork(m, run.config, run.timesteps);
+        const sent = run.computer.compute(unit).then(async (result) => {
+          this.unitsDone++;
+          await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
+        }).catch((err: Error) => { this.failure ??= err; });
+        this.inFlight.add(sent);
+        void sent.finally(() => this.inFlight.delete(sent));
+        // In this thread the unit is computed by now: send its result before the next message.
+        if (run.computer.slots === 1) await sent;
         // A turn of the event loop between units: queued messages resolve receive() at once,
         // which would otherwise starve timers and the metrics server.
         await new Promise((resolve) => setImmediate(resolve));
@@ -154,7 +172,7 @@ export class Worker {
     return this.run;
   }
 
-  private welcome(m: Message): void {
+  private async welcome(m: Message): Promise<void> {
     const w = m.envelope.welcome;
     if (!w) throw new ProtocolError('malformed', 'WELCOME without body');
     let config: UNetConfig;
@@ -167,13 +185,16 @@ export class Worker {
     if (!isScheduleName(schedule)) throw new ProtocolError('malformed', `WELCOME schedule "${schedule}"`);
     const key = JSON.stringify([config, schedule, w.timesteps]);
     if (this.run?.configKey !== key) {
-      this.run?.computer.dispose();
       const model = new UNetModel(config);
       if (model.size !== Number(w.parameterCount)) throw new ProtocolError('malformed', `WELCOME says ${w.parameterCount} parameters, model has ${model.size}`);
-      this.run = {
-        runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32, parameterCount: model.size, configKey: key,
-        computer: new UnitGradientComputer(model, makeSchedule(schedule as ScheduleName, w.timesteps ?? 0)),
-      };
+      await this.run?.computer.dispose();
+      this.run = undefined;
+      const timesteps = w.timesteps ?? 0;
+      const threads = this.opts.threads ?? 1;
+      const computer = threads > 1
+        ? await ComputeThreads.start(threads, { backend: this.opts.backend, model: config, schedule, timesteps })
+        : new InlineUnitComputer(new UnitGradientComputer(model, makeSchedule(schedule, timesteps)));
+      this.run = { runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32, parameterCount: model.size, config, timesteps, configKey: key, computer };
     } else {
       this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };
     }
@@ -192,7 +213,7 @@ export class Worker {
       await this.opts.beacon?.stop();
       this.opts.channel.close();
       await this.loop?.catch(() => undefined);
-      this.run?.computer.dispose();
+      await this.run?.computer.dispose();
     })();
     return this.stopped;
   }

@@ -1,0 +1,41 @@
+/**
+ * A compute thread of a worker (computeThreads.ts): its own tfjs engine and backend, one model,
+ * and units in the order they arrive. Parameters and units share one FIFO port, so a unit is
+ * always computed with the parameters sent before it.
+ */
+import { parentPort, workerData } from 'worker_threads';
+import { BackendName, initBackend } from '../backend/backend';
+import { UNetModel } from '../model/unetModel';
+import { ScheduleName, makeSchedule } from '../schedule';
+import { UnitGradientComputer } from '../training/unitGradients';
+import type { ThreadInit, ThreadReply, ThreadRequest } from './computeThreads';
+
+async function main(): Promise<void> {
+  const port = parentPort;
+  if (port === null) throw new Error('computeThread.js runs only as a worker thread');
+  const init = workerData as ThreadInit;
+  const reply = (m: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
+  let computer: UnitGradientComputer;
+  try {
+    const backend = await initBackend(init.backend as BackendName);
+    computer = new UnitGradientComputer(new UNetModel(init.model), makeSchedule(init.schedule as ScheduleName, init.timesteps));
+    reply({ type: 'ready', backend });
+  } catch (err) {
+    reply({ type: 'failed', message: (err as Error).message });
+    return;
+  }
+  port.on('message', (m: ThreadRequest) => {
+    if (m.type === 'params') {
+      computer.setParams(m.flat, m.version);
+      return;
+    }
+    try {
+      const result = computer.compute(m.unit);
+      reply({ type: 'result', id: m.id, result }, [result.gradSum.buffer as ArrayBuffer, result.lossByBucket.buffer as ArrayBuffer, result.countByBucket.buffer as ArrayBuffer]);
+    } catch (err) {
+      reply({ type: 'error', id: m.id, message: (err as Error).message });
+    }
+  });
+}
+
+void main();

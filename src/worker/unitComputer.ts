@@ -1,0 +1,45 @@
+/**
+ * What a worker computes units with: in this thread, or on k threads of its own (computeThreads.ts).
+ * wasm and the cpu backend compute on one core per thread, so a worker on a many-core CPU node runs
+ * one thread per core; each unit is computed whole on one thread, so results do not depend on how
+ * many threads a worker has.
+ */
+import { UnitGradientComputer } from '../training/unitGradients';
+import { UnitResult, WorkUnit } from '../training/workUnit';
+
+export interface UnitComputer {
+  /** Units computed at once. */
+  readonly slots: number;
+  /** The parameter version that units given now are computed with (-1: none yet). */
+  readonly paramVersion: number;
+  setParams(flat: Float32Array, version: number): void;
+  compute(unit: WorkUnit): Promise<UnitResult>;
+  dispose(): Promise<void>;
+}
+
+/** One slot, in this thread: compute() runs before it returns (the promise is already settled). */
+export class InlineUnitComputer implements UnitComputer {
+  readonly slots = 1;
+
+  constructor(private readonly computer: UnitGradientComputer) {}
+
+  get paramVersion(): number {
+    return this.computer.paramVersion;
+  }
+
+  setParams(flat: Float32Array, version: number): void {
+    this.computer.setParams(flat, version);
+  }
+
+  compute(unit: WorkUnit): Promise<UnitResult> {
+    try {
+      return Promise.resolve(this.computer.compute(unit));
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    this.computer.dispose();
+  }
+}
