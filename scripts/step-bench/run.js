@@ -13,7 +13,12 @@ runMain(async () => {
   // `--kernels`: the kernel-level timings (kernelBench.ts) instead of the step benchmark.
   const args = process.argv.slice(2);
   await bundleAndRun({
-    entryPoints: [path.join(__dirname, 'stepBench.ts'), path.join(__dirname, 'kernelBench.ts')],
+    // computeThread.ts: the script of --threads' worker_threads, found beside the bundle.
+    entryPoints: [
+      { in: path.join(__dirname, 'stepBench.ts'), out: 'stepBench' },
+      { in: path.join(__dirname, 'kernelBench.ts'), out: 'kernelBench' },
+      { in: path.join(root, 'src', 'worker', 'computeThread.ts'), out: 'computeThread' },
+    ],
     outdir: path.join(root, 'bench-results', '.build-step'),
     run: args.includes('--kernels') ? 'kernelBench.js' : 'stepBench.js',
     args: args.filter((a) => a !== '--kernels'),

@@ -23,6 +23,7 @@ import { UNetModel } from '../../src/model/unetModel';
 import { makeSchedule } from '../../src/schedule';
 import { UnitGradientComputer } from '../../src/training/unitGradients';
 import { WorkUnit } from '../../src/training/workUnit';
+import { ComputeThreads } from '../../src/worker/computeThreads';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BENCH_DIR = process.env.STEP_BENCH_DIR ?? path.join(ROOT, 'scripts', 'step-bench');
@@ -46,13 +47,14 @@ interface Flags {
   python: string;
   torchDevice: string;
   json: string;
+  threads: number;
 }
 
 const USAGE = `npm run bench:step -- [--preset ch64,mnist-fast] [--batch 16] [--backend wasm] [--repeats 5]
   presets: ${['ch64', 'ch32', 'tiny', 'mnist-fast', 'mnist', 'cifar10'].join(', ')}`;
 
 function parseFlags(argv: string[]): Flags {
-  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json' };
+  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json', threads: 1 };
   const help = `${USAGE}
 flags:
   --preset LIST        configs, comma-separated (default ch64,mnist-fast)
@@ -67,6 +69,8 @@ flags:
   --python PATH        interpreter with torch (default /usr/bin/python3)
   --torch-device NAME  cpu or cuda (GPU runs: a torch build with CUDA, via --python)
   --json PATH          results file (default bench-results/step.json)
+  --threads N          tfjs computes the batch as N units of batch/N, each on its own thread at once
+                       (what \`ddpm worker --threads N\` does; default 1: one unit, this thread)
   --kernels [--small]  instead: single-kernel GFLOP/s at ch64's (mnist-fast's) shapes`;
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
@@ -87,11 +91,13 @@ flags:
       case 'python': f.python = value(); break;
       case 'torch-device': f.torchDevice = value(); break;
       case 'json': f.json = value(); break;
+      case 'threads': f.threads = Number(value()); break;
       default: throw new Error(`unknown flag --${key}\n${help}`);
     }
   }
   if (!Number.isInteger(f.batch) || f.batch < 1) throw new Error('--batch must be a positive integer');
   if (!Number.isInteger(f.repeats) || f.repeats < 1) throw new Error('--repeats must be a positive integer');
+  if (!Number.isInteger(f.threads) || f.threads < 1 || f.batch % f.threads !== 0) throw new Error('--threads must be a positive integer that divides --batch');
   return f;
 }
 
@@ -276,25 +282,37 @@ async function benchConfig(name: string, flags: Flags) {
   const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000));
   computer.setParams(flat, 0);
   const unit = makeUnit(config, flags.batch);
-  const tfjsStep = () => {
+  // --threads k: k units of batch/k at once on k compute threads, their gradients summed here.
+  const threads = flags.threads > 1 ? await ComputeThreads.start(flags.threads, { backend: tf.getBackend(), model: config, schedule: 'linear', timesteps: 1000 }) : undefined;
+  threads?.setParams(flat, 0);
+  const parts = Array.from({ length: flags.threads }, (_, i) => ({ ...makeUnit(config, flags.batch / flags.threads), unitId: i }));
+  const tfjsStep = async () => {
     const t0 = performance.now();
-    const r = computer.compute(unit);
+    let lossSum: number;
+    if (threads) {
+      const results = await Promise.all(parts.map((u) => threads.compute(u)));
+      const sum = results[0].gradSum;
+      for (const r of results.slice(1)) for (let i = 0; i < sum.length; i++) sum[i] += r.gradSum[i];
+      lossSum = results.reduce((s, r) => s + r.lossSum, 0);
+    } else {
+      lossSum = computer.compute(unit).lossSum;
+    }
     const ms = performance.now() - t0;
-    if (!Number.isFinite(r.lossSum)) throw new Error(`${name}: loss is ${r.lossSum}`);
+    if (!Number.isFinite(lossSum)) throw new Error(`${name}: loss is ${lossSum}`);
     return ms;
   };
 
   const times: { tfjs: number[]; torch: Record<number, number[]> } = { tfjs: [], torch: {} };
   for (const t of flags.torchThreads) times.torch[t] = [];
   for (let i = 0; i < flags.warmup; i++) {
-    tfjsStep();
+    await tfjsStep();
     if (torch) for (const t of flags.torchThreads) await torch.step(t);
   }
   const tensorsBefore = tf.memory().numTensors;
   const load = new LoadMeter(torch?.pid);
   for (let r = 0; r < flags.repeats; r++) {
     global.gc?.();
-    times.tfjs.push(tfjsStep());
+    times.tfjs.push(await tfjsStep());
     if (torch) for (const t of flags.torchThreads) times.torch[t].push(await torch.step(t));
     process.stdout.write('.');
   }
@@ -303,12 +321,13 @@ async function benchConfig(name: string, flags: Flags) {
   const leaked = tf.memory().numTensors - tensorsBefore;
   const profile = flags.profile ? await profileStep(computer, unit) : undefined;
   computer.dispose();
+  await threads?.dispose();
   torch?.quit();
 
   const tfjsMs = median(times.tfjs);
   const torchMs = Object.fromEntries(flags.torchThreads.map((t) => [t, median(times.torch[t])]));
   return {
-    name, config, batch: flags.batch, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo?.torch,
+    name, config, batch: flags.batch, threads: flags.threads, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo?.torch,
     tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
   };
 }
@@ -328,7 +347,7 @@ async function main() {
     results.push(r);
     const ratio = (t: number) => (r.torchMs[t] / r.tfjsMs).toFixed(3);
     console.log(`params: tfjs ${r.params}${r.torchParams !== undefined ? `, PyTorch ${r.torchParams} (${r.torchParams === r.params ? 'equal' : 'DIFFERENT'})` : ''}`);
-    console.log(`tfjs ${backend}: ${fmt(r.tfjsMs)} ms/step (samples ${r.samples.tfjs.map((x) => fmt(x)).join(' ')})`);
+    console.log(`tfjs ${backend}${r.threads > 1 ? ` (${r.threads} threads)` : ''}: ${fmt(r.tfjsMs)} ms/step (samples ${r.samples.tfjs.map((x) => fmt(x)).join(' ')})`);
     for (const t of flags.torchThreads) {
       if (r.torchMs[t] === undefined || Number.isNaN(r.torchMs[t])) continue;
       console.log(`PyTorch ${r.torchVersion} ${t} thread(s): ${fmt(r.torchMs[t])} ms/step (samples ${r.samples.torch[t].map((x) => fmt(x)).join(' ')}); speed ratio tfjs/PyTorch = ${ratio(t)}x`);
@@ -347,12 +366,12 @@ async function main() {
   }
   const load1 = os.loadavg();
   console.log(`# load average at end: ${load1.map((l) => l.toFixed(2)).join(' ')}`);
-  console.log('\n| config | batch | params | tfjs ms/step | PyTorch 1 thread | PyTorch 2 threads | ratio (1 thread) | ratio (2 threads) | others\' load |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  console.log('\n| config | batch | params | tfjs threads | tfjs ms/step | PyTorch 1 thread | PyTorch 2 threads | ratio (1 thread) | ratio (2 threads) | others\' load |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
     const t1 = r.torchMs[1];
     const t2 = r.torchMs[2];
-    console.log(`| ${r.name} | ${r.batch} | ${r.params.toLocaleString('en-US')} | ${fmt(r.tfjsMs)} | ${fmt(t1)} | ${fmt(t2)} | ${(t1 / r.tfjsMs).toFixed(3)}x | ${(t2 / r.tfjsMs).toFixed(3)}x | ${r.othersCores.toFixed(2)} cores |`);
+    console.log(`| ${r.name} | ${r.batch} | ${r.params.toLocaleString('en-US')} | ${r.threads} | ${fmt(r.tfjsMs)} | ${fmt(t1)} | ${fmt(t2)} | ${(t1 / r.tfjsMs).toFixed(3)}x | ${(t2 / r.tfjsMs).toFixed(3)}x | ${r.othersCores.toFixed(2)} cores |`);
   }
   const file = path.resolve(ROOT, flags.json);
   fs.mkdirSync(path.dirname(file), { recursive: true });
