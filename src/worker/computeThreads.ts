@@ -57,21 +57,17 @@ export class ComputeThreads implements UnitComputer {
   /** Starts k threads and waits until each has its backend; fails if any cannot start. */
   static async start(k: number, init: ThreadInit): Promise<ComputeThreads> {
     const script = threadScript();
-    const lanes: Lane[] = [];
+    const lanes: Lane[] = Array.from({ length: k }, () => ({ thread: new Thread(script, { workerData: init }), pending: new Map() }));
     try {
-      for (let i = 0; i < k; i++) {
-        const thread = new Thread(script, { workerData: init });
-        lanes.push({ thread, pending: new Map() });
-        await new Promise<void>((resolve, reject) => {
-          const onMessage = (m: ThreadReply) => {
-            thread.off('error', reject);
-            if (m.type === 'ready') resolve();
-            else reject(new Error(`compute thread ${i}: ${m.type === 'failed' ? m.message : 'unexpected first message'}`));
-          };
-          thread.once('message', onMessage);
-          thread.once('error', reject);
+      // All at once: each loads its own backend (wasm: a module and its kernels), which takes a while.
+      await Promise.all(lanes.map(({ thread }, i) => new Promise<void>((resolve, reject) => {
+        thread.once('message', (m: ThreadReply) => {
+          thread.off('error', reject);
+          if (m.type === 'ready') resolve();
+          else reject(new Error(`compute thread ${i}: ${m.type === 'failed' ? m.message : 'unexpected first message'}`));
         });
-      }
+        thread.once('error', reject);
+      })));
     } catch (err) {
       await Promise.all(lanes.map((l) => l.thread.terminate()));
       throw err;

@@ -47,6 +47,9 @@ export class Worker {
   private stopped: Promise<void> | undefined;
   private lastHeard = 0;
   private lastRegister = 0;
+  /** The run of the latest WELCOME, set before its compute threads start: a worker stopped
+   * while they start still says goodbye to it. */
+  private welcomedRunId: string | undefined;
   /** Units being computed on threads; their results are sent as they finish. */
   private readonly inFlight = new Set<Promise<void>>();
   /** A compute failure ends the message loop with it. */
@@ -184,6 +187,9 @@ export class Worker {
     const schedule = w.schedule ?? '';
     if (!isScheduleName(schedule)) throw new ProtocolError('malformed', `WELCOME schedule "${schedule}"`);
     const key = JSON.stringify([config, schedule, w.timesteps]);
+    this.welcomedRunId = m.envelope.runId;
+    // Heartbeats from the beacon thread meanwhile: starting compute threads takes seconds.
+    this.opts.beacon?.set(encodeMessage({ kind: Kind.HEARTBEAT, runId: m.envelope.runId, heartbeat: {} }));
     if (this.run?.configKey !== key) {
       const model = new UNetModel(config);
       if (model.size !== Number(w.parameterCount)) throw new ProtocolError('malformed', `WELCOME says ${w.parameterCount} parameters, model has ${model.size}`);
@@ -198,7 +204,6 @@ export class Worker {
     } else {
       this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };
     }
-    this.opts.beacon?.set(encodeMessage({ kind: Kind.HEARTBEAT, runId: m.envelope.runId, heartbeat: {} }));
     this.log(`joined run ${m.envelope.runId} as ${w.workerId} (${this.run.parameterCount} parameters)`);
   }
 
@@ -207,8 +212,8 @@ export class Worker {
     this.stopped ??= (async () => {
       this.stopping = true;
       // After the coordinator's own goodbye there is no one to tell; otherwise try for a second.
-      if (this.run && reason !== 'finished') {
-        await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.run.runId, goodbye: { reason } }), 1000).catch(() => undefined);
+      if (this.welcomedRunId !== undefined && reason !== 'finished') {
+        await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.welcomedRunId, goodbye: { reason } }), 1000).catch(() => undefined);
       }
       await this.opts.beacon?.stop();
       this.opts.channel.close();
