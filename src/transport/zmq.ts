@@ -176,11 +176,21 @@ export class ZmqClient implements ClientChannel {
       ...socketOptions,
     });
     const report = opts.onHandshakeError;
-    if (report) {
-      const events = this.socket.events;
-      events.on('handshake:error:auth', (e) => report({ kind: 'auth', address: e.address, message: e.error.message, status: e.error.status, final: true }));
-      events.on('handshake:error:protocol', (e) => report({ kind: 'protocol', address: e.address, message: e.error.message, final: true }));
-      events.on('handshake:error:other', (e) => report({ kind: 'other', address: e.address, message: e.error.message, final: false }));
+    if (report) void this.watchHandshakes(report);
+  }
+
+  /** Reads the socket's events as an async iterator, not through zeromq.js's EventEmitter mode,
+   * whose lazily required 'events' module can outlive the module registry that loaded it (seen
+   * under jest, which shares the native Observer class across test files in one process). */
+  private async watchHandshakes(report: NonNullable<ZmqClientOptions['onHandshakeError']>): Promise<void> {
+    try {
+      for await (const e of this.socket.events) {
+        if (e.type === 'handshake:error:auth') report({ kind: 'auth', address: e.address, message: e.error.message, status: e.error.status, final: true });
+        else if (e.type === 'handshake:error:protocol') report({ kind: 'protocol', address: e.address, message: e.error.message, final: true });
+        else if (e.type === 'handshake:error:other') report({ kind: 'other', address: e.address, message: e.error.message, final: false });
+      }
+    } catch {
+      // The socket closed: no more events.
     }
   }
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+/**
+ * `npm run gpu:build`: the step benchmark as one self-contained file, .gpu-build/stepBench.js, for
+ * a GPU host that has no Node.js packages: everything is bundled except the Dawn addon ('webgpu'),
+ * which ../shared/gpu/pack-runtime.sh's run.sh lays beside the bundle. scripts/gpu/device-bench.sh
+ * runs it there.
+ */
+'use strict';
+const path = require('path');
+const esbuild = require('esbuild');
+
+const root = path.resolve(__dirname, '..', '..');
+esbuild.build({
+  entryPoints: [{ in: path.join(root, 'scripts', 'step-bench', 'stepBench.ts'), out: 'stepBench' }],
+  outdir: path.join(root, '.gpu-build'),
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['webgpu'],
+  logLevel: 'warning',
+  // src/backend/backend.ts loads optional native packages through eval('require') on purpose.
+  logOverride: { 'direct-eval': 'silent' },
+}).then(() => console.log(`wrote ${path.relative(process.cwd(), path.join(root, '.gpu-build', 'stepBench.js'))}`), (err) => {
+  console.error(err.message);
+  process.exit(1);
+});
