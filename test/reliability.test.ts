@@ -55,6 +55,27 @@ describe('a worker killed with SIGKILL mid-run (RELIABILITY 1)', () => {
   }, 240_000);
 });
 
+describe('a worker whose compute thread dies mid-run', () => {
+  it('says so in one line, says goodbye and exits 1; its units are recomputed and the parameters equal an undisturbed run', async () => {
+    const steps = 6;
+    const ref = await reference(steps);
+    const dir = path.join(root, 'thread-crash');
+    const address = `tcp://127.0.0.1:${await freePort()}`;
+    const coordinator = startDdpm(['coordinator', ...TINY, '--steps', String(steps), '--bind', address, '--checkpoint-dir', dir,
+      '--min-workers', '2', '--metrics-port', '0']);
+    // One of its two threads ends (exit code 70) on its first unit of step 3.
+    const fragile = startDdpm(['worker', '--connect', address, '--name', 'fragile', '--backend', 'cpu', '--threads', '2'], { ...process.env, DDPM_CRASH_AT: 'compute-thread:3' });
+    const steady = startDdpm(['worker', '--connect', address, '--name', 'steady', '--backend', 'cpu', '--threads', '1']);
+    expect((await waitExit(fragile, 120_000)).code).toBe(1);
+    expect(fragile.output()).toContain('worker fragile: compute thread exited (code 70)');
+    expect(fragile.output()).not.toMatch(/^\s+at /m);
+    expect((await waitExit(coordinator, 120_000)).code).toBe(0);
+    expect(coordinator.output()).toContain('worker fragile dropped: left (failed)');
+    expect(Buffer.compare(modelBytes(dir), modelBytes(ref))).toBe(0);
+    expect((await waitExit(steady, 20_000)).code).toBe(0);
+  }, 240_000);
+});
+
 describe('a worker stopped with SIGSTOP past its liveness window (RELIABILITY 4)', () => {
   it('is dropped; when continued, what it had queued is discarded and it rejoins cleanly', async () => {
     const steps = 8;

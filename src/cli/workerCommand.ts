@@ -60,11 +60,18 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     const onSignal = () => { metrics.stopping = true; void running.stop('signal'); };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
-    const how = await worker.start();
+    let how: 'finished' | 'stopped' | 'failed';
+    try {
+      how = await worker.start();
+    } catch (err) {
+      // E.g. a compute thread died: say goodbye, so the coordinator hands its units out at once.
+      log(`worker ${name}: ${(err as Error).message}`);
+      how = 'failed';
+    }
     metrics.stopping = true;
     await worker.stop(how);
     await serving.close();
-    log(`worker ${name}: ${how === 'finished' ? 'run over' : 'stopped'} after ${worker.unitsDone} units`);
-    process.exit(refused ? EXIT_USER_ERROR : 0);
+    log(`worker ${name}: ${how === 'finished' ? 'run over' : how} after ${worker.unitsDone} units`);
+    process.exit(refused ? EXIT_USER_ERROR : how === 'failed' ? 1 : 0);
   },
 };

@@ -5,3 +5,9 @@
 export function crashPoint(name: string, step: number): void {
   if (process.env.DDPM_CRASH_AT === `${name}:${step}`) process.kill(process.pid, 'SIGKILL');
 }
+
+/** In a worker thread: DDPM_CRASH_AT=NAME:STEP ends only this thread, with exit code 70, as a
+ * thread that dies (out of memory, a native fault) would. */
+export function threadCrashPoint(name: string, step: number): void {
+  if (process.env.DDPM_CRASH_AT === `${name}:${step}`) process.exit(70);
+}

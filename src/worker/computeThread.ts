@@ -9,6 +9,7 @@ import { UNetModel } from '../model/unetModel';
 import { ScheduleName, makeSchedule } from '../schedule';
 import { UnitGradientComputer } from '../training/unitGradients';
 import type { ThreadInit, ThreadReply, ThreadRequest } from './computeThreads';
+import { threadCrashPoint } from '../util/crashPoint';
 
 async function main(): Promise<void> {
   const port = parentPort;
@@ -29,6 +30,7 @@ async function main(): Promise<void> {
       computer.setParams(m.flat, m.version);
       return;
     }
+    threadCrashPoint('compute-thread', m.unit.step);
     try {
       const result = computer.compute(m.unit);
       reply({ type: 'result', id: m.id, result }, [result.gradSum.buffer as ArrayBuffer, result.lossByBucket.buffer as ArrayBuffer, result.countByBucket.buffer as ArrayBuffer]);
