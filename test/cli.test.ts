@@ -222,3 +222,14 @@ describe('backends that this machine lacks', () => {
     expect(findVulkanLoader({ LD_LIBRARY_PATH: `/nonexistent:${dir}` })).toBe(path.join(dir, 'libvulkan.so.1'));
   });
 });
+
+describe('--update-threads', () => {
+  it('auto is one per core, at most 8, from a million parameters; bad values are refused', async () => {
+    const { resolveUpdateThreads } = await import('../src/cli/trainJob');
+    expect(resolveUpdateThreads('auto', 35_746_307, 16)).toBe(8);
+    expect(resolveUpdateThreads('auto', 1_000_000, 2)).toBe(2);
+    expect(resolveUpdateThreads('auto', 999_999, 16)).toBe(1);
+    expect(resolveUpdateThreads('3', 10, 1)).toBe(3);
+    for (const bad of ['0', 'x', '2.5', '300']) expect(() => resolveUpdateThreads(bad, 1e7, 2)).toThrow(`--update-threads must be "auto" or an integer from 1 to 256, got ${bad}`);
+  });
+});

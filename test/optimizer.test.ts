@@ -308,3 +308,41 @@ describe('BatchPlanner', () => {
     expect(() => new BatchPlanner({ ...cfg, datasetSize: 0 })).toThrow(/empty/);
   });
 });
+
+describe('the update on threads (UpdateThreads)', () => {
+  it('gives the one-thread mean, parameters, EMA and Adam moments bit for bit, for any number of threads', async () => {
+    const { applyUpdate, initialOptimizerState } = await import('../src/training/optimizer');
+    const { OrderedReducer } = await import('../src/training/reduce');
+    const { UpdateThreads, shareOptimizerState } = await import('../src/training/updateThreads');
+    const n = 100_003; // not a multiple of the slice alignment
+    const cfg = { lr: 1e-3, warmupSteps: 3, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, gradClip: 1, emaDecay: 0.999 };
+    const grads = Array.from({ length: 4 }, (_, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s) * (s === 1 ? 50 : 0.01)));
+    const init = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11));
+    const run = async (lanes: number) => {
+      const state = initialOptimizerState(init.slice());
+      const reducer = new OrderedReducer(1, n, lanes > 1);
+      const threads = lanes > 1 ? new UpdateThreads(lanes, shareOptimizerState(state), reducer.sum, reducer.mean) : undefined;
+      if (threads) reducer.meanPass = (sum, mean, examples) => threads.meanPass(sum, mean, examples);
+      const norms: number[] = [];
+      for (const [s, g] of grads.entries()) {
+        reducer.reset(1);
+        // A sum over 3 examples, so the mean pass divides.
+        reducer.add({ step: s, unitId: 0, paramVersion: s, count: 3, lossSum: 1, lossByBucket: new Float64Array(10), countByBucket: new Float64Array(10), gradSum: g, computeSeconds: 0 });
+        const { meanGrad } = reducer.finish();
+        norms.push((threads ? threads.applyUpdate(cfg, state, meanGrad) : applyUpdate(cfg, state, meanGrad)).gradNorm);
+      }
+      await threads?.close();
+      return { state, norms, mean: reducer.mean.slice() };
+    };
+    const one = await run(1);
+    expect(one.norms[1]).toBeGreaterThan(1); // step 1 is clipped
+    for (const lanes of [2, 3, 5]) {
+      const many = await run(lanes);
+      expect(many.norms).toEqual(one.norms);
+      expect(Buffer.compare(Buffer.from(many.mean.buffer), Buffer.from(one.mean.buffer))).toBe(0);
+      for (const key of ['params', 'ema', 'adamM', 'adamV'] as const) {
+        expect([lanes, key, Buffer.compare(Buffer.from(many.state[key].slice().buffer), Buffer.from(one.state[key].slice().buffer))]).toEqual([lanes, key, 0]);
+      }
+    }
+  }, 60_000);
+});

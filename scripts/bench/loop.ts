@@ -32,6 +32,8 @@ export interface LoopOptions {
   pipelineDepth?: number;
   /** Time the loop's phases (costs a few microseconds per message). */
   probe?: boolean;
+  /** The coordinator's update threads (default 1). */
+  updateThreads?: number;
 }
 
 /** Per measured step: what the coordinator's thread spent on each part of the step. */
@@ -196,7 +198,7 @@ export async function runLoop(pool: Child[], o: LoopOptions): Promise<LoopResult
   let elu = performance.eventLoopUtilization();
   let cpu = process.cpuUsage();
   const coordinator = new Coordinator({
-    config, dataset: syntheticDataset(model.imageSize, model.imageChannels), executor: probe ? probe.executor(executor) : executor,
+    config, dataset: syntheticDataset(model.imageSize, model.imageChannels), executor: probe ? probe.executor(executor) : executor, updateThreads: o.updateThreads,
     onStep: (_r: StepReport) => {
       const t = now();
       if (probe) {

@@ -18,6 +18,7 @@ import { decodeResult, encodeParameters, encodeResult } from '../../src/protocol
 import { OrderedReducer } from '../../src/training/reduce';
 import { applyUpdate, globalNorm, initialOptimizerState } from '../../src/training/optimizer';
 import { TRAIN_DEFAULTS } from '../../src/training/config';
+import { UpdateThreads, shareOptimizerState } from '../../src/training/updateThreads';
 import { LOSS_BUCKETS, UnitResult } from '../../src/training/workUnit';
 import { describeHardware, fmt, gradientPattern, hardware, median, mib, now, parseFlags, startPool, stopPool, table, writeResults } from './common';
 import { LoopResult, StepPhases, runLoop } from './loop';
@@ -32,6 +33,7 @@ const flags = parseFlags('npm run bench:overhead -- [flags]', {
   dtypes: { default: ['float32'], help: 'transport dtypes for the in-loop measurement (float32, bfloat16, float16)' },
   reps: { default: 3, help: 'calls per function in the stand-alone timings (median)' },
   'skip-loop': { default: false, help: 'only the stand-alone timings' },
+  'update-threads': { default: 1, help: "the coordinator's update threads in the loop (--update-threads of ddpm train/coordinator)" },
 });
 
 const ms = (s: number) => fmt(s * 1000, 1);
@@ -84,6 +86,16 @@ function microTimings(P: number, reps: number): Micro[] {
   add('globalNorm', 'the gradient norm (first pass of applyUpdate)', 'once', timeIt(reps, () => globalNorm(grad)));
   let g = grad;
   add('applyUpdate', 'norm + clip + Adam + EMA (one fused loop after the norm)', 'once', timeIt(reps, () => applyUpdate(TRAIN_DEFAULTS, state, g), () => { g = grad.slice(); }));
+  // The same two passes on update threads (the coordinator's --update-threads auto on this machine).
+  const lanes = Math.min(os.availableParallelism(), 8);
+  const shared = shareOptimizerState(initialOptimizerState(gradientPattern(P).map((v) => v * 10)));
+  const sharedReducer = new OrderedReducer(1, P, true);
+  const threads = new UpdateThreads(lanes, shared, sharedReducer.sum, sharedReducer.mean);
+  sharedReducer.meanPass = (sum, mean, examples) => threads.meanPass(sum, mean, examples);
+  sharedReducer.add(r);
+  add(`OrderedReducer.finish, ${lanes} threads`, 'the mean pass on UpdateThreads', 'once', timeIt(reps, () => sharedReducer.finish()));
+  add(`applyUpdate, ${lanes} threads`, 'norm (this thread) + clip + Adam + EMA on UpdateThreads', 'once', timeIt(reps, () => threads.applyUpdate(TRAIN_DEFAULTS, shared, sharedReducer.mean)));
+  void threads.close();
   add('gradient copy (reference)', 'Float32Array.slice of the gradient: one memory pass', 'reference', timeIt(reps, () => grad.slice()));
   // OrderedReducer.add's loop into an accumulator that is reused (zeroed) rather than allocated
   // per step: what the fresh allocation's first-touch page faults cost.
@@ -127,7 +139,7 @@ async function main(): Promise<void> {
         const dtype = transportDtypeCode(dtypeName as TransportDtype);
         for (const delay of flags.delays) {
           for (const n of flags.workers) {
-            const r = await runLoop(pool, { preset: flags.preset, workers: n, units: n, unitSize: 16, delayMs: delay * 1000, warmupSteps: flags.warmup, steps: flags.steps, dtype, probe: true });
+            const r = await runLoop(pool, { preset: flags.preset, workers: n, units: n, unitSize: 16, delayMs: delay * 1000, warmupSteps: flags.warmup, steps: flags.steps, dtype, probe: true, updateThreads: flags['update-threads'] });
             runs.push(r);
             const ph = medianPhases(r.phases as StepPhases[]);
             const coordinatorSeconds = ph.planSeconds + ph.dispatchSeconds + ph.receiveDecodeSeconds + ph.reduceSeconds + ph.updateSeconds;

@@ -20,7 +20,9 @@ runMain(async () => {
     process.exit(2);
   }
   await bundleAndRun({
-    entryPoints: [...BENCHMARKS, ...CHILDREN].map((e) => path.join(__dirname, `${e}.ts`)),
+    // updateThread: the script of the coordinator's update threads, found beside the bundle.
+    entryPoints: [...[...BENCHMARKS, ...CHILDREN].map((e) => ({ in: path.join(__dirname, `${e}.ts`), out: e })),
+      { in: path.join(root, 'src', 'training', 'updateThread.ts'), out: 'updateThread' }],
     outdir: path.join(root, 'bench-results', '.build'),
     run: `${name}.js`,
     args,

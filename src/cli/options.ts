@@ -88,7 +88,8 @@ export function withTrainOptions<T>(y: Argv<T>) {
     .option('log-every', { type: 'number', default: 5, describe: 'seconds between progress lines' })
     .option('sample-n', { type: 'number', default: 64, describe: 'images in the final sample grid (0: none)' })
     .option('sample-steps', { type: 'number', default: 50, describe: 'DDIM steps for the final sample grid' })
-    .option('out', { type: 'string', describe: 'final sample grid PNG (default CHECKPOINT_DIR/samples.png)' });
+    .option('out', { type: 'string', describe: 'final sample grid PNG (default CHECKPOINT_DIR/samples.png)' })
+    .option('update-threads', { type: 'string', default: 'auto', describe: 'threads for the coordinator\'s passes over the parameters (mean gradient, Adam, EMA); auto: one per core, at most 8, for models of 1M parameters or more, else 1; results do not depend on it' });
 }
 
 export interface TrainArgs extends ModelArgs {

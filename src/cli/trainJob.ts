@@ -3,6 +3,7 @@
  * progress lines, checkpoints, metrics and periodic sample grids, then a final grid from the EMA weights.
  */
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import type { Argv } from 'yargs';
 import { fitDataset, loadDataset } from '../data/dataset';
@@ -33,7 +34,17 @@ export interface JobArgs extends TrainArgs {
   'sample-n': number;
   'sample-steps': number;
   'sample-every': number;
+  'update-threads': string;
   out?: string;
+}
+
+/** `--update-threads`: below a million parameters the passes take milliseconds; threads would
+ * only add their start-up. */
+export function resolveUpdateThreads(spec: string, parameters: number, cores: number): number {
+  if (spec === 'auto') return parameters >= 1e6 ? Math.max(1, Math.min(cores, 8)) : 1;
+  const n = /^\d+$/.test(spec) ? Number(spec) : NaN;
+  if (!Number.isSafeInteger(n) || n < 1 || n > 256) throw new UsageError(`--update-threads must be "auto" or an integer from 1 to 256, got ${spec}`);
+  return n;
 }
 
 export function withSampleEveryOption<T>(y: Argv<T>) {
@@ -66,6 +77,7 @@ export interface JobHooks {
 
 export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
   checkSampleEvery(a);
+  const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(config.model), os.availableParallelism());
   const { telemetry } = hooks;
   const raw = await loadDataset(config.data);
   const dataset = fitDataset(raw, config.model.imageSize, config.model.imageChannels);
@@ -83,7 +95,7 @@ export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: 
   const store = new CheckpointStore(a['checkpoint-dir'], model.specs, log);
   const reporter = new ProgressReporter({ totalSteps: config.steps, format: a['log-format'] as LogFormat, everySeconds: a['log-every'], log: (l) => process.stdout.write(`${l}\n`) });
   const coordinator = new Coordinator({
-    config, dataset, executor, checkpoints: { store, every: a['checkpoint-every'], keep: a.keep }, resume: a.resume, log,
+    config, dataset, executor, checkpoints: { store, every: a['checkpoint-every'], keep: a.keep }, resume: a.resume, log, updateThreads,
     onStep: (r) => {
       reporter.onStep(r, hooks.workers());
       telemetry.onStep(r);

@@ -14,6 +14,7 @@ import { ImageDataset } from '../data/dataset';
 import { CheckpointStore } from '../checkpoint/store';
 import { CheckpointError } from '../checkpoint/errors';
 import { UnitExecutor } from './executor';
+import { UpdateThreads, shareOptimizerState } from '../training/updateThreads';
 
 export interface CheckpointPolicy {
   store: CheckpointStore;
@@ -37,6 +38,9 @@ export interface CoordinatorOptions {
   resume?: boolean;
   log?: (line: string) => void;
   onStep?: (report: StepReport) => void;
+  /** Threads (this one included) for the per-step passes over the parameters: the mean gradient,
+   * Adam and the EMA. The result does not depend on it. Default 1. */
+  updateThreads?: number;
   onCheckpoint?: (dir: string, seconds: number) => void;
   onCheckpointFailed?: (err: Error) => void;
   /** After a stop request, how long the step in flight may take before it is abandoned. */
@@ -56,6 +60,7 @@ export class Coordinator {
   private lastLoss: number | null = null;
   private lastSavedStep = -1;
   private reducer: OrderedReducer | undefined;
+  private updater: UpdateThreads | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     const { config, dataset } = opts;
@@ -95,6 +100,15 @@ export class Coordinator {
         const params = new Float32Array(this.model.size);
         initParams(this.model.specs, config.seed).forEach((p, i) => params.set(p, this.model.offsets[i]));
         this.state = initialOptimizerState(params);
+      }
+      const lanes = this.opts.updateThreads ?? 1;
+      if (lanes > 1) {
+        const state = shareOptimizerState(this.state);
+        const reducer = new OrderedReducer(0, this.model.size, true);
+        const updater = new UpdateThreads(lanes, state, reducer.sum, reducer.mean);
+        reducer.meanPass = (sum, mean, examples) => updater.meanPass(sum, mean, examples);
+        this.reducer = reducer;
+        this.updater = updater;
       }
       await this.opts.executor.start();
     })();
@@ -143,7 +157,7 @@ export class Coordinator {
       return undefined;
     }
     const reduced = reducer.finish();
-    const stats = applyUpdate(this.opts.config, state, reduced.meanGrad);
+    const stats = this.updater ? this.updater.applyUpdate(this.opts.config, state, reduced.meanGrad) : applyUpdate(this.opts.config, state, reduced.meanGrad);
     this.lastLoss = reduced.meanLoss;
     const report: StepReport = { ...stats, step: state.step, reduced, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
     this.opts.onStep?.(report);
@@ -185,9 +199,9 @@ export class Coordinator {
     this.checkpoint();
   }
 
-  /** Stops the executor. Idempotent. */
+  /** Stops the executor and the update threads. Idempotent. */
   stop(): Promise<void> {
-    this.stopped ??= this.opts.executor.stop();
+    this.stopped ??= Promise.all([this.opts.executor.stop(), this.updater?.close()]).then(() => undefined);
     return this.stopped;
   }
 }

@@ -43,27 +43,51 @@ export interface UpdateStats {
   learningRate: number;
 }
 
-/** One update from the mean gradient (modified in place by clipping). */
-export function applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array): UpdateStats {
-  const gradNorm = globalNorm(grad);
-  const clip = gradNorm > cfg.gradClip ? cfg.gradClip / gradNorm : 1;
-  const lr = learningRate(cfg, s.step);
-  const t = s.step + 1;
-  const b1 = cfg.adamBeta1;
-  const b2 = cfg.adamBeta2;
-  const c1 = 1 - Math.pow(b1, t);
-  const c2 = 1 - Math.pow(b2, t);
-  const decay = emaDecay(cfg, s.step);
+/** The per-step constants of an update: everything but the per-element arithmetic. */
+export interface UpdateScalars {
+  clip: number;
+  lr: number;
+  b1: number;
+  b2: number;
+  /** Adam's bias corrections 1 - b1^t and 1 - b2^t. */
+  c1: number;
+  c2: number;
+  eps: number;
+  decay: number;
+}
+
+export function updateScalars(cfg: OptimizerConfig, step: number, gradNorm: number): UpdateScalars {
+  const t = step + 1;
+  return {
+    clip: gradNorm > cfg.gradClip ? cfg.gradClip / gradNorm : 1, lr: learningRate(cfg, step),
+    b1: cfg.adamBeta1, b2: cfg.adamBeta2, c1: 1 - Math.pow(cfg.adamBeta1, t), c2: 1 - Math.pow(cfg.adamBeta2, t),
+    eps: cfg.adamEps, decay: emaDecay(cfg, step),
+  };
+}
+
+export type UpdateArrays = Pick<OptimizerState, 'params' | 'ema' | 'adamM' | 'adamV'>;
+
+/** Clipping, Adam (Alg. 1) and the EMA for elements [lo, hi): element-wise, so splitting the range
+ * over threads (updateThreads.ts) gives the same bits as one pass. */
+export function updateRange(s: UpdateArrays, grad: Float32Array, k: UpdateScalars, lo: number, hi: number): void {
   const { params, ema, adamM, adamV } = s;
-  for (let i = 0; i < params.length; i++) {
+  const { clip, lr, b1, b2, c1, c2, eps, decay } = k;
+  for (let i = lo; i < hi; i++) {
     const g = grad[i] * clip;
     const m = (adamM[i] = b1 * adamM[i] + (1 - b1) * g);
     const v = (adamV[i] = b2 * adamV[i] + (1 - b2) * g * g);
-    const p = (params[i] = params[i] - (lr * (m / c1)) / (Math.sqrt(v / c2) + cfg.adamEps));
+    const p = (params[i] = params[i] - (lr * (m / c1)) / (Math.sqrt(v / c2) + eps));
     ema[i] = decay * ema[i] + (1 - decay) * p;
   }
-  s.step = t;
-  return { gradNorm, learningRate: lr };
+}
+
+/** One update from the mean gradient (modified in place by clipping). */
+export function applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array): UpdateStats {
+  const gradNorm = globalNorm(grad);
+  const k = updateScalars(cfg, s.step, gradNorm);
+  updateRange(s, grad, k, 0, s.params.length);
+  s.step += 1;
+  return { gradNorm, learningRate: k.lr };
 }
 
 export function initialOptimizerState(params: Float32Array): OptimizerState {

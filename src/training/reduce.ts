@@ -13,20 +13,31 @@ export interface ReducedStep {
   countByBucket: Float64Array;
 }
 
+/** mean[i] = sum[i] / examples over the whole arrays (possibly on several threads). */
+export type MeanPass = (sum: Float64Array, mean: Float32Array, examples: number) => void;
+
+export function meanRange(sum: Float64Array, mean: Float32Array, examples: number, lo: number, hi: number): void {
+  for (let i = lo; i < hi; i++) mean[i] = sum[i] / examples;
+}
+
 /** Accumulates results as they arrive, adding each as soon as all units before it are in. */
 export class OrderedReducer {
   private readonly pending = new Map<number, UnitResult>();
-  private readonly sum: Float64Array;
+  readonly sum: Float64Array;
   private next = 0;
   private lossSum = 0;
   private examples = 0;
   private lossByBucket = new Float64Array(LOSS_BUCKETS);
   private countByBucket = new Float64Array(LOSS_BUCKETS);
-  private readonly mean: Float32Array;
+  readonly mean: Float32Array;
+  /** Computes the mean instead of this thread's loop (e.g. UpdateThreads over shared arrays). */
+  meanPass: MeanPass | undefined;
 
-  constructor(private unitCount: number, paramCount: number) {
-    this.sum = new Float64Array(paramCount);
-    this.mean = new Float32Array(paramCount);
+  /** `shared`: the sum and mean live in SharedArrayBuffers, so that threads can compute the mean. */
+  constructor(private unitCount: number, paramCount: number, shared = false) {
+    const alloc = (bytes: number) => (shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+    this.sum = new Float64Array(alloc(paramCount * 8));
+    this.mean = new Float32Array(alloc(paramCount * 4));
   }
 
   /** Starts another step with the same buffers, zeroed: fresh arrays of hundreds of MB would
@@ -74,7 +85,8 @@ export class OrderedReducer {
   finish(): ReducedStep {
     if (!this.complete) throw new Error(`reduction incomplete: ${this.next} of ${this.unitCount} units`);
     const meanGrad = this.mean;
-    for (let i = 0; i < meanGrad.length; i++) meanGrad[i] = this.sum[i] / this.examples;
+    if (this.meanPass) this.meanPass(this.sum, meanGrad, this.examples);
+    else meanRange(this.sum, meanGrad, this.examples, 0, meanGrad.length);
     return { meanGrad, meanLoss: this.lossSum / this.examples, examples: this.examples, lossByBucket: this.lossByBucket, countByBucket: this.countByBucket };
   }
 }

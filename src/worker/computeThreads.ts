@@ -3,9 +3,8 @@
  * model (computeThread.ts). A unit goes to the thread with the fewest queued; parameters go to
  * every thread, in order with the units, so each unit sees the version it was given under.
  */
-import * as fs from 'fs';
-import * as path from 'path';
 import { Worker as Thread } from 'worker_threads';
+import { threadScript } from '../util/threadScript';
 import type { UNetConfig } from '../model/config';
 import type { UnitResult, WorkUnit } from '../training/workUnit';
 import type { UnitComputer } from './unitComputer';
@@ -32,15 +31,6 @@ interface Lane {
   pending: Map<number, Pending>;
 }
 
-/** The compiled thread script: beside this file in dist/ and in bundles; from dist/ under ts-jest. */
-function threadScript(): string {
-  const beside = path.join(__dirname, 'computeThread.js');
-  if (fs.existsSync(beside)) return beside;
-  const built = path.resolve(__dirname, '..', '..', 'dist', 'worker', 'computeThread.js');
-  if (fs.existsSync(built)) return built;
-  throw new Error(`compute thread script not found (${beside}; run npm run build)`);
-}
-
 export class ComputeThreads implements UnitComputer {
   private version = -1;
   private nextId = 0;
@@ -56,7 +46,7 @@ export class ComputeThreads implements UnitComputer {
 
   /** Starts k threads and waits until each has its backend; fails if any cannot start. */
   static async start(k: number, init: ThreadInit): Promise<ComputeThreads> {
-    const script = threadScript();
+    const script = threadScript(__dirname, 'worker', 'computeThread');
     const lanes: Lane[] = Array.from({ length: k }, () => ({ thread: new Thread(script, { workerData: init }), pending: new Map() }));
     try {
       // All at once: each loads its own backend (wasm: a module and its kernels), which takes a while.

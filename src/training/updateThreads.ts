@@ -1,0 +1,146 @@
+/**
+ * The coordinator's per-step passes over every parameter (the mean of the reduced gradient, then
+ * clipping, Adam and the EMA) split into contiguous slices over this thread and k - 1 worker
+ * threads, on SharedArrayBuffers. Each element is computed by the same code as on one thread
+ * (optimizer.ts updateRange, reduce.ts meanRange), so the bits do not depend on k; the gradient
+ * norm, a sum whose order matters, stays on this thread.
+ *
+ * Synchronous, like the single-thread passes it replaces: this thread publishes an operation in a
+ * shared control block, does its own slice, and waits (Atomics.wait) for the others.
+ */
+import { Worker as Thread } from 'worker_threads';
+import { threadScript } from '../util/threadScript';
+import { OptimizerConfig, OptimizerState, UpdateArrays, UpdateScalars, UpdateStats, globalNorm, updateRange, updateScalars } from './optimizer';
+import { meanRange } from './reduce';
+
+/** Control block, Int32 slots: a generation counter that wakes the threads, the operation, and
+ * how many threads finished it. Scalars follow as float64. */
+export const CTRL = { generation: 0, op: 1, done: 2, int32s: 4 } as const;
+export const OP = { mean: 1, update: 2, exit: 3 } as const;
+/** Float64 slots after the int32 ones: the UpdateScalars in this order, then the example count. */
+export const SCALAR_KEYS = ['clip', 'lr', 'b1', 'b2', 'c1', 'c2', 'eps', 'decay'] as const;
+const EXAMPLES_SLOT = SCALAR_KEYS.length;
+
+export interface UpdateThreadInit {
+  control: SharedArrayBuffer;
+  params: SharedArrayBuffer;
+  ema: SharedArrayBuffer;
+  adamM: SharedArrayBuffer;
+  adamV: SharedArrayBuffer;
+  sum: SharedArrayBuffer;
+  mean: SharedArrayBuffer;
+  lo: number;
+  hi: number;
+}
+
+/** A copy of `a` in shared memory (or `a` itself if it already is). */
+export function sharedFloat32(a: Float32Array): Float32Array {
+  if (a.buffer instanceof SharedArrayBuffer) return a;
+  const out = new Float32Array(new SharedArrayBuffer(a.byteLength));
+  out.set(a);
+  return out;
+}
+
+/** The optimizer state's arrays moved into shared memory, in place, so that threads can update them. */
+export function shareOptimizerState(s: OptimizerState): OptimizerState {
+  s.params = sharedFloat32(s.params);
+  s.ema = sharedFloat32(s.ema);
+  s.adamM = sharedFloat32(s.adamM);
+  s.adamV = sharedFloat32(s.adamV);
+  return s;
+}
+
+/** Slice boundaries of n elements over k lanes, multiples of 16 (no two threads share a cache line). */
+export function sliceBounds(n: number, k: number): number[] {
+  return Array.from({ length: k + 1 }, (_, i) => (i === k ? n : Math.min(n, Math.floor((n * i) / k / 16) * 16)));
+}
+
+export class UpdateThreads {
+  private readonly ctrl: Int32Array;
+  private readonly scalars: Float64Array;
+  private readonly bounds: number[];
+  private readonly threads: Thread[];
+  private closed = false;
+
+  /** `lanes` slices: this thread's and lanes - 1 worker threads'. The arrays must be shared. */
+  constructor(lanes: number, private readonly state: UpdateArrays, private readonly sum: Float64Array, private readonly mean: Float32Array, private readonly timeoutMs = 120_000) {
+    const control = new SharedArrayBuffer(CTRL.int32s * 4 + (SCALAR_KEYS.length + 1) * 8);
+    this.ctrl = new Int32Array(control, 0, CTRL.int32s);
+    this.scalars = new Float64Array(control, CTRL.int32s * 4);
+    const n = state.params.length;
+    this.bounds = sliceBounds(n, lanes);
+    const shared = (a: ArrayBufferView, what: string) => {
+      if (!(a.buffer instanceof SharedArrayBuffer)) throw new Error(`UpdateThreads: ${what} must be in shared memory`);
+      return a.buffer;
+    };
+    const buffers = {
+      params: shared(state.params, 'params'), ema: shared(state.ema, 'ema'), adamM: shared(state.adamM, 'adamM'), adamV: shared(state.adamV, 'adamV'),
+      sum: shared(sum, 'the reduction sum'), mean: shared(mean, 'the mean gradient'),
+    };
+    const script = threadScript(__dirname, 'training', 'updateThread');
+    this.threads = Array.from({ length: lanes - 1 }, (_, i) => {
+      const init: UpdateThreadInit = { control, ...buffers, lo: this.bounds[i + 1], hi: this.bounds[i + 2] };
+      const t = new Thread(script, { workerData: init });
+      // Blocked in Atomics.wait between passes: they must not keep the process alive.
+      t.unref();
+      return t;
+    });
+  }
+
+  get lanes(): number {
+    return this.threads.length + 1;
+  }
+
+  /** mean = sum / examples, as reduce.ts's finish() does on one thread. */
+  meanPass(sum: Float64Array, mean: Float32Array, examples: number): void {
+    if (sum !== this.sum || mean !== this.mean) throw new Error('UpdateThreads.meanPass: not the arrays it was built with');
+    this.scalars[EXAMPLES_SLOT] = examples;
+    this.run(OP.mean, () => meanRange(sum, mean, examples, this.bounds[0], this.bounds[1]));
+  }
+
+  /** optimizer.ts applyUpdate on these threads: the same result, bit for bit. */
+  applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array): UpdateStats {
+    if (s.params !== this.state.params) throw new Error('UpdateThreads.applyUpdate: not the state it was built with');
+    const gradNorm = globalNorm(grad);
+    const k = updateScalars(cfg, s.step, gradNorm);
+    this.update(grad, k);
+    s.step += 1;
+    return { gradNorm, learningRate: k.lr };
+  }
+
+  /** Clipping, Adam and EMA over every element with the given scalars (optimizer.ts updateRange). */
+  update(grad: Float32Array, k: UpdateScalars): void {
+    if (grad !== this.mean) throw new Error('UpdateThreads.update: the gradient must be the shared mean');
+    SCALAR_KEYS.forEach((key, i) => { this.scalars[i] = k[key]; });
+    this.run(OP.update, () => updateRange(this.state, grad, k, this.bounds[0], this.bounds[1]));
+  }
+
+  private run(op: number, ownSlice: () => void): void {
+    if (this.closed) throw new Error('UpdateThreads: closed');
+    const c = this.ctrl;
+    Atomics.store(c, CTRL.done, 0);
+    Atomics.store(c, CTRL.op, op);
+    Atomics.add(c, CTRL.generation, 1);
+    Atomics.notify(c, CTRL.generation);
+    ownSlice();
+    const deadline = Date.now() + this.timeoutMs;
+    for (let done = Atomics.load(c, CTRL.done); done < this.threads.length; done = Atomics.load(c, CTRL.done)) {
+      if (Date.now() > deadline) throw new Error(`update threads: ${this.threads.length - done} of ${this.threads.length} did not finish within ${this.timeoutMs} ms`);
+      Atomics.wait(c, CTRL.done, done, 1000);
+    }
+  }
+
+  /** Ends the threads. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctrl, CTRL.op, OP.exit);
+    Atomics.add(this.ctrl, CTRL.generation, 1);
+    Atomics.notify(this.ctrl, CTRL.generation);
+    await Promise.all(this.threads.map((t) => new Promise<void>((resolve) => {
+      if (t.threadId === -1) return resolve();
+      t.once('exit', () => resolve());
+      setTimeout(() => void t.terminate().then(() => resolve()), 5000).unref();
+    })));
+  }
+}
