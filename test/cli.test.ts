@@ -9,6 +9,7 @@ import { execFile } from 'child_process';
 import { PNG } from 'pngjs';
 import { makeSchedule } from '../src/schedule';
 import { REPO_ROOT } from './helpers/childProcess';
+import { availableCores } from '../src/cli/localWorkers';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'ddpm.js');
 
@@ -136,7 +137,7 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     const progress = lines(train.stdout).map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(progress.map((p) => p.step)).toEqual([1, 2, 3, 4]);
     for (const p of progress) {
-      expect(p).toMatchObject({ event: 'progress', totalSteps: 4, workers: Math.max(1, Math.min(os.availableParallelism(), 2)) });
+      expect(p).toMatchObject({ event: 'progress', totalSteps: 4, workers: Math.max(1, Math.min(availableCores(), 2)) });
       expect(p.loss).toEqual(expect.any(Number));
       expect(p.imagesPerSecond as number).toBeGreaterThan(0);
       expect(p.etaSeconds as number).toBeGreaterThanOrEqual(0);
@@ -147,7 +148,7 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     expect(train).toMatchObject({ code: 0 });
     expect(lines(train.stderr)).toContain('backend: cpu');
     // --workers auto on the cpu backend: one process per core, at most one per unit (2 here).
-    const perCore = Math.min(os.availableParallelism(), 2);
+    const perCore = Math.min(availableCores(), 2);
     expect(lines(train.stderr)).toContain(perCore > 1 ? `workers: ${perCore} local processes` : 'workers: computing in this process');
   });
 
@@ -231,5 +232,19 @@ describe('--update-threads', () => {
     expect(resolveUpdateThreads('auto', 999_999, 16)).toBe(1);
     expect(resolveUpdateThreads('3', 10, 1)).toBe(3);
     for (const bad of ['0', 'x', '2.5', '300']) expect(() => resolveUpdateThreads(bad, 1e7, 2)).toThrow(`--update-threads must be "auto" or an integer from 1 to 256, got ${bad}`);
+  });
+});
+
+describe('cores available in a container', () => {
+  it('reads the cgroup v2 and v1 CPU quota, rounded up to whole cores, and none where unlimited', async () => {
+    const { cgroupCpuLimit } = await import('../src/cli/localWorkers');
+    const files = (m: Record<string, string>) => (f: string) => m[f];
+    expect(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': '150000 100000\n' }))).toBe(2);
+    expect(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': '400000 100000' }))).toBe(4);
+    expect(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': '20000 100000' }))).toBe(1);
+    expect(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu.max': 'max 100000\n' }))).toBeUndefined();
+    expect(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '300000\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' }))).toBe(3);
+    expect(cgroupCpuLimit(files({ '/sys/fs/cgroup/cpu/cpu.cfs_quota_us': '-1\n', '/sys/fs/cgroup/cpu/cpu.cfs_period_us': '100000\n' }))).toBeUndefined();
+    expect(cgroupCpuLimit(files({}))).toBeUndefined();
   });
 });

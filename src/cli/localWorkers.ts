@@ -1,5 +1,6 @@
 /** Local worker processes for `ddpm train --workers N|auto`, on loopback. */
 import { ChildProcess, spawn } from 'child_process';
+import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { UsageError } from './errors';
@@ -32,8 +33,35 @@ export function resolveComputeThreads(spec: string | number, backend: string, co
   return n;
 }
 
+/**
+ * The CPU limit of this process's cgroup, in whole cores (rounded up), or undefined if there is
+ * none: containers (Docker --cpus, Kubernetes limits) see every core of the host in
+ * os.availableParallelism() but may use only their quota. cgroup v2 (cpu.max: "QUOTA PERIOD" or
+ * "max PERIOD"), then v1 (cpu.cfs_quota_us, -1 for none, and cpu.cfs_period_us).
+ */
+export function cgroupCpuLimit(read: (file: string) => string | undefined = readQuiet): number | undefined {
+  const v2 = read('/sys/fs/cgroup/cpu.max')?.trim().split(/\s+/);
+  if (v2 && v2.length === 2) return v2[0] === 'max' ? undefined : cores(Number(v2[0]), Number(v2[1]));
+  const quota = read('/sys/fs/cgroup/cpu/cpu.cfs_quota_us');
+  const period = read('/sys/fs/cgroup/cpu/cpu.cfs_period_us');
+  return quota === undefined || period === undefined ? undefined : cores(Number(quota), Number(period));
+}
+
+function cores(quota: number, period: number): number | undefined {
+  return quota > 0 && period > 0 ? Math.max(1, Math.ceil(quota / period)) : undefined;
+}
+
+function readQuiet(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Cores this process may use: the scheduler's count, capped by a container's CPU limit. */
 export function availableCores(): number {
-  return os.availableParallelism();
+  return Math.min(os.availableParallelism(), cgroupCpuLimit() ?? Infinity);
 }
 
 export interface LocalWorkers {

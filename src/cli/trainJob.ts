@@ -3,7 +3,6 @@
  * progress lines, checkpoints, metrics and periodic sample grids, then a final grid from the EMA weights.
  */
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import type { Argv } from 'yargs';
 import { fitDataset, loadDataset } from '../data/dataset';
@@ -21,6 +20,7 @@ import { TrainArgs, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
+import { availableCores } from './localWorkers';
 import { TrainingTelemetry } from '../metrics/trainingTelemetry';
 import { PeriodicSampler, newestSampleGrid } from '../metrics/sampleGrids';
 
@@ -77,7 +77,7 @@ export interface JobHooks {
 
 export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
   checkSampleEvery(a);
-  const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(config.model), os.availableParallelism());
+  const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(config.model), availableCores());
   const { telemetry } = hooks;
   const raw = await loadDataset(config.data);
   const dataset = fitDataset(raw, config.model.imageSize, config.model.imageChannels);
