@@ -54,6 +54,16 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
     }
   }, 160_000);
 
+  it('with the in-process worker computing on 3 threads give the in-process parameters bit for bit', async () => {
+    const dir = path.join(root, `${backend}-in-process-threads`);
+    const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '0', '--threads', '3', '--checkpoint-dir', dir]);
+    expect((await waitExit(p, 150_000)).code).toBe(0);
+    expect(p.output()).toContain('workers: computing in this process on 3 threads');
+    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
+      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
+    }
+  }, 160_000);
+
   it('with one worker process computing on 3 threads give the in-process parameters bit for bit', async () => {
     const dir = path.join(root, `${backend}-threads`);
     const port = await freePort();

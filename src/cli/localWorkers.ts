@@ -68,12 +68,12 @@ export interface LocalWorkers {
   stop(): Promise<void>;
 }
 
-export function spawnLocalWorkers(n: number, endpoint: string, backend: string, log: (line: string) => void): LocalWorkers {
+export function spawnLocalWorkers(n: number, endpoint: string, backend: string, threads: number, log: (line: string) => void): LocalWorkers {
   const bin = path.resolve(__dirname, '..', '..', 'bin', 'ddpm.js');
   const children: ChildProcess[] = [];
   for (let i = 0; i < n; i++) {
-    // One thread each: the processes already share out the cores.
-    const child = spawn(process.execPath, [bin, 'worker', '--connect', endpoint, '--name', `local-${i}`, '--backend', backend, '--threads', '1'], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // `ddpm train --threads` (default 1: the processes already share out the cores).
+    const child = spawn(process.execPath, [bin, 'worker', '--connect', endpoint, '--name', `local-${i}`, '--backend', backend, '--threads', String(threads)], { stdio: ['ignore', 'inherit', 'inherit'] });
     child.on('exit', (code, signal) => { if (code !== 0) log(`local worker ${i} exited (${signal ?? code})`); });
     children.push(child);
   }

@@ -1,32 +1,37 @@
-/** The in-process worker: single-machine training is the coordinator with this executor. */
-import { UnitGradientComputer } from '../training/unitGradients';
+/** The in-process worker: single-machine training is the coordinator with this executor. It
+ * computes with a worker's UnitComputer: in this thread, or on compute threads (`--threads`). */
 import { StepWork, UnitExecutor } from './executor';
 import type { UnitResult } from '../training/workUnit';
+import type { UnitComputer } from '../worker/unitComputer';
 
 export class InProcessExecutor implements UnitExecutor {
-  constructor(private readonly computer: UnitGradientComputer) {}
+  private cancelled = false;
+
+  constructor(private readonly computer: UnitComputer) {}
 
   async start(): Promise<void> {}
 
   async stop(): Promise<void> {
-    this.computer.dispose();
+    await this.computer.dispose();
   }
-
-  private cancelled = false;
 
   cancel(): void {
     this.cancelled = true;
   }
 
+  /** Up to `slots` units at once; each result is accepted as it comes (the reducer orders them). */
   async run(work: StepWork, accept: (result: UnitResult) => boolean): Promise<void> {
     this.cancelled = false;
     if (this.computer.paramVersion !== work.paramVersion) this.computer.setParams(work.params, work.paramVersion);
-    for (const unit of work.units) {
-      if (this.cancelled) return;
-      accept(this.computer.compute(unit));
-      // Let timers (progress, metrics, signals) run between units.
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    const queue = [...work.units];
+    const lane = async () => {
+      for (let unit = queue.shift(); unit !== undefined && !this.cancelled; unit = queue.shift()) {
+        accept(await this.computer.compute(unit));
+        // Let timers (progress, metrics, signals) run between units.
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    };
+    await Promise.all(Array.from({ length: this.computer.slots }, lane));
   }
 
   workerCount(): number {

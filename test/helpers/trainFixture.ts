@@ -4,6 +4,7 @@
  */
 import { CheckpointStore } from '../../src/checkpoint/store';
 import { Coordinator } from '../../src/coordinator/coordinator';
+import { InlineUnitComputer } from '../../src/worker/unitComputer';
 import { InProcessExecutor } from '../../src/coordinator/inProcessExecutor';
 import type { StepWork, UnitExecutor } from '../../src/coordinator/executor';
 import type { ImageDataset } from '../../src/data/types';
@@ -97,7 +98,7 @@ export interface TrainOutcome {
 export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   const config = { ...RESUME_CONFIG, steps: req.steps };
   const computer = new UnitGradientComputer(new UNetModel(config.model), makeSchedule(config.schedule, config.timesteps));
-  const executor = req.executor === 'in-process' ? new InProcessExecutor(computer) : new ReversingExecutor(computer, req.executor === 'reversed-twice');
+  const executor = req.executor === 'in-process' ? new InProcessExecutor(new InlineUnitComputer(computer)) : new ReversingExecutor(computer, req.executor === 'reversed-twice');
   const logs: string[] = [];
   const steps: StepSummary[] = [];
   const coordinator = new Coordinator({
