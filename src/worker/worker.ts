@@ -50,8 +50,6 @@ export class Worker {
   /** The run of the latest WELCOME, set before its compute threads start: a worker stopped
    * while they start still says goodbye to it. */
   private welcomedRunId: string | undefined;
-  /** Units being computed on threads; their results are sent as they finish. */
-  private readonly inFlight = new Set<Promise<void>>();
   /** A compute failure ends the message loop with it. */
   private failure: Error | undefined;
   unitsDone = 0;
@@ -143,9 +141,8 @@ export class Worker {
           this.unitsDone++;
           await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
         }).catch((err: Error) => { this.failure ??= err; });
-        this.inFlight.add(sent);
-        void sent.finally(() => this.inFlight.delete(sent));
-        // In this thread the unit is computed by now: send its result before the next message.
+        // On compute threads the result is sent when it is ready, while messages keep coming;
+        // in this thread the unit is computed by now: send its result before the next message.
         if (run.computer.slots === 1) await sent;
         // A turn of the event loop between units: queued messages resolve receive() at once,
         // which would otherwise starve timers and the metrics server.
