@@ -10,8 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { BackendName, initBackend, isBackendName } from '../../src/backend/backend';
-import { CheckpointStore, LoadedCheckpoint, loadCheckpointDir, readCheckpointConfig, resolveCheckpointDir } from '../../src/checkpoint/store';
-import { CheckpointError } from '../../src/checkpoint/errors';
+import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../../src/checkpoint/store';
 import { EXIT_USER_ERROR, UsageError, isUserError } from '../../src/cli/errors';
 import { fitDataset } from '../../src/data/fit';
 import { loadMnistPackage } from '../../src/data/mnistPackage';
@@ -111,13 +110,6 @@ function score(ctx: SizeContext, images: Float32Array, n: number): Metrics {
   return { confident: confident / n, meanMaxProb: sumMax / n, classEntropyBits, fid };
 }
 
-function loadCheckpoint(arg: string, model: UNetModel, dir: string): LoadedCheckpoint {
-  // As `ddpm sample`: a run directory falls back to its previous checkpoint if the newest is corrupt.
-  const loaded = dir === arg ? loadCheckpointDir(dir, model.specs) : new CheckpointStore(arg, model.specs, log).loadLatest();
-  if (loaded === undefined) throw new CheckpointError(`${arg}: no complete checkpoint`);
-  return loaded;
-}
-
 async function main(): Promise<void> {
   const { n, steps, seed, backend: backendFlag } = flags;
   const ema = !flags['no-ema'];
@@ -135,7 +127,7 @@ async function main(): Promise<void> {
     const config = readCheckpointConfig(dir).model;
     if (config.imageChannels !== 1) throw new UsageError(`${arg}: ${config.imageChannels}-channel images, the digit scorer needs 1`);
     if (config.imageSize < 4) throw new UsageError(`${arg}: image size ${config.imageSize} is too small to score`);
-    return { arg, dir, model: new UNetModel(config) };
+    return { arg, model: new UNetModel(config) };
   });
 
   const backend = await initBackend(backendFlag as BackendName, log);
@@ -159,10 +151,10 @@ async function main(): Promise<void> {
   };
 
   const rows: Row[] = [];
-  for (const { arg, dir, model } of targets) {
+  for (const { arg, model } of targets) {
     const size = model.config.imageSize;
     const ctx = contextFor(size);
-    const loaded = loadCheckpoint(arg, model, dir);
+    const loaded = loadCheckpointArg(arg, model.specs, log);
     const t0 = process.hrtime.bigint();
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
     const images = generateImages(model, ema ? loaded.state.ema : loaded.state.params, schedule, { n, seed, sampler: 'ddim', steps, eta: 0 });

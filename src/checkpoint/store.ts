@@ -203,3 +203,11 @@ export function resolveCheckpointDir(dirOrRoot: string): string {
   if (newest === undefined) throw new CheckpointError(`${dirOrRoot}: no checkpoint found (no ${LATEST_FILE}, no ${STEP_DIR_PREFIX}* directory)`);
   return path.join(dirOrRoot, newest);
 }
+
+/** What `ddpm sample --checkpoint ARG` loads: a step directory as it is; a run directory's newest
+ * complete checkpoint, falling back to the previous one if the newest is corrupt. */
+export function loadCheckpointArg(arg: string, specs: readonly ParamSpec[], log: (line: string) => void): LoadedCheckpoint {
+  const loaded = resolveCheckpointDir(arg) === arg ? loadCheckpointDir(arg, specs) : new CheckpointStore(arg, specs, log).loadLatest();
+  if (loaded === undefined) throw new CheckpointError(`${arg}: no complete checkpoint`);
+  return loaded;
+}

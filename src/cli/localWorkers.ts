@@ -9,28 +9,36 @@ import { UsageError } from './errors';
  * cores need more processes. tensorflow and webgpu use the machine from one process. */
 const ONE_CORE_BACKENDS = new Set(['wasm', 'cpu']);
 
+/** The most threads --threads and --update-threads accept. */
+export const MAX_THREADS = 256;
+
+/** A count flag's value: `auto`, or an integer in [min, max]; anything else is a usage error. */
+export function parseCountFlag(flag: string, spec: string, min: number, max = Infinity): 'auto' | number {
+  if (spec === 'auto') return 'auto';
+  const n = /^\d+$/.test(spec) ? Number(spec) : NaN;
+  if (Number.isSafeInteger(n) && n >= min && n <= max) return n;
+  const range = max === Infinity ? 'a non-negative integer' : `an integer from ${min} to ${max}`;
+  throw new UsageError(`--${flag} must be "auto" or ${range}, got ${spec}`);
+}
+
 /**
  * How many local worker processes `--workers` asks for; 0 means the in-process worker. `auto`
  * runs one process per core on a one-core backend, but no more than a step has units to share
  * out, and none on one core (a process of its own would only add transport).
  */
-export function resolveLocalWorkers(spec: string | number, backend: string, cores: number, unitsPerStep: number): number {
-  if (spec === 'auto') {
-    if (!ONE_CORE_BACKENDS.has(backend)) return 0;
-    const n = Math.min(cores, unitsPerStep);
-    return n <= 1 ? 0 : n;
-  }
-  const n = typeof spec === 'number' ? spec : /^\d+$/.test(spec) ? Number(spec) : NaN;
-  if (!Number.isSafeInteger(n) || n < 0) throw new UsageError(`--workers must be "auto" or a non-negative integer, got ${spec}`);
-  return n;
+export function resolveLocalWorkers(spec: string, backend: string, cores: number, unitsPerStep: number): number {
+  const n = parseCountFlag('workers', spec, 0);
+  if (n !== 'auto') return n;
+  if (!ONE_CORE_BACKENDS.has(backend)) return 0;
+  const perCore = Math.min(cores, unitsPerStep);
+  return perCore <= 1 ? 0 : perCore;
 }
 
 /** `ddpm worker --threads`: auto is one per core on a one-core backend, else 1. */
-export function resolveComputeThreads(spec: string | number, backend: string, cores: number): number {
-  if (spec === 'auto') return ONE_CORE_BACKENDS.has(backend) ? Math.max(1, cores) : 1;
-  const n = typeof spec === 'number' ? spec : /^\d+$/.test(spec) ? Number(spec) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > 256) throw new UsageError(`--threads must be "auto" or an integer from 1 to 256, got ${spec}`);
-  return n;
+export function resolveComputeThreads(spec: string, backend: string, cores: number): number {
+  const n = parseCountFlag('threads', spec, 1, MAX_THREADS);
+  if (n !== 'auto') return n;
+  return ONE_CORE_BACKENDS.has(backend) ? Math.max(1, cores) : 1;
 }
 
 /**

@@ -1,8 +1,7 @@
 /** `ddpm sample`: a PNG grid from a checkpoint. */
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
-import { CheckpointStore, loadCheckpointDir, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
-import { CheckpointError } from '../checkpoint/errors';
+import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
 import { UNetModel } from '../model/unetModel';
 import { makeSchedule } from '../schedule';
 import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../diffusion/samplers';
@@ -43,11 +42,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
     const dir = resolveCheckpointDir(a.checkpoint);
     const model = new UNetModel(readCheckpointConfig(dir).model);
-    // A run directory falls back to its previous checkpoint if the newest is corrupt.
-    const loaded = dir === a.checkpoint
-      ? loadCheckpointDir(dir, model.specs)
-      : new CheckpointStore(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`)).loadLatest();
-    if (loaded === undefined) throw new CheckpointError(`${a.checkpoint}: no complete checkpoint`);
+    const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
     const images = generateImages(model, a.ema ? loaded.state.ema : loaded.state.params, schedule, {
       n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, steps: a.steps, eta: a.eta, variance: a.variance as VarianceName,

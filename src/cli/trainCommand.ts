@@ -2,16 +2,12 @@
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
 import { InProcessExecutor } from '../coordinator/inProcessExecutor';
-import { UnitGradientComputer } from '../training/unitGradients';
-import { UNetModel } from '../model/unetModel';
-import { makeSchedule } from '../schedule';
 import { TrainConfig } from '../training/config';
 import { withTrainOptions } from './options';
 import { withClusterOptions, ClusterArgs, remoteWorkerSource, startRemoteExecutor } from './cluster';
 import { JobArgs, effectiveConfig, log, runTrainingJob, withSampleEveryOption } from './trainJob';
-import { availableCores, resolveComputeThreads, resolveLocalWorkers, spawnLocalWorkers } from './localWorkers';
-import { ComputeThreads } from '../worker/computeThreads';
-import { InlineUnitComputer } from '../worker/unitComputer';
+import { MAX_THREADS, availableCores, parseCountFlag, resolveComputeThreads, resolveLocalWorkers, spawnLocalWorkers } from './localWorkers';
+import { startUnitComputer } from '../worker/unitComputer';
 import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
 import { TrainingTelemetry } from '../metrics/trainingTelemetry';
 import { observeUnits } from '../metrics/unitProbe';
@@ -19,15 +15,12 @@ import { IN_PROCESS_WORKER } from '../metrics/names';
 
 export interface TrainCommandArgs extends JobArgs, ClusterArgs, MetricsArgs {
   backend: string;
-  workers: string | number;
+  workers: string;
   threads: string;
 }
 
 async function trainInProcess(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, backend: string, threads: number): Promise<void> {
-  const model = new UNetModel(config.model);
-  const computer = threads > 1
-    ? await ComputeThreads.start(threads, { backend, model: config.model, schedule: config.schedule, timesteps: config.timesteps })
-    : new InlineUnitComputer(new UnitGradientComputer(model, makeSchedule(config.schedule, config.timesteps)));
+  const computer = await startUnitComputer(threads, { backend, model: config.model, schedule: config.schedule, timesteps: config.timesteps });
   const joinedAt = Date.now();
   let lastSeen = joinedAt;
   // One worker that never leaves and sends nothing over a wire: the workers gauge reads 1, bytes stay 0.
@@ -57,13 +50,14 @@ async function trainWithWorkers(a: TrainCommandArgs, config: TrainConfig, teleme
 
 export async function runTrain(a: TrainCommandArgs): Promise<void> {
   // Bad --workers or --threads fail before the backend loads.
-  resolveLocalWorkers(a.workers, 'wasm', 1, 1);
-  resolveComputeThreads(a.threads, 'wasm', 1);
+  parseCountFlag('workers', a.workers, 0);
+  parseCountFlag('threads', a.threads, 1, MAX_THREADS);
   const config = effectiveConfig(a);
   const backend = await initBackend(a.backend as BackendName, log);
-  const count = resolveLocalWorkers(a.workers, backend, availableCores(), Math.ceil(config.batchSize / config.unitSize));
+  const cores = availableCores();
+  const count = resolveLocalWorkers(a.workers, backend, cores, Math.ceil(config.batchSize / config.unitSize));
   // auto: the cores for an in-process worker on wasm/cpu; local processes already share them out.
-  const threads = resolveComputeThreads(a.threads, backend, count === 0 ? availableCores() : 1);
+  const threads = resolveComputeThreads(a.threads, backend, count === 0 ? cores : 1);
   const onThreads = threads > 1 ? ` on ${threads} threads${count > 0 ? ' each' : ''}` : '';
   log(`backend: ${backend}`);
   log(count === 0 ? `workers: computing in this process${onThreads}` : `workers: ${count} local processes${onThreads}`);

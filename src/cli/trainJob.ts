@@ -20,7 +20,7 @@ import { TrainArgs, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
-import { availableCores } from './localWorkers';
+import { MAX_THREADS, availableCores, parseCountFlag } from './localWorkers';
 import { TrainingTelemetry } from '../metrics/trainingTelemetry';
 import { PeriodicSampler, newestSampleGrid } from '../metrics/sampleGrids';
 
@@ -41,10 +41,9 @@ export interface JobArgs extends TrainArgs {
 /** `--update-threads`: below a million parameters the passes take milliseconds; threads would
  * only add their start-up. */
 export function resolveUpdateThreads(spec: string, parameters: number, cores: number): number {
-  if (spec === 'auto') return parameters >= 1e6 ? Math.max(1, Math.min(cores, 8)) : 1;
-  const n = /^\d+$/.test(spec) ? Number(spec) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1 || n > 256) throw new UsageError(`--update-threads must be "auto" or an integer from 1 to 256, got ${spec}`);
-  return n;
+  const n = parseCountFlag('update-threads', spec, 1, MAX_THREADS);
+  if (n !== 'auto') return n;
+  return parameters >= 1e6 ? Math.max(1, Math.min(cores, 8)) : 1;
 }
 
 export function withSampleEveryOption<T>(y: Argv<T>) {

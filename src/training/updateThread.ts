@@ -2,7 +2,7 @@
 import { workerData } from 'worker_threads';
 import { UpdateScalars, updateRange } from './optimizer';
 import { meanRange } from './reduce';
-import { CTRL, OP, SCALAR_KEYS, UpdateThreadInit } from './updateThreads';
+import { CTRL, EXAMPLES_SLOT, OP, SCALAR_KEYS, UpdateThreadInit } from './updateThreads';
 
 const init = workerData as UpdateThreadInit;
 const ctrl = new Int32Array(init.control, 0, CTRL.int32s);
@@ -17,7 +17,7 @@ for (let seen = 0; ;) {
   seen = Atomics.load(ctrl, CTRL.generation);
   const op = Atomics.load(ctrl, CTRL.op);
   if (op === OP.exit) break;
-  if (op === OP.mean) meanRange(sum, mean, scalars[SCALAR_KEYS.length], init.lo, init.hi);
+  if (op === OP.mean) meanRange(sum, mean, scalars[EXAMPLES_SLOT], init.lo, init.hi);
   else if (op === OP.update) {
     const k = Object.fromEntries(SCALAR_KEYS.map((key, i) => [key, scalars[i]])) as unknown as UpdateScalars;
     updateRange(state, mean, k, init.lo, init.hi);

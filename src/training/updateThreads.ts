@@ -19,7 +19,7 @@ export const CTRL = { generation: 0, op: 1, done: 2, int32s: 4 } as const;
 export const OP = { mean: 1, update: 2, exit: 3 } as const;
 /** Float64 slots after the int32 ones: the UpdateScalars in this order, then the example count. */
 export const SCALAR_KEYS = ['clip', 'lr', 'b1', 'b2', 'c1', 'c2', 'eps', 'decay'] as const;
-const EXAMPLES_SLOT = SCALAR_KEYS.length;
+export const EXAMPLES_SLOT = SCALAR_KEYS.length;
 
 export interface UpdateThreadInit {
   control: SharedArrayBuffer;

@@ -6,6 +6,9 @@
  */
 import { UnitGradientComputer } from '../training/unitGradients';
 import { UnitResult, WorkUnit } from '../training/workUnit';
+import { UNetModel } from '../model/unetModel';
+import { ScheduleName, makeSchedule } from '../schedule';
+import { ComputeThreads, ThreadInit } from './computeThreads';
 
 export interface UnitComputer {
   /** Units computed at once. */
@@ -42,4 +45,10 @@ export class InlineUnitComputer implements UnitComputer {
   async dispose(): Promise<void> {
     this.computer.dispose();
   }
+}
+
+/** A worker's computer: `threads` compute threads of their own, or this thread when 1. */
+export async function startUnitComputer(threads: number, init: ThreadInit): Promise<UnitComputer> {
+  if (threads > 1) return ComputeThreads.start(threads, init);
+  return new InlineUnitComputer(new UnitGradientComputer(new UNetModel(init.model), makeSchedule(init.schedule as ScheduleName, init.timesteps)));
 }

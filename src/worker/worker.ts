@@ -9,12 +9,10 @@ import { RejectLog } from '../protocol/rejectLog';
 import { DType } from '../protocol/dtypes';
 import { ErrorCode, Kind, Message, ProtocolError, decodeMessage, encodeMessage } from '../protocol/messages';
 import { decodeParameters, decodeWork, encodeResult } from '../protocol/units';
-import { UnitGradientComputer } from '../training/unitGradients';
-import { InlineUnitComputer, UnitComputer } from './unitComputer';
-import { ComputeThreads } from './computeThreads';
-import { UNetModel } from '../model/unetModel';
+import { UnitComputer, startUnitComputer } from './unitComputer';
+import { parameterCount } from '../model/paramSpecs';
 import { UNetConfig, validateConfig } from '../model/config';
-import { isScheduleName, makeSchedule } from '../schedule';
+import { isScheduleName } from '../schedule';
 
 export interface WorkerOptions {
   name: string;
@@ -188,16 +186,13 @@ export class Worker {
     // Heartbeats from the beacon thread meanwhile: starting compute threads takes seconds.
     this.opts.beacon?.set(encodeMessage({ kind: Kind.HEARTBEAT, runId: m.envelope.runId, heartbeat: {} }));
     if (this.run?.configKey !== key) {
-      const model = new UNetModel(config);
-      if (model.size !== Number(w.parameterCount)) throw new ProtocolError('malformed', `WELCOME says ${w.parameterCount} parameters, model has ${model.size}`);
+      const size = parameterCount(config);
+      if (size !== Number(w.parameterCount)) throw new ProtocolError('malformed', `WELCOME says ${w.parameterCount} parameters, model has ${size}`);
       await this.run?.computer.dispose();
       this.run = undefined;
       const timesteps = w.timesteps ?? 0;
-      const threads = this.opts.threads ?? 1;
-      const computer = threads > 1
-        ? await ComputeThreads.start(threads, { backend: this.opts.backend, model: config, schedule, timesteps })
-        : new InlineUnitComputer(new UnitGradientComputer(model, makeSchedule(schedule, timesteps)));
-      this.run = { runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32, parameterCount: model.size, config, timesteps, configKey: key, computer };
+      const computer = await startUnitComputer(this.opts.threads ?? 1, { backend: this.opts.backend, model: config, schedule, timesteps });
+      this.run = { runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32, parameterCount: size, config, timesteps, configKey: key, computer };
     } else {
       this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };
     }
