@@ -1,4 +1,8 @@
 /** Tests run from TypeScript sources; cross-process tests spawn the built CLI in dist/. */
+// Mesa's EGL reads EGL_PLATFORM from the real environment when Dawn opens it (webgpu tests run
+// Dawn's GL backend on llvmpipe); jest gives each test a copy of process.env, so set it here.
+process.env.EGL_PLATFORM = process.env.EGL_PLATFORM || 'surfaceless';
+
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],

@@ -2,13 +2,16 @@
  * Chooses and initialises the tfjs backend. `auto` tries tensorflow (tfjs-node-gpu / tfjs-node),
  * then webgpu, then wasm, then cpu, and reports which one it got.
  */
+import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 // Gradients of every op: tfjs-core's CommonJS build registers none, so scripts/build-gradients.js
 // bundles its ESM gradient registrations at build time (they share tfjs's global registry).
 import './generated/registerGradients';
-import { registerConvGradients, registerMatMulConvFilterGradient } from './convGradients';
+import { registerConvGradients } from './convGradients';
 import { registerWasmKernels } from './wasmKernels';
 import { findVulkanLoader } from './vulkan';
+import { createGpu, dawnBackendFromEnv, type DawnBackend } from './webgpu/dawn';
+import { convFilterChoiceFromEnv, registerWebgpuKernels, type ConvFilterChoice } from './webgpu/register';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -35,6 +38,16 @@ function loadOptional(moduleName: string): unknown {
   return req(moduleName);
 }
 
+/** Dawn's native addon, loaded directly: the package's entry is an ES module that only re-exports
+ * it (plus a patch for GPUDevice.destroy, which tfjs never calls), and a CommonJS test runner
+ * cannot load ES modules. */
+function loadDawn(): { create(flags: string[]): unknown; globals: Record<string, unknown> } {
+  const req = eval('require') as NodeRequire;
+  const root = path.dirname(req.resolve('webgpu/package.json'));
+  const platform = process.platform === 'darwin' ? 'darwin-universal' : `${process.platform}-${process.arch}`;
+  return req(path.join(root, 'dist', platform, 'dawn.node')) as ReturnType<typeof loadDawn>;
+}
+
 async function initTensorflow(): Promise<void> {
   const errors: string[] = [];
   for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
@@ -53,25 +66,33 @@ async function initTensorflow(): Promise<void> {
 }
 
 async function initWebgpu(): Promise<void> {
-  if (findVulkanLoader() === undefined) throw new BackendUnavailableError(`backend 'webgpu' needs a Vulkan loader (libvulkan.so.1) and a GPU driver; this machine has no loader`, { brief: 'no Vulkan loader' });
-  let webgpu: { create(flags: string[]): unknown; globals: Record<string, unknown> };
+  let dawnBackend: DawnBackend;
+  let convFilter: ConvFilterChoice;
   try {
-    webgpu = loadOptional('webgpu') as typeof webgpu;
+    dawnBackend = dawnBackendFromEnv();
+    convFilter = convFilterChoiceFromEnv();
+  } catch (err) {
+    throw new BackendUnavailableError(`backend 'webgpu': ${(err as Error).message}`, { brief: (err as Error).message });
+  }
+  if (dawnBackend === 'vulkan' && findVulkanLoader() === undefined) {
+    throw new BackendUnavailableError(`backend 'webgpu' needs a Vulkan loader (libvulkan.so.1) and a GPU driver; this machine has no loader`, { brief: 'no Vulkan loader' });
+  }
+  let webgpu: ReturnType<typeof loadDawn>;
+  try {
+    webgpu = loadDawn();
   } catch (err) {
     throw new BackendUnavailableError(`backend 'webgpu' needs the optional package 'webgpu' (Dawn): ${(err as Error).message.split('\n')[0]}`);
   }
   const g = globalThis as Record<string, unknown>;
   Object.assign(g, webgpu.globals);
   if (g.navigator === undefined || (g.navigator as { gpu?: unknown }).gpu === undefined) {
-    Object.defineProperty(g, 'navigator', { value: { gpu: webgpu.create([]) }, configurable: true, writable: true });
+    Object.defineProperty(g, 'navigator', { value: { gpu: createGpu(webgpu.create, dawnBackend) }, configurable: true, writable: true });
   }
   const gpu = (g.navigator as { gpu: { requestAdapter(): Promise<unknown> } }).gpu;
   const adapter = await gpu.requestAdapter();
-  if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine`, { brief: 'no GPU adapter' });
+  if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine (Dawn backend ${dawnBackend})`, { brief: 'no GPU adapter' });
   require('@tensorflow/tfjs-backend-webgpu');
-  // Opt-in until measured on a GPU (README "Worker compute speed"): the conv weight gradient as
-  // k*k large matmuls instead of tfjs's own webgpu kernel.
-  if (process.env.DDPM_WEBGPU_CONV_FILTER === 'matmul') registerMatMulConvFilterGradient('webgpu');
+  registerWebgpuKernels(convFilter);
   if (!(await tf.setBackend('webgpu'))) throw new BackendUnavailableError(`backend 'webgpu' did not initialise`);
 }
 
