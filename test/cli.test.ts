@@ -22,9 +22,9 @@ interface Result {
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'ddpm-cli-test-'));
 
 /** Runs `node bin/ddpm.js ARGS` in the temp directory; never rejects on a non-zero exit. */
-function ddpm(args: string[], timeoutMs = 90_000): Promise<Result> {
+function ddpm(args: string[], timeoutMs = 90_000, env: NodeJS.ProcessEnv = process.env): Promise<Result> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: tmp, timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: tmp, timeout: timeoutMs, maxBuffer: 64 << 20, env }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : null) : 0;
       resolve({ code, stdout, stderr });
     });
@@ -212,6 +212,17 @@ describe('backends that this machine lacks', () => {
     expect(r.code).toBe(2);
     expect(lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'))).toEqual([expect.stringMatching(message)]);
     expect(r.stderr).not.toMatch(/^\s+at /m);
+    expect(fs.existsSync(ckpt)).toBe(false);
+  });
+
+  it.each([
+    ['DDPM_WEBGPU_DAWN_BACKEND', 'metal', 'vulkan, opengles, opengl'],
+    ['DDPM_WEBGPU_CONV_FILTER', 'fast', 'tiled, matmul, tfjs'],
+  ])('--backend webgpu with %s=%s: one line naming the allowed values, exit 2', async (name, value, allowed) => {
+    const ckpt = path.join(tmp, `never-${name}`);
+    const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'webgpu', '--steps', '1', '--checkpoint-dir', ckpt], 90_000, { ...process.env, [name]: value });
+    expect(r.code).toBe(2);
+    expect(lines(r.stderr)).toEqual([`ddpm: error: backend 'webgpu': ${name}=${value} is not one of ${allowed}`]);
     expect(fs.existsSync(ckpt)).toBe(false);
   });
 

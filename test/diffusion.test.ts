@@ -352,17 +352,17 @@ describe('generateImages', () => {
   // eta = 1 so that every step draws noise, not only x_T.
   const generate = (seed: number) => generateImages(model, params, schedule, { n: 2, seed, sampler: 'ddim', steps: 3, eta: 1 });
 
-  it('gives bit-identical images for the same seed', () => {
-    expect(generate(42)).toEqual(generate(42));
+  it('gives bit-identical images for the same seed', async () => {
+    expect(await generate(42)).toEqual(await generate(42));
   });
 
-  it('gives different images for a different seed', () => {
-    expect(maxAbsDiff(generate(42), generate(43))).toBeGreaterThan(1e-2);
+  it('gives different images for a different seed', async () => {
+    expect(maxAbsDiff(await generate(42), await generate(43))).toBeGreaterThan(1e-2);
   });
 
-  it('returns n images of H*W*C values in [-1, 1] and frees its tensors', () => {
+  it('returns n images of H*W*C values in [-1, 1] and frees its tensors', async () => {
     const before = tf.memory().numTensors;
-    const images = generate(7);
+    const images = await generate(7);
     expect(tf.memory().numTensors).toBe(before);
     expect(images.length).toBe(2 * 8 * 8 * 1);
     expect(images.every((v) => v >= -1 && v <= 1)).toBe(true);

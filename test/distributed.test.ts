@@ -34,6 +34,23 @@ async function train(backend: string, workers: number, steps: number): Promise<s
   return dir;
 }
 
+// tfjs's webgpu backend through Dawn's OpenGL ES backend on Mesa's llvmpipe (src/backend/webgpu/dawn.ts):
+// the same WGSL kernels a GPU runs, this project's conv weight gradient among them.
+describe('on the webgpu backend, 5 steps', () => {
+  let inProcess: string;
+  beforeAll(async () => {
+    process.env.DDPM_WEBGPU_DAWN_BACKEND = 'opengles';
+    inProcess = await train('webgpu', 0, 5);
+  }, 160_000);
+
+  it.each([1, 3])('with %i worker process(es) give the in-process parameters, EMA and Adam state bit for bit', async (workers) => {
+    const dir = await train('webgpu', workers, 5);
+    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
+      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
+    }
+  }, 160_000);
+});
+
 describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
   let inProcess: string;
   beforeAll(async () => { inProcess = await train(backend, 0, 5); }, 160_000);

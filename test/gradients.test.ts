@@ -1,9 +1,10 @@
 /**
  * The worker's gradients (src/training/unitGradients.ts) for the tiny U-Net: against central
- * finite differences of the summed loss, across the cpu and wasm backends, and in use (a few
- * hundred Adam steps overfit 8 images).
+ * finite differences of the summed loss, across the cpu, wasm and webgpu backends, and in use (a
+ * few hundred Adam steps overfit 8 images). webgpu runs here through Dawn's OpenGL ES backend on
+ * Mesa's llvmpipe: tfjs's real webgpu backend and this project's WGSL kernels, on the CPU.
  *
- * Both backends are initialised once in this process; `tf.setBackend` switches between them.
+ * The backends are initialised once in this process; `tf.setBackend` switches between them.
  * Every parameter starts non-zero (noZeroInit) so that every path through the network carries
  * gradient; with the reference init, conv_out = 0 blocks all of them.
  */
@@ -21,7 +22,7 @@ import { OptimizerConfig, applyUpdate, initialOptimizerState } from '../src/trai
 import { UnitGradientComputer, unitImages, unitNoise } from '../src/training/unitGradients';
 import { UnitResult, WorkUnit } from '../src/training/workUnit';
 
-type Backend = 'cpu' | 'wasm';
+type Backend = 'cpu' | 'wasm' | 'webgpu';
 
 const model = new UNetModel(presetConfig('tiny'));
 const schedule = makeSchedule('linear', 1000);
@@ -51,17 +52,20 @@ function makeUnit(count: number, seed: number, timesteps?: number[]): WorkUnit {
 }
 
 /** The unit's summed loss at `flat`, by the forward pass alone (no gradient code involved). */
-function summedLoss(unit: WorkUnit, flat: Float32Array): number {
+async function summedLoss(unit: WorkUnit, flat: Float32Array): Promise<number> {
   const shape: [number, number, number, number] = [unit.count, 8, 8, 1];
-  return tf.tidy(() => {
+  const total = tf.tidy(() => {
     const params = model.tensorsFromFlat(flat);
     const x0 = tf.tensor4d(unitImages(unit, 8, 1), shape);
     const noise = tf.tensor4d(unitNoise(unit, IMAGE), shape);
-    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t), x0, unit.timesteps, noise)).dataSync()[0];
+    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t), x0, unit.timesteps, noise));
   });
+  const value = (await total.data())[0];
+  total.dispose();
+  return value;
 }
 
-function unitGradient(unit: WorkUnit, flat: Float32Array): UnitResult {
+function unitGradient(unit: WorkUnit, flat: Float32Array): Promise<UnitResult> {
   const computer = new UnitGradientComputer(model, schedule);
   computer.setParams(flat, 0);
   try {
@@ -78,13 +82,17 @@ function dot(a: Float32Array, b: Float32Array): number {
 }
 
 beforeAll(async () => {
+  // webgpu through Dawn's OpenGL ES backend on Mesa's llvmpipe (src/backend/webgpu/dawn.ts).
+  process.env.DDPM_WEBGPU_DAWN_BACKEND = 'opengles';
+  await initBackend('webgpu');
   await initBackend('wasm');
   await initBackend('cpu');
-});
+}, 60_000);
 
 describe.each([
   ['cpu', 2],
   ['wasm', 2],
+  ['webgpu', 2],
 ] as [Backend, number][])('UnitGradientComputer on %s, a unit of %i example(s), against central finite differences', (backend, count) => {
   const params = initialParams(true);
   const unit = makeUnit(count, 5);
@@ -106,23 +114,24 @@ describe.each([
 
   beforeAll(async () => {
     await tf.setBackend(backend);
-    result = unitGradient(unit, params);
-    lossAtParams = summedLoss(unit, params);
+    result = await unitGradient(unit, params);
+    lossAtParams = await summedLoss(unit, params);
     // Step 1e-2 per coordinate: the summed loss (~2.6) is float32, so each evaluation carries a
     // rounding error of ~1e-6; divided by 2h that is ~5e-5 absolute in a difference quotient.
     // Rounding, not truncation, dominates at this step: halving it doubles the worst error.
     const h = 1e-2;
-    fd = chosen.map(({ index }) => {
+    fd = [];
+    for (const { index } of chosen) {
       const p = params.slice();
       p[index] = params[index] + h;
-      const up = summedLoss(unit, p);
+      const up = await summedLoss(unit, p);
       p[index] = params[index] - h;
-      return (up - summedLoss(unit, p)) / (2 * h);
-    });
+      fd.push((up - (await summedLoss(unit, p))) / (2 * h));
+    }
     // Along a unit direction every coordinate moves by ~h / sqrt(45k), so the step can be larger.
     const hd = 3e-2;
-    const up = summedLoss(unit, params.map((v, i) => v + hd * direction[i]));
-    const down = summedLoss(unit, params.map((v, i) => v - hd * direction[i]));
+    const up = await summedLoss(unit, params.map((v, i) => v + hd * direction[i]));
+    const down = await summedLoss(unit, params.map((v, i) => v - hd * direction[i]));
     directional = (up - down) / (2 * hd);
   });
 
@@ -192,21 +201,23 @@ describe('the nearest-neighbour upsample (upsampleNearest) differentiates per ex
   });
 });
 
-describe.each([3, 1])('gradients on wasm and cpu agree to 1e-4 relative, a unit of %i example(s)', (count) => {
+describe.each([
+  ['wasm', 3], ['wasm', 1], ['webgpu', 3],
+] as [Backend, number][])('gradients on %s and cpu agree to 1e-4 relative, a unit of %i example(s)', (backend, count) => {
   const params = initialParams(true);
   const unit = makeUnit(count, 6);
   let cpu: UnitResult;
-  let wasm: UnitResult;
+  let other: UnitResult;
 
   beforeAll(async () => {
     await tf.setBackend('cpu');
-    cpu = unitGradient(unit, params);
-    await tf.setBackend('wasm');
-    wasm = unitGradient(unit, params);
+    cpu = await unitGradient(unit, params);
+    await tf.setBackend(backend);
+    other = await unitGradient(unit, params);
   });
 
   it('in the relative L2 norm of the difference over the whole flat gradient', () => {
-    const diff = cpu.gradSum.map((v, i) => v - wasm.gradSum[i]);
+    const diff = cpu.gradSum.map((v, i) => v - other.gradSum[i]);
     expect(Math.sqrt(dot(diff, diff) / dot(cpu.gradSum, cpu.gradSum))).toBeLessThan(1e-4);
   });
 
@@ -217,7 +228,7 @@ describe.each([3, 1])('gradients on wasm and cpu agree to 1e-4 relative, a unit 
     const offenders: { name: string; error: number }[] = [];
     model.specs.forEach((spec, k) => {
       const a = cpu.gradSum.subarray(model.offsets[k], model.offsets[k] + paramSize(spec.shape));
-      const b = wasm.gradSum.subarray(model.offsets[k], model.offsets[k] + paramSize(spec.shape));
+      const b = other.gradSum.subarray(model.offsets[k], model.offsets[k] + paramSize(spec.shape));
       if (Math.sqrt(dot(a, a)) <= 1e-4 * globalNorm) return;
       let diff = 0;
       let scale = 0;
@@ -231,7 +242,7 @@ describe.each([3, 1])('gradients on wasm and cpu agree to 1e-4 relative, a unit 
   });
 
   it('and their loss sums agree to 1e-6 relative', () => {
-    expect(Math.abs(cpu.lossSum - wasm.lossSum)).toBeLessThan(1e-6 * cpu.lossSum);
+    expect(Math.abs(cpu.lossSum - other.lossSum)).toBeLessThan(1e-6 * cpu.lossSum);
   });
 });
 
@@ -249,7 +260,7 @@ describe('training the tiny U-Net on 8 fixed images (wasm, Adam lr 1e-3)', () =>
     const computer = new UnitGradientComputer(model, schedule);
     for (let step = 0; step <= STEPS; step++) {
       computer.setParams(state.params, step);
-      const result = computer.compute(unit);
+      const result = await computer.compute(unit);
       losses.push(result.lossSum / unit.count);
       const meanGrad = result.gradSum.map((g) => g / unit.count);
       applyUpdate(config, state, meanGrad);

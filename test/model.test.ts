@@ -222,10 +222,10 @@ describe('initialisation', () => {
 describe('UNetModel over a flat parameter vector', () => {
   const model = new UNetModel(presetConfig('tiny'));
 
-  it('tensorsFromFlat then flatten gives back the same vector', () => {
+  it('tensorsFromFlat then flatten gives back the same vector', async () => {
     const flat = flatParams(model, 3, true);
     const tensors = model.tensorsFromFlat(flat);
-    expect(model.flatten(tensors)).toEqual(flat);
+    expect(await model.flatten(tensors)).toEqual(flat);
     tf.dispose(tensors);
   });
 

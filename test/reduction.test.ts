@@ -34,11 +34,11 @@ describe('reduction over work units', () => {
     computer.setParams(flat, 0);
     const pixels = new Uint8Array(40 * 64).map((_, i) => (i * 53 + 7) % 256);
 
-    const whole = computer.compute(unitsOf(BATCH, pixels)[0]);
+    const whole = await computer.compute(unitsOf(BATCH, pixels)[0]);
     const parts = unitsOf(3, pixels);
     expect(parts).toHaveLength(4);
     const reducer = new OrderedReducer(parts.length, model.size);
-    for (const unit of parts) reducer.add(computer.compute(unit));
+    for (const unit of parts) reducer.add(await computer.compute(unit));
     const reduced = reducer.finish();
 
     const expected = whole.gradSum.map((g) => g / BATCH);

@@ -295,7 +295,7 @@ async function benchConfig(name: string, flags: Flags) {
       for (const r of results.slice(1)) for (let i = 0; i < sum.length; i++) sum[i] += r.gradSum[i];
       lossSum = results.reduce((s, r) => s + r.lossSum, 0);
     } else {
-      lossSum = computer.compute(unit).lossSum;
+      lossSum = (await computer.compute(unit)).lossSum;
     }
     const ms = performance.now() - t0;
     if (!Number.isFinite(lossSum)) throw new Error(`${name}: loss is ${lossSum}`);

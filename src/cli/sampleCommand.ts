@@ -44,7 +44,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const model = new UNetModel(readCheckpointConfig(dir).model);
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
-    const images = generateImages(model, a.ema ? loaded.state.ema : loaded.state.params, schedule, {
+    const images = await generateImages(model, a.ema ? loaded.state.ema : loaded.state.params, schedule, {
       n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, steps: a.steps, eta: a.eta, variance: a.variance as VarianceName,
     });
     writeGrid(a.out, images, a.n, model.config);

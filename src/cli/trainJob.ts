@@ -120,7 +120,7 @@ export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: 
   log(`checkpoint: ${path.join(a['checkpoint-dir'], 'latest')} (step ${coordinator.step})`);
   if (a['sample-n'] > 0 && !interrupted) {
     const out = a.out ?? path.join(a['checkpoint-dir'], 'samples.png');
-    const images = generateImages(model, coordinator.optimizerState.ema, schedule, { n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0 });
+    const images = await generateImages(model, coordinator.optimizerState.ema, schedule, { n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0 });
     writeGrid(out, images, a['sample-n'], config.model);
     telemetry.onSample(out, coordinator.step);
     log(`samples: ${out} (${a['sample-n']} images, EMA weights, DDIM ${a['sample-steps']} steps)`);

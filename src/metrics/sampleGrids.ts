@@ -69,7 +69,7 @@ export class PeriodicSampler {
     for (let i = 0; i < n; i++) {
       await new Promise((resolve) => setImmediate(resolve));
       // Image i always comes from seed i + 1: grids of successive steps show the same noise.
-      images.set(generateImages(model, weights, schedule, { n: 1, seed: i + 1, sampler: 'ddim', steps: ddimSteps, eta: 0 }), i * perImage);
+      images.set(await generateImages(model, weights, schedule, { n: 1, seed: i + 1, sampler: 'ddim', steps: ddimSteps, eta: 0 }), i * perImage);
     }
     const file = sampleGridPath(this.opts.checkpointDir, step);
     fs.mkdirSync(path.dirname(file), { recursive: true });

@@ -37,9 +37,11 @@ export class UNetModel {
     return unetForward(this.config, this.paramMap(tensors), x, timesteps, opts);
   }
 
-  /** Copies per-parameter gradients (or values) into one flat vector. */
-  flatten(tensors: readonly tf.Tensor[], out = new Float32Array(this.size)): Float32Array {
-    tensors.forEach((t, i) => out.set(t.dataSync() as Float32Array, this.offsets[i]));
+  /** Copies per-parameter gradients (or values) into one flat vector. Reads asynchronously:
+   * webgpu has no synchronous read in Node, and its reads then overlap. */
+  async flatten(tensors: readonly tf.Tensor[], out = new Float32Array(this.size)): Promise<Float32Array> {
+    const values = await Promise.all(tensors.map((t) => t.data()));
+    values.forEach((v, i) => out.set(v as Float32Array, this.offsets[i]));
     return out;
   }
 }

@@ -12,8 +12,8 @@ export interface GenerateOptions extends Omit<SampleOptions, 'noise'> {
   chunk?: number;
 }
 
-/** Returns n images, NHWC in [-1, 1]. The same seed gives the same images on the same backend. */
-export function generateImages(model: UNetModel, params: Float32Array, schedule: DiffusionSchedule, opts: GenerateOptions): Float32Array {
+/** Returns n images, NHWC in [-1, 1] (read asynchronously: webgpu has no synchronous read in Node). The same seed gives the same images on the same backend. */
+export async function generateImages(model: UNetModel, params: Float32Array, schedule: DiffusionSchedule, opts: GenerateOptions): Promise<Float32Array> {
   const { imageSize: size, imageChannels: channels } = model.config;
   const perImage = size * size * channels;
   const out = new Float32Array(opts.n * perImage);
@@ -29,8 +29,11 @@ export function generateImages(model: UNetModel, params: Float32Array, schedule:
         return tf.tensor4d(rng.gaussianFloat32(shape[0] * shape[1] * shape[2] * shape[3]), shape);
       };
       const images = sample(schedule, (xt, t) => model.forward(tensors, xt, t), [count, size, size, channels], { ...opts, noise });
-      out.set(images.dataSync() as Float32Array, start * perImage);
-      images.dispose();
+      try {
+        out.set((await images.data()) as Float32Array, start * perImage);
+      } finally {
+        images.dispose();
+      }
     }
   } finally {
     tf.dispose(tensors);

@@ -51,15 +51,17 @@ export class UnitGradientComputer {
     this.version = version;
   }
 
-  compute(unit: WorkUnit): UnitResult {
+  async compute(unit: WorkUnit): Promise<UnitResult> {
     if (this.version < 0) throw new Error('no parameters set');
+    // Parameters may be replaced while this unit's results are read back; the result names
+    // the version its gradients came from.
+    const paramVersion = this.version;
     const started = process.hrtime.bigint();
     const { imageSize: size, imageChannels: channels } = this.model.config;
     const perImage = size * size * channels;
     const shape: [number, number, number, number] = [unit.count, size, size, channels];
     let perExample: tf.Tensor1D | undefined;
-    const gradSum = new Float32Array(this.model.size);
-    tf.tidy(() => {
+    const grads = tf.tidy(() => {
       const x0 = tf.tensor4d(unitImages(unit, size, channels), shape);
       const noise = tf.tensor4d(unitNoise(unit, perImage), shape);
       const lossOf = (...params: tf.Tensor[]) => {
@@ -67,11 +69,16 @@ export class UnitGradientComputer {
         perExample = tf.keep(losses);
         return tf.sum(losses) as tf.Scalar;
       };
-      const grads = tf.grads(lossOf)(this.params);
-      this.model.flatten(grads, gradSum);
+      return tf.grads(lossOf)(this.params);
     });
-    const losses = (perExample as unknown as tf.Tensor1D).dataSync();
-    (perExample as unknown as tf.Tensor1D).dispose();
+    const kept = [...grads, perExample as unknown as tf.Tensor1D];
+    let gradSum: Float32Array;
+    let losses: Float32Array;
+    try {
+      [gradSum, losses] = await Promise.all([this.model.flatten(grads), kept[kept.length - 1].data() as Promise<Float32Array>]);
+    } finally {
+      tf.dispose(kept);
+    }
     const lossByBucket = new Float64Array(LOSS_BUCKETS);
     const countByBucket = new Float64Array(LOSS_BUCKETS);
     let lossSum = 0;
@@ -82,7 +89,7 @@ export class UnitGradientComputer {
       countByBucket[b] += 1;
     }
     return {
-      step: unit.step, unitId: unit.unitId, paramVersion: this.version, count: unit.count, lossSum, lossByBucket, countByBucket, gradSum,
+      step: unit.step, unitId: unit.unitId, paramVersion, count: unit.count, lossSum, lossByBucket, countByBucket, gradSum,
       computeSeconds: Number(process.hrtime.bigint() - started) / 1e9,
     };
   }

@@ -25,18 +25,23 @@ async function main(): Promise<void> {
     reply({ type: 'failed', message: (err as Error).message });
     return;
   }
-  port.on('message', (m: ThreadRequest) => {
+  const handle = async (m: ThreadRequest): Promise<void> => {
     if (m.type === 'params') {
       computer.setParams(m.flat, m.version);
       return;
     }
     threadCrashPoint('compute-thread', m.unit.step);
     try {
-      const result = computer.compute(m.unit);
+      const result = await computer.compute(m.unit);
       reply({ type: 'result', id: m.id, result }, [result.gradSum.buffer as ArrayBuffer, result.lossByBucket.buffer as ArrayBuffer, result.countByBucket.buffer as ArrayBuffer]);
     } catch (err) {
       reply({ type: 'error', id: m.id, message: (err as Error).message });
     }
+  };
+  // One request at a time, in arrival order: new parameters never land mid-unit.
+  let queue = Promise.resolve();
+  port.on('message', (m: ThreadRequest) => {
+    queue = queue.then(() => handle(m));
   });
 }
 

@@ -35,11 +35,7 @@ export class InlineUnitComputer implements UnitComputer {
   }
 
   compute(unit: WorkUnit): Promise<UnitResult> {
-    try {
-      return Promise.resolve(this.computer.compute(unit));
-    } catch (err) {
-      return Promise.reject(err);
-    }
+    return this.computer.compute(unit);
   }
 
   async dispose(): Promise<void> {

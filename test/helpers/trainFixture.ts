@@ -57,7 +57,7 @@ export class ReversingExecutor implements UnitExecutor {
     if (this.computer.paramVersion !== work.paramVersion) this.computer.setParams(work.params, work.paramVersion);
     for (const unit of [...work.units].reverse()) {
       this.computedOrder.push(unit.unitId);
-      const result = this.computer.compute(unit);
+      const result = await this.computer.compute(unit);
       this.accepted.push(accept(result));
       if (this.deliverTwice) this.accepted.push(accept(result));
     }
