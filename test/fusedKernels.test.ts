@@ -4,8 +4,9 @@
  * differentiated by tfjs's autodiff on the cpu backend.
  *
  * - GroupNorm (+ swish) and swish: the fused kernels on cpu, the composite custom-gradient path on
- *   cpu (what webgpu and tensorflow run), and the fused kernels on wasm, each vs the reference
- *   composition on cpu: values and the gradients for x, gamma and beta to 1e-5 relative.
+ *   cpu (what tensorflow runs), and the fused kernels on wasm and on webgpu (WGSL, run here by
+ *   Dawn's OpenGL ES backend on Mesa's llvmpipe), each vs the reference composition on cpu:
+ *   values and the gradients for x, gamma and beta to 1e-5 relative.
  * - wasm replacements (BatchMatMul, Identity, Sum, Concat, SplitV, the convolution gradients at
  *   the U-Net's strides and kernel sizes) vs the cpu backend's own kernels, to 1e-5 relative.
  * - Determinism (same inputs, same bits) and no leaked tensors or wasm buffers.
@@ -70,6 +71,8 @@ const NORM_CASES: NormCase[] = [
   { name: '3x5x3x6, 2 groups, swish', shape: [3, 5, 3, 6], groups: 2, swish: true, offset: 0.5, scale: 2 },
   { name: '1x2x2x4, 4 groups of one channel, swish', shape: [1, 2, 2, 4], groups: 4, swish: true, offset: 0, scale: 1 },
   { name: '2x3x3x4, 1 group, offset 3 scale 0.1, no swish', shape: [2, 3, 3, 4], groups: 1, swish: false, offset: 3, scale: 0.1 },
+  // More pixels than a webgpu workgroup has threads: each thread sums several.
+  { name: '1x24x24x12, 3 groups, offset 1, swish', shape: [1, 24, 24, 12], groups: 3, swish: true, offset: 1, scale: 1 },
 ];
 
 interface NormData {
@@ -97,26 +100,38 @@ const IMPLS: Record<string, NormImpl> = {
   reference: referenceGroupNorm,
 };
 
+/** The values of tensors made by f in a tidy, read back asynchronously (webgpu has no synchronous
+ * read in Node). */
+async function readAll(f: () => tf.Tensor[]): Promise<Float32Array[]> {
+  const tensors = tf.tidy(f);
+  const values = await Promise.all(tensors.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(tensors);
+  return values;
+}
+
 /** y and the gradients of L = sum(y * r) for x, gamma and beta, on the current backend. */
-function normResults(impl: NormImpl, c: NormCase, d: NormData): Float32Array[] {
-  return tf.tidy(() => {
+function normResults(impl: NormImpl, c: NormCase, d: NormData): Promise<Float32Array[]> {
+  return readAll(() => {
     const x = tf.tensor4d(d.x, c.shape);
     const gamma = tf.tensor1d(d.gamma);
     const beta = tf.tensor1d(d.beta);
     const r = tf.tensor4d(d.r, c.shape);
     const y = impl(x, gamma, beta, c.groups, 1e-6, c.swish);
     const grads = tf.grads((xv: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(impl(xv as tf.Tensor4D, g, b, c.groups, 1e-6, c.swish), r)) as tf.Scalar)([x, gamma, beta]);
-    return [y, ...grads].map((t) => t.dataSync() as Float32Array);
+    return [y, ...grads];
   });
 }
 
 beforeAll(async () => {
+  // webgpu through Dawn's OpenGL ES backend on Mesa's llvmpipe (src/backend/webgpu/dawn.ts).
+  process.env.DDPM_WEBGPU_DAWN_BACKEND = 'opengles';
+  await initBackend('webgpu');
   await initBackend('wasm');
   await initBackend('cpu');
-});
+}, 60_000);
 
 describe('the fused kernels are registered', () => {
-  it.each(['cpu', 'wasm'])('%s has DdpmGroupNorm and DdpmSwish', (backend) => {
+  it.each(['cpu', 'wasm', 'webgpu'])('%s has DdpmGroupNorm and DdpmSwish', (backend) => {
     expect(tf.getKernel(GROUP_NORM, backend)).toBeDefined();
     expect(tf.getKernel(SWISH, backend)).toBeDefined();
   });
@@ -129,7 +144,7 @@ describe.each(NORM_CASES.map((c, i) => [c.name, c, i] as const))('GroupNorm %s',
 
   beforeAll(async () => {
     await tf.setBackend('cpu');
-    reference = normResults(IMPLS.reference, c, data);
+    reference = await normResults(IMPLS.reference, c, data);
   });
 
   it('the reference gradients are not trivially zero', () => {
@@ -138,17 +153,17 @@ describe.each(NORM_CASES.map((c, i) => [c.name, c, i] as const))('GroupNorm %s',
 
   it('fused kernel on cpu equals the autodiff reference (values and gradients)', async () => {
     await tf.setBackend('cpu');
-    normResults(IMPLS.fused, c, data).forEach((a, i) => expectClose(a, reference[i], `cpu fused ${labels[i]}`));
+    (await normResults(IMPLS.fused, c, data)).forEach((a, i) => expectClose(a, reference[i], `cpu fused ${labels[i]}`));
   });
 
   it('composite custom-gradient path on cpu equals the autodiff reference', async () => {
     await tf.setBackend('cpu');
-    normResults(IMPLS.composite, c, data).forEach((a, i) => expectClose(a, reference[i], `cpu composite ${labels[i]}`));
+    (await normResults(IMPLS.composite, c, data)).forEach((a, i) => expectClose(a, reference[i], `cpu composite ${labels[i]}`));
   });
 
-  it('fused kernel on wasm equals the cpu autodiff reference', async () => {
-    await tf.setBackend('wasm');
-    normResults(IMPLS.fused, c, data).forEach((a, i) => expectClose(a, reference[i], `wasm fused ${labels[i]}`));
+  it.each(['wasm', 'webgpu'])('fused kernel on %s equals the cpu autodiff reference', async (backend) => {
+    await tf.setBackend(backend);
+    (await normResults(IMPLS.fused, c, data)).forEach((a, i) => expectClose(a, reference[i], `${backend} fused ${labels[i]}`));
   });
 });
 
@@ -157,26 +172,27 @@ describe('swish', () => {
   const shape = [3, 7, 3];
   const x = gaussian(size(shape), 7, 3);
   const r = gaussian(size(shape), 8);
-  const run = (f: (t: tf.Tensor) => tf.Tensor) => tf.tidy(() => {
+  const run = (f: (t: tf.Tensor) => tf.Tensor) => readAll(() => {
     const xt = tf.tensor(x, shape);
     const rt = tf.tensor(r, shape);
     const dx = tf.grad((v: tf.Tensor) => tf.sum(tf.mul(f(v), rt)) as tf.Scalar)(xt);
-    return [f(xt).dataSync() as Float32Array, dx.dataSync() as Float32Array];
+    return [f(xt), dx];
   });
   let reference: Float32Array[];
 
   beforeAll(async () => {
     await tf.setBackend('cpu');
-    reference = run((v) => tf.mul(v, tf.sigmoid(v)));
+    reference = await run((v) => tf.mul(v, tf.sigmoid(v)));
   });
 
   it.each([
     ['fused kernel on cpu', 'cpu', swish],
     ['composite path on cpu', 'cpu', swishComposite],
     ['fused kernel on wasm', 'wasm', swish],
+    ['fused kernel on webgpu', 'webgpu', swish],
   ] as const)('%s equals the autodiff reference', async (_label, backend, f) => {
     await tf.setBackend(backend);
-    const [y, dx] = run(f as (t: tf.Tensor) => tf.Tensor);
+    const [y, dx] = await run(f as (t: tf.Tensor) => tf.Tensor);
     expectClose(y, reference[0], 'swish y');
     expectClose(dx, reference[1], 'swish dx');
   });

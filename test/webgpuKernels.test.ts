@@ -50,9 +50,13 @@ describe('planSplits cuts k into slices', () => {
   });
 });
 
-describe('the conv weight gradient on webgpu is this project\'s tiled kernel', () => {
-  it('is registered for webgpu', () => {
+describe('the conv gradients on webgpu by default', () => {
+  it('the weight gradient is this project\'s tiled kernel', () => {
     expect(tf.getKernel(tf.Conv2DBackpropFilter, 'webgpu')?.kernelFunc.name).toBe('tiledConvFilterGradient');
+  });
+
+  it('the input gradient is tfjs\'s tiled (matmul) kernel, not its naive one', () => {
+    expect(tf.env().getBool('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE')).toBe(false);
   });
 });
 
@@ -98,7 +102,7 @@ describe.each([...CASES, ...LARGE].map((c, i) => [c.name, c, i] as const))('conv
     expect(relativeMax(matmul, cpu.dw)).toBeLessThan(1e-4);
   });
 
-  it('input gradient on webgpu (tfjs\'s kernel) equals the cpu reference to 1e-4', () => {
+  it('input gradient on webgpu (tfjs\'s tiled kernel) equals the cpu reference to 1e-4', () => {
     expect(relativeMax(webgpu.dx, cpu.dx)).toBeLessThan(1e-4);
   });
 });

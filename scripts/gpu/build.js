@@ -19,6 +19,8 @@ esbuild.build({
   format: 'cjs',
   external: ['webgpu'],
   logLevel: 'warning',
+  // Program class names label the dispatch counts in the benchmark's output.
+  keepNames: true,
   // src/backend/backend.ts loads optional native packages through eval('require') on purpose.
   logOverride: { 'direct-eval': 'silent' },
 }).then(() => console.log(`wrote ${path.relative(process.cwd(), path.join(root, '.gpu-build', 'stepBench.js'))}`), (err) => {

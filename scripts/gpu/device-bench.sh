@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # The webgpu measurements of README "Worker compute speed", in one call on a GPU host (the device
 # machine): the ch64 U-Net's batch-64 training step on tfjs webgpu against PyTorch CUDA fp32 on the
-# same card, with tfjs's conv weight gradient and with the project's matmul form
-# (DDPM_WEBGPU_CONV_FILTER=matmul), each with a tf.profile. Prepared here:
+# same card, each with a tf.profile and a count of GPU programs dispatched. Variants, most
+# important first (a run cut short still reports the first):
+#   project         this project's webgpu kernels (the default: fused GroupNorm, tiled conv gradients)
+#   tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline on the same card
+#   project-matmul  the conv weight gradient as k*k tfjs matmuls (DDPM_WEBGPU_CONV_FILTER=matmul)
+# Prepared here:
 #   npm run gpu:build && bash ../shared/gpu/pack-runtime.sh .gpu-runtime
 # then run: bash scripts/gpu/device-bench.sh   (carry .gpu-runtime and .gpu-build). Results in $OUT.
 set -uo pipefail
@@ -11,11 +15,15 @@ mkdir -p "$out"
 export STEP_BENCH_DIR=$PWD/scripts/step-bench
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.csv" 2>&1
 python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))' >"$out/torch.txt" 2>&1
-for variant in tfjs matmul; do
-  if [[ $variant == matmul ]]; then export DDPM_WEBGPU_CONV_FILTER=matmul; else unset DDPM_WEBGPU_CONV_FILTER; fi
-  timeout "${STEP_TIMEOUT:-240}" bash .gpu-runtime/run.sh .gpu-build/stepBench.js --backend webgpu --preset ch64 --batch 64 \
+for variant in project tfjs project-matmul; do
+  unset DDPM_WEBGPU_KERNELS DDPM_WEBGPU_CONV_FILTER
+  case $variant in
+    tfjs) export DDPM_WEBGPU_KERNELS=tfjs ;;
+    project-matmul) export DDPM_WEBGPU_CONV_FILTER=matmul ;;
+  esac
+  timeout "${STEP_TIMEOUT:-150}" bash .gpu-runtime/run.sh .gpu-build/stepBench.js --backend webgpu --preset ch64 --batch 64 \
     --warmup 2 --repeats 5 --torch-threads 1 --python python3 --torch-device cuda --shapes 25 \
     --json "$out/ch64-$variant.json" >"$out/ch64-$variant.log" 2>&1
-  echo "ch64 ($variant conv weight gradient): exit $?"
-  grep -E '^\| ch64|ms/step' "$out/ch64-$variant.log"
+  echo "ch64 ($variant): exit $?"
+  grep -E '^\| ch64|ms/step|GPU programs' "$out/ch64-$variant.log"
 done

@@ -230,9 +230,29 @@ function wasmHeapBytes(): number | undefined {
 interface ProfileRow { kernel: string; ms: number; calls: number }
 interface ShapeRow { key: string; ms: number; calls: number }
 
-async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Promise<{ rows: ProfileRow[]; byShape: ShapeRow[]; kernelMs: number; wallMs: number; peakBytes: number; kernels: number }> {
+/** On webgpu, the GPU programs dispatched while `f` runs, by program class: a kernel may dispatch
+ * several programs or none (Reshape, Identity), and each dispatch costs ~0.1 ms of overhead on
+ * a GPU (PERFORMANCE.md), so their number is a measure of its own, the same on any machine. */
+async function countDispatches<T>(f: () => Promise<T>): Promise<{ result: T; dispatches?: Record<string, number> }> {
+  const backend = tf.backend() as unknown as { runWebGPUProgram?: (program: object, ...rest: unknown[]) => unknown };
+  const original = backend.runWebGPUProgram;
+  if (original === undefined) return { result: await f() };
+  const dispatches: Record<string, number> = {};
+  backend.runWebGPUProgram = function (program: object, ...rest: unknown[]) {
+    const name = program.constructor.name;
+    dispatches[name] = (dispatches[name] ?? 0) + 1;
+    return original.call(this, program, ...rest);
+  };
+  try {
+    return { result: await f(), dispatches };
+  } finally {
+    backend.runWebGPUProgram = original;
+  }
+}
+
+async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Promise<{ rows: ProfileRow[]; byShape: ShapeRow[]; kernelMs: number; wallMs: number; peakBytes: number; kernels: number; dispatches?: Record<string, number> }> {
   const t0 = performance.now();
-  const info = await tf.profile(() => { computer.compute(unit); });
+  const { result: info, dispatches } = await countDispatches(() => tf.profile(async () => { await computer.compute(unit); }));
   const wallMs = performance.now() - t0;
   const byName = new Map<string, ProfileRow>();
   const byShape = new Map<string, ShapeRow>();
@@ -256,7 +276,7 @@ async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Prom
   }
   const rows = [...byName.values()].sort((a, b) => b.ms - a.ms);
   const kernels = rows.reduce((sum, r) => sum + r.calls, 0);
-  return { rows, byShape: [...byShape.values()].sort((a, b) => b.ms - a.ms), kernelMs, wallMs, peakBytes: info.peakBytes, kernels };
+  return { rows, byShape: [...byShape.values()].sort((a, b) => b.ms - a.ms), kernelMs, wallMs, peakBytes: info.peakBytes, kernels, dispatches };
 }
 
 function fmt(x: number, d = 0): string {
@@ -358,6 +378,10 @@ async function main() {
       console.log(`profile of one step: wall ${fmt(p.wallMs)} ms, kernel time ${fmt(p.kernelMs)} ms in ${p.kernels} kernel calls, peak ${fmt(p.peakBytes / 2 ** 20)} MiB of tensors`);
       console.log('| kernel | ms | calls | share |\n|---|---|---|---|');
       for (const row of p.rows.slice(0, 15)) console.log(`| ${row.kernel} | ${fmt(row.ms)} | ${row.calls} | ${((100 * row.ms) / p.kernelMs).toFixed(1)}% |`);
+      if (p.dispatches !== undefined) {
+        const programs = Object.entries(p.dispatches).sort((a, b) => b[1] - a[1]);
+        console.log(`GPU programs dispatched in the step: ${programs.reduce((n, [, c]) => n + c, 0)} (${programs.map(([k, c]) => `${k} ${c}`).join(', ')})`);
+      }
       if (flags.shapes > 0) {
         console.log('| kernel and input shapes | ms | calls |\n|---|---|---|');
         for (const row of p.byShape.slice(0, flags.shapes)) console.log(`| ${row.key} | ${fmt(row.ms, 1)} | ${row.calls} |`);

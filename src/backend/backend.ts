@@ -11,7 +11,7 @@ import { registerConvGradients } from './convGradients';
 import { registerWasmKernels } from './wasmKernels';
 import { findVulkanLoader } from './vulkan';
 import { createGpu, dawnBackendFromEnv, type DawnBackend } from './webgpu/dawn';
-import { convFilterChoiceFromEnv, registerWebgpuKernels, type ConvFilterChoice } from './webgpu/register';
+import { registerWebgpuKernels, webgpuKernelChoiceFromEnv, type WebgpuKernelChoice } from './webgpu/register';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
@@ -67,10 +67,10 @@ async function initTensorflow(): Promise<void> {
 
 async function initWebgpu(): Promise<void> {
   let dawnBackend: DawnBackend;
-  let convFilter: ConvFilterChoice;
+  let kernels: WebgpuKernelChoice;
   try {
     dawnBackend = dawnBackendFromEnv();
-    convFilter = convFilterChoiceFromEnv();
+    kernels = webgpuKernelChoiceFromEnv();
   } catch (err) {
     throw new BackendUnavailableError(`backend 'webgpu': ${(err as Error).message}`, { brief: (err as Error).message });
   }
@@ -92,7 +92,7 @@ async function initWebgpu(): Promise<void> {
   const adapter = await gpu.requestAdapter();
   if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine (Dawn backend ${dawnBackend})`, { brief: 'no GPU adapter' });
   require('@tensorflow/tfjs-backend-webgpu');
-  registerWebgpuKernels(convFilter);
+  registerWebgpuKernels(kernels);
   if (!(await tf.setBackend('webgpu'))) throw new BackendUnavailableError(`backend 'webgpu' did not initialise`);
 }
 

@@ -15,8 +15,9 @@
  *
  * On wasm the kernels are WebAssembly SIMD (src/backend/simd/kernels.c) working in place on the
  * backend's memory; on cpu (and on wasm without SIMD), the same arithmetic as loops over the
- * float32 arrays, with the backend's Sigmoid kernel. Backends without these kernels (webgpu, tensorflow) use the composite
- * path in src/model/layers.ts, which has the same analytic gradient written in tfjs ops.
+ * float32 arrays, with the backend's Sigmoid kernel; on webgpu, WGSL (src/backend/webgpu/groupNorm.ts).
+ * Backends without these kernels (tensorflow) use the composite path in src/model/layers.ts, which
+ * has the same analytic gradient written in tfjs ops.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { KernelComposer } from './kernelComposer';
@@ -87,7 +88,8 @@ function checkFloat(kernel: string, inputs: Record<string, tf.TensorInfo>): void
 
 // ---- kernels --------------------------------------------------------------------------------------
 
-function dims(x: tf.TensorInfo, groups: number): [number, number, number] {
+/** [examples, pixels per example, channels] of NHWC x, checked against the group count. */
+export function groupNormDims(x: tf.TensorInfo, groups: number): [number, number, number] {
   const c = x.shape[x.shape.length - 1];
   const n = x.shape[0];
   const hw = tf.util.sizeFromShape(x.shape.slice(1, -1));
@@ -103,7 +105,7 @@ function groupNormKernel(backendName: string): tf.KernelConfig {
       const { x, gamma, beta } = inputs as { x: tf.TensorInfo; gamma: tf.TensorInfo; beta: tf.TensorInfo };
       const { groups, eps, swish } = attrs as unknown as GroupNormAttrs;
       checkFloat(GROUP_NORM, { x, gamma, beta });
-      const [n, hw, c] = dims(x, groups);
+      const [n, hw, c] = groupNormDims(x, groups);
       const wasm = wasmBackend(backend);
       if (wasm !== undefined) {
         const mean = wasm.makeOutput([n, groups], 'float32');
@@ -140,7 +142,7 @@ function groupNormGradKernel(backendName: string): tf.KernelConfig {
       const { dy, x, gamma, beta, mean, rstd } = inputs as Record<'dy' | 'x' | 'gamma' | 'beta' | 'mean' | 'rstd', tf.TensorInfo>;
       const { groups, swish } = attrs as unknown as GroupNormAttrs;
       checkFloat(GROUP_NORM_GRAD, { dy, x, gamma, beta, mean, rstd });
-      const [n, hw, c] = dims(x, groups);
+      const [n, hw, c] = groupNormDims(x, groups);
       const wasm = wasmBackend(backend);
       if (wasm !== undefined) {
         const dx = wasm.makeOutput(x.shape, 'float32');
@@ -219,7 +221,8 @@ function swishGradKernel(backendName: string): tf.KernelConfig {
 
 let gradientsRegistered = false;
 
-function registerFusedGradients(): void {
+/** The gradients of the fused ops, for every backend that has their kernels. Idempotent. */
+export function registerFusedGradients(): void {
   if (gradientsRegistered) return;
   gradientsRegistered = true;
   tf.registerGradient({

@@ -2,8 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { GROUP_NORM, GroupNormAttrs, SWISH, hasFusedKernels, registerFusedKernels } from '../backend/fusedKernels';
 
-// The fused GroupNorm and swish kernels run on the backends whose tensors live in host memory;
-// elsewhere the same functions compose tfjs ops (with the same analytic gradients).
+// The fused GroupNorm and swish kernels: cpu and wasm register here, webgpu when it starts
+// (src/backend/webgpu/register.ts); elsewhere the same functions compose tfjs ops (with the same
+// analytic gradients).
 registerFusedKernels('cpu');
 registerFusedKernels('wasm');
 

@@ -1,21 +1,31 @@
 /**
- * This project's kernels for tfjs's webgpu backend. `DDPM_WEBGPU_CONV_FILTER` picks the conv
- * weight gradient: `tiled` (default: filterGradient.ts), `matmul` (k*k tfjs matmuls,
- * convGradients.ts) or `tfjs` (tfjs's own kernel, for comparison in benchmarks).
+ * The kernels tfjs's webgpu backend runs. `DDPM_WEBGPU_KERNELS=project` (default) adds this
+ * project's: the fused GroupNorm (+ swish) and swish (groupNorm.ts), the conv weight gradient
+ * that `DDPM_WEBGPU_CONV_FILTER` picks (`tiled`, default: filterGradient.ts; or `matmul`: k*k
+ * tfjs matmuls, convGradients.ts), and tfjs's tiled conv input gradient in place of its naive
+ * default (a thread per input element walking every tap and output channel, no reuse through
+ * workgroup memory). `tfjs` leaves tfjs's own kernels alone: the baseline in benchmarks.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { replaceKernel } from '../kernelComposer';
 import { registerMatMulConvFilterGradient } from '../convGradients';
 import { filterGradient } from './filterGradient';
+import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, groupNormDims, registerFusedGradients } from '../fusedKernels';
+import { GroupNormDims, groupNormBackward, groupNormForward, swishKernel } from './groupNorm';
 import { envChoice } from '../../util/envChoice';
 
-export const CONV_FILTER_CHOICES = ['tiled', 'matmul', 'tfjs'] as const;
-export type ConvFilterChoice = (typeof CONV_FILTER_CHOICES)[number];
-export const CONV_FILTER_ENV = 'DDPM_WEBGPU_CONV_FILTER';
+export interface WebgpuKernelChoice {
+  kernels: 'project' | 'tfjs';
+  convFilter: 'tiled' | 'matmul';
+}
 
-export function convFilterChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): ConvFilterChoice {
-  return envChoice(CONV_FILTER_ENV, CONV_FILTER_CHOICES, env);
+/** The choice from DDPM_WEBGPU_KERNELS and DDPM_WEBGPU_CONV_FILTER; a bad value throws one line. */
+export function webgpuKernelChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): WebgpuKernelChoice {
+  return {
+    kernels: envChoice('DDPM_WEBGPU_KERNELS', ['project', 'tfjs'] as const, env),
+    convFilter: envChoice('DDPM_WEBGPU_CONV_FILTER', ['tiled', 'matmul'] as const, env),
+  };
 }
 
 interface FilterAttrs {
@@ -57,15 +67,76 @@ function registerTiledConvFilterGradient(): void {
   }));
 }
 
+function checkFloat(kernel: string, inputs: Record<string, tf.TensorInfo>): void {
+  for (const [name, t] of Object.entries(inputs)) {
+    if (t.dtype !== 'float32') throw new Error(`${kernel} on webgpu: input ${name} must be float32, got ${t.dtype}`);
+  }
+}
+
+function dimsOf(x: tf.TensorInfo, groups: number): GroupNormDims {
+  const [batch, hw, channels] = groupNormDims(x, groups);
+  return { batch, hw, channels, groups };
+}
+
+/** The fused GroupNorm (+ swish) and swish kernels (fusedKernels.ts's contracts) in WGSL. */
+function registerFusedWebgpuKernels(): void {
+  registerFusedGradients();
+  const configs: tf.KernelConfig[] = [
+    {
+      kernelName: GROUP_NORM,
+      backendName: 'webgpu',
+      kernelFunc: ({ inputs, backend, attrs }) => {
+        const { x, gamma, beta } = inputs as Record<'x' | 'gamma' | 'beta', tf.TensorInfo>;
+        const { groups, eps, swish } = attrs as unknown as GroupNormAttrs;
+        checkFloat(GROUP_NORM, { x, gamma, beta });
+        return groupNormForward(backend as unknown as WebGPUBackend, x, gamma, beta, dimsOf(x, groups), eps, swish);
+      },
+    },
+    {
+      kernelName: GROUP_NORM_GRAD,
+      backendName: 'webgpu',
+      kernelFunc: ({ inputs, backend, attrs }) => {
+        const { dy, x, gamma, beta, mean, rstd } = inputs as Record<'dy' | 'x' | 'gamma' | 'beta' | 'mean' | 'rstd', tf.TensorInfo>;
+        const { groups, swish } = attrs as unknown as GroupNormAttrs;
+        checkFloat(GROUP_NORM_GRAD, { dy, x, gamma, beta, mean, rstd });
+        return groupNormBackward(backend as unknown as WebGPUBackend, dy, x, gamma, beta, mean, rstd, dimsOf(x, groups), swish);
+      },
+    },
+    {
+      kernelName: SWISH,
+      backendName: 'webgpu',
+      kernelFunc: ({ inputs, backend }) => {
+        const { x } = inputs as { x: tf.TensorInfo };
+        checkFloat(SWISH, { x });
+        return swishKernel(backend as unknown as WebGPUBackend, x);
+      },
+    },
+    {
+      kernelName: SWISH_GRAD,
+      backendName: 'webgpu',
+      kernelFunc: ({ inputs, backend }) => {
+        const { dy, x } = inputs as { dy: tf.TensorInfo; x: tf.TensorInfo };
+        checkFloat(SWISH_GRAD, { dy, x });
+        return swishKernel(backend as unknown as WebGPUBackend, x, dy);
+      },
+    },
+  ];
+  for (const config of configs) replaceKernel(config.kernelName, 'webgpu', () => config);
+}
+
 /** Registers the chosen kernels on webgpu; call after tfjs-backend-webgpu is loaded. Idempotent. */
-export function registerWebgpuKernels(choice: ConvFilterChoice): void {
+export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   const g = globalThis as Record<string, unknown>;
   const marker = '__ddpmWebgpuKernels';
+  const key = `${choice.kernels}/${choice.convFilter}`;
   if (g[marker] !== undefined) {
-    if (g[marker] !== choice) throw new Error(`webgpu kernels already registered as ${String(g[marker])}, not ${choice}`);
+    if (g[marker] !== key) throw new Error(`webgpu kernels already registered as ${String(g[marker])}, not ${key}`);
     return;
   }
-  g[marker] = choice;
-  if (choice === 'tiled') registerTiledConvFilterGradient();
-  else if (choice === 'matmul') registerMatMulConvFilterGradient('webgpu');
+  g[marker] = key;
+  if (choice.kernels === 'tfjs') return;
+  tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
+  registerFusedWebgpuKernels();
+  if (choice.convFilter === 'tiled') registerTiledConvFilterGradient();
+  else registerMatMulConvFilterGradient('webgpu');
 }
