@@ -13,6 +13,7 @@ import { initBackend } from '../src/backend/backend';
 import { backpropFilterMatMul } from '../src/backend/convGradients';
 import { KernelComposer } from '../src/backend/kernelComposer';
 import { planSplits } from '../src/backend/webgpu/filterGradient';
+import { groupNormAct } from '../src/model/layers';
 import { CASES, ConvCase, caseData, convCase, convGrads } from './helpers/convCases';
 import { relativeL2, relativeMax } from './helpers/numeric';
 
@@ -127,5 +128,28 @@ describe('the tiled weight gradient', () => {
     const before = backend.numDataIds();
     for (let i = 0; i < 5; i++) await convGrads(c, data);
     expect(backend.numDataIds()).toBe(before);
+  });
+});
+
+describe('the fused GroupNorm + swish on webgpu', () => {
+  it('releases its intermediates (the backward\'s coefficients): webgpu buffer and engine tensor counts unchanged after 5 gradient calls', async () => {
+    await tf.setBackend('webgpu');
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const run = async () => {
+      const [dx, dgamma, dbeta] = tf.tidy(() => {
+        const x = tf.randomNormal([2, 6, 6, 8], 0, 1, 'float32', 3) as tf.Tensor4D;
+        const gamma = tf.ones([8]);
+        const beta = tf.zeros([8]);
+        return tf.grads((xv: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(groupNormAct(xv as tf.Tensor4D, g, b, 4, 1e-6, true)) as tf.Scalar)([x, gamma, beta]);
+      });
+      await Promise.all([dx.data(), dgamma.data(), dbeta.data()]);
+      tf.dispose([dx, dgamma, dbeta]);
+    };
+    await run();
+    const buffers = backend.numDataIds();
+    const tensors = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) await run();
+    expect(backend.numDataIds()).toBe(buffers);
+    expect(tf.memory().numTensors).toBe(tensors);
   });
 });
