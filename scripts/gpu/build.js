@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 /**
- * `npm run gpu:build`: the step benchmark as one self-contained file, .gpu-build/stepBench.js, for
- * a GPU host that has no Node.js packages: everything is bundled except the Dawn addon ('webgpu'),
- * which ../shared/gpu/pack-runtime.sh's run.sh lays beside the bundle. scripts/gpu/device-bench.sh
- * runs it there.
+ * `npm run gpu:build`: the step and kernel benchmarks as self-contained files,
+ * .gpu-build/stepBench.js and kernelBench.js, for a GPU host that has no Node.js packages:
+ * everything is bundled except the Dawn addon ('webgpu'), which ../shared/gpu/pack-runtime.sh's
+ * run.sh lays beside the bundle. scripts/gpu/device-bench.sh runs them there.
  */
 'use strict';
 const path = require('path');
@@ -11,7 +11,10 @@ const esbuild = require('esbuild');
 
 const root = path.resolve(__dirname, '..', '..');
 esbuild.build({
-  entryPoints: [{ in: path.join(root, 'scripts', 'step-bench', 'stepBench.ts'), out: 'stepBench' }],
+  entryPoints: [
+    { in: path.join(root, 'scripts', 'step-bench', 'stepBench.ts'), out: 'stepBench' },
+    { in: path.join(root, 'scripts', 'step-bench', 'kernelBench.ts'), out: 'kernelBench' },
+  ],
   outdir: path.join(root, '.gpu-build'),
   bundle: true,
   platform: 'node',
@@ -23,7 +26,7 @@ esbuild.build({
   keepNames: true,
   // src/backend/backend.ts loads optional native packages through eval('require') on purpose.
   logOverride: { 'direct-eval': 'silent' },
-}).then(() => console.log(`wrote ${path.relative(process.cwd(), path.join(root, '.gpu-build', 'stepBench.js'))}`), (err) => {
+}).then(() => console.log(`wrote ${path.relative(process.cwd(), path.join(root, '.gpu-build'))}/{stepBench,kernelBench}.js`), (err) => {
   console.error(err.message);
   process.exit(1);
 });

@@ -6,6 +6,7 @@
 #   project         this project's webgpu kernels (the default: fused GroupNorm, tiled conv gradients)
 #   tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline on the same card
 #   project-matmul  the conv weight gradient as k*k tfjs matmuls (DDPM_WEBGPU_CONV_FILTER=matmul)
+# then single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, for project and tfjs.
 # Prepared here:
 #   npm run gpu:build && bash ../shared/gpu/pack-runtime.sh .gpu-runtime
 # then run: bash scripts/gpu/device-bench.sh   (carry .gpu-runtime and .gpu-build). Results in $OUT.
@@ -21,9 +22,17 @@ for variant in project tfjs project-matmul; do
     tfjs) export DDPM_WEBGPU_KERNELS=tfjs ;;
     project-matmul) export DDPM_WEBGPU_CONV_FILTER=matmul ;;
   esac
-  timeout "${STEP_TIMEOUT:-150}" bash .gpu-runtime/run.sh .gpu-build/stepBench.js --backend webgpu --preset ch64 --batch 64 \
+  timeout "${STEP_TIMEOUT:-120}" bash .gpu-runtime/run.sh .gpu-build/stepBench.js --backend webgpu --preset ch64 --batch 64 \
     --warmup 2 --repeats 5 --torch-threads 1 --python python3 --torch-device cuda --shapes 25 \
     --json "$out/ch64-$variant.json" >"$out/ch64-$variant.log" 2>&1
   echo "ch64 ($variant): exit $?"
   grep -E '^\| ch64|ms/step|GPU programs' "$out/ch64-$variant.log"
+done
+for variant in project tfjs; do
+  if [[ $variant == tfjs ]]; then export DDPM_WEBGPU_KERNELS=tfjs; else unset DDPM_WEBGPU_KERNELS; fi
+  unset DDPM_WEBGPU_CONV_FILTER
+  timeout "${KERNEL_TIMEOUT:-60}" bash .gpu-runtime/run.sh .gpu-build/kernelBench.js --backend=webgpu --batch=64 --repeats=5 \
+    >"$out/kernels-$variant.log" 2>&1
+  echo "kernels ($variant): exit $?"
+  grep -E 'Conv2DBackprop|GroupNorm' "$out/kernels-$variant.log"
 done

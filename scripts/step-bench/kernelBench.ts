@@ -12,18 +12,28 @@ function median(xs: number[]): number {
   return s[s.length >> 1];
 }
 
-function timeIt(f: () => tf.Tensor | tf.Tensor[], repeats: number): number {
-  const run = () => {
+/** Runs of CALLS_PER_RUN calls: a GPU queues them and runs them in order, so reading the last
+ * result back waits for all, and the readback's latency is shared by the run. */
+const CALLS_PER_RUN = 4;
+
+/** Milliseconds per call of f: the median over `repeats` runs, after one untimed run. */
+async function timeIt(f: () => tf.Tensor | tf.Tensor[], repeats: number): Promise<number> {
+  const run = async () => {
     const t0 = performance.now();
-    const out = f();
-    const outs = Array.isArray(out) ? out : [out];
-    outs.forEach((o) => o.dataSync());
-    const ms = performance.now() - t0;
+    const outs: tf.Tensor[] = [];
+    for (let i = 0; i < CALLS_PER_RUN; i++) {
+      const out = f();
+      outs.push(...(Array.isArray(out) ? out : [out]));
+    }
+    await outs[outs.length - 1].data();
+    const ms = (performance.now() - t0) / CALLS_PER_RUN;
     tf.dispose(outs);
     return ms;
   };
-  run();
-  return median(Array.from({ length: repeats }, run));
+  await run();
+  const times: number[] = [];
+  for (let i = 0; i < repeats; i++) times.push(await run());
+  return median(times);
 }
 
 function rand(shape: number[]): tf.Tensor {
@@ -35,7 +45,8 @@ async function main() {
   const repeats = Number(process.argv.find((a) => a.startsWith('--repeats='))?.slice(10) ?? 5);
   const batch = Number(process.argv.find((a) => a.startsWith('--batch='))?.slice(8) ?? 16);
   await initBackend(backend);
-  console.log(`# kernel bench on ${backend}, batch ${batch}, median of ${repeats}`);
+  const variant = backend === 'webgpu' ? ` (DDPM_WEBGPU_KERNELS=${process.env.DDPM_WEBGPU_KERNELS ?? 'project'}, DDPM_WEBGPU_CONV_FILTER=${process.env.DDPM_WEBGPU_CONV_FILTER ?? 'tiled'})` : '';
+  console.log(`# kernel bench on ${backend}${variant}, batch ${batch}, median of ${repeats} runs of ${CALLS_PER_RUN} calls`);
   console.log('| op | shape | ms | GFLOP/s |\n|---|---|---|---|');
   const row = (op: string, shape: string, ms: number, flops: number) => console.log(`| ${op} | ${shape} | ${ms.toFixed(1)} | ${(flops / ms / 1e6).toFixed(1)} |`);
   // --small: the mnist-fast U-Net's shapes (14x14, 16-32 channels) instead of ch64's.
@@ -50,12 +61,12 @@ async function main() {
     const dy = rand([batch, outHw, outHw, cout]) as tf.Tensor4D;
     const flops = 2 * batch * outHw * outHw * cin * cout * k * k;
     const shape = `${batch}x${hw}x${hw}x${cin} k${k} s${s} -> ${cout}`;
-    row('Conv2D', shape, timeIt(() => tf.conv2d(x, w, s, 'same'), repeats), flops);
+    row('Conv2D', shape, await timeIt(() => tf.conv2d(x, w, s, 'same'), repeats), flops);
     const bias = rand([cout]);
-    row('Conv2D + bias Add', shape, timeIt(() => tf.add(tf.conv2d(x, w, s, 'same'), bias), repeats), flops);
-    row('FusedConv2D (bias)', shape, timeIt(() => tf.fused.conv2d({ x, filter: w, strides: s, pad: 'same', bias }), repeats), flops);
-    row('Conv2DBackpropInput', shape, timeIt(() => tf.conv2dTranspose(dy, w, x.shape, s, 'same'), repeats), flops);
-    row('Conv2DBackpropFilter', shape, timeIt(() => tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { strides: s, pad: 'same', dataFormat: 'NHWC', filterShape: w.shape } as unknown as tf.NamedAttrMap) as tf.Tensor, repeats), flops);
+    row('Conv2D + bias Add', shape, await timeIt(() => tf.add(tf.conv2d(x, w, s, 'same'), bias), repeats), flops);
+    row('FusedConv2D (bias)', shape, await timeIt(() => tf.fused.conv2d({ x, filter: w, strides: s, pad: 'same', bias }), repeats), flops);
+    row('Conv2DBackpropInput', shape, await timeIt(() => tf.conv2dTranspose(dy, w, x.shape, s, 'same'), repeats), flops);
+    row('Conv2DBackpropFilter', shape, await timeIt(() => tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { strides: s, pad: 'same', dataFormat: 'NHWC', filterShape: w.shape } as unknown as tf.NamedAttrMap) as tf.Tensor, repeats), flops);
     tf.dispose([x, w, dy, bias]);
   }
   if (small) return;
@@ -66,27 +77,28 @@ async function main() {
   for (const [b, m, kk, n, ta, tb] of mm) {
     const a = rand(ta ? [b, kk, m] : [b, m, kk]) as tf.Tensor3D;
     const bb = rand(tb ? [b, n, kk] : [b, kk, n]) as tf.Tensor3D;
-    row('BatchMatMul', `${b}x${m}x${kk}x${n}${ta ? ' tA' : ''}${tb ? ' tB' : ''}`, timeIt(() => tf.matMul(a, bb, ta, tb), repeats), 2 * b * m * kk * n);
+    row('BatchMatMul', `${b}x${m}x${kk}x${n}${ta ? ' tA' : ''}${tb ? ' tB' : ''}`, await timeIt(() => tf.matMul(a, bb, ta, tb), repeats), 2 * b * m * kk * n);
     tf.dispose([a, bb]);
   }
   const x = rand([batch, 32, 32, 64]);
   const n = x.size;
-  {
+  // Absent where tfjs's own kernels run alone (webgpu with DDPM_WEBGPU_KERNELS=tfjs).
+  if (tf.getKernel('DdpmGroupNorm', tf.getBackend()) !== undefined) {
     const gamma = rand([64]);
     const beta = rand([64]);
     const dy = rand([batch, 32, 32, 64]);
     const attrs = { groups: 32, eps: 1e-6, swish: true } as unknown as tf.NamedAttrMap;
-    row('DdpmGroupNorm+swish (GB/s)', `${batch}x32x32x64`, timeIt(() => tf.engine().runKernel('DdpmGroupNorm', { x, gamma, beta }, attrs) as tf.Tensor[], repeats), n * 8 / 2);
+    row('DdpmGroupNorm+swish (GB/s)', `${batch}x32x32x64`, await timeIt(() => tf.engine().runKernel('DdpmGroupNorm', { x, gamma, beta }, attrs) as tf.Tensor[], repeats), n * 8 / 2);
     const [, mean, rstd] = tf.engine().runKernel('DdpmGroupNorm', { x, gamma, beta }, attrs) as tf.Tensor[];
-    row('DdpmGroupNormGrad+swish (GB/s)', `${batch}x32x32x64`, timeIt(() => tf.engine().runKernel('DdpmGroupNormGrad', { dy, x, gamma, beta, mean, rstd }, attrs) as tf.Tensor[], repeats), n * 12 / 2);
+    row('DdpmGroupNormGrad+swish (GB/s)', `${batch}x32x32x64`, await timeIt(() => tf.engine().runKernel('DdpmGroupNormGrad', { dy, x, gamma, beta, mean, rstd }, attrs) as tf.Tensor[], repeats), n * 12 / 2);
   }
-  row('Multiply (bytes/s as GB/s)', `${batch}x32x32x64`, timeIt(() => tf.mul(x, x), repeats), n * 12 / 2);
-  row('Add', `${batch}x32x32x64`, timeIt(() => tf.add(x, x), repeats), n * 12 / 2);
-  row('Transpose', `${batch}x32x32x64 -> 3,1,2,0`, timeIt(() => tf.transpose(x, [3, 1, 2, 0]), repeats), n * 8 / 2);
-  row('Sum over 0,1,2', `${batch}x32x32x64`, timeIt(() => tf.sum(x, [0, 1, 2]), repeats), n * 4 / 2);
-  row('Sigmoid', `${batch}x32x32x64`, timeIt(() => tf.sigmoid(x), repeats), n * 8 / 2);
-  row('Pad', `${batch}x32x32x64`, timeIt(() => tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), repeats), n * 8 / 2);
-  row('Slice', `${batch}x32x32x64 -> half channels`, timeIt(() => tf.slice(x, [0, 0, 0, 0], [batch, 32, 32, 32]), repeats), n * 4 / 2);
+  row('Multiply (bytes/s as GB/s)', `${batch}x32x32x64`, await timeIt(() => tf.mul(x, x), repeats), n * 12 / 2);
+  row('Add', `${batch}x32x32x64`, await timeIt(() => tf.add(x, x), repeats), n * 12 / 2);
+  row('Transpose', `${batch}x32x32x64 -> 3,1,2,0`, await timeIt(() => tf.transpose(x, [3, 1, 2, 0]), repeats), n * 8 / 2);
+  row('Sum over 0,1,2', `${batch}x32x32x64`, await timeIt(() => tf.sum(x, [0, 1, 2]), repeats), n * 4 / 2);
+  row('Sigmoid', `${batch}x32x32x64`, await timeIt(() => tf.sigmoid(x), repeats), n * 8 / 2);
+  row('Pad', `${batch}x32x32x64`, await timeIt(() => tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), repeats), n * 8 / 2);
+  row('Slice', `${batch}x32x32x64 -> half channels`, await timeIt(() => tf.slice(x, [0, 0, 0, 0], [batch, 32, 32, 32]), repeats), n * 4 / 2);
 }
 
 main().catch((err) => {
