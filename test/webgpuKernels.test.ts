@@ -13,7 +13,7 @@ import { initBackend } from '../src/backend/backend';
 import { backpropFilterMatMul } from '../src/backend/convGradients';
 import { KernelComposer } from '../src/backend/kernelComposer';
 import { planSplits } from '../src/backend/webgpu/filterGradient';
-import { groupNormAct } from '../src/model/layers';
+import { groupNormAct, swish } from '../src/model/layers';
 import { CASES, ConvCase, caseData, convCase, convGrads } from './helpers/convCases';
 import { relativeL2, relativeMax } from './helpers/numeric';
 
@@ -151,5 +151,20 @@ describe('the fused GroupNorm + swish on webgpu', () => {
     for (let i = 0; i < 5; i++) await run();
     expect(backend.numDataIds()).toBe(buffers);
     expect(tf.memory().numTensors).toBe(tensors);
+  });
+});
+
+describe('element-wise webgpu programs past 65,535 workgroups (a batch-64 ch64 activation has 4,194,304 values)', () => {
+  it('swish over 4,194,311 values (65,536 workgroups of 64 and a partial one, folded into a second dispatch dimension) equals x sigmoid(x) everywhere', async () => {
+    await tf.setBackend('webgpu');
+    const n = 65_535 * 64 + 71;
+    const x = new Float32Array(n);
+    for (let i = 0; i < n; i++) x[i] = ((i * 7919) % 2001) / 200 - 5;
+    const y = tf.tidy(() => swish(tf.tensor1d(x)));
+    const values = (await y.data()) as Float32Array;
+    y.dispose();
+    let worst = 0;
+    for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(values[i] - x[i] / (1 + Math.exp(-x[i]))));
+    expect(worst).toBeLessThan(1e-5);
   });
 });
