@@ -12,7 +12,7 @@
  *     ema <- d ema + (1 - d) p_t
  * The implementation stores state in Float32Array, so comparisons allow float32 rounding.
  */
-import { OptimizerConfig, OptimizerState, applyUpdate, emaDecay, globalNorm, initialOptimizerState, learningRate } from '../src/training/optimizer';
+import { NORM_BLOCK, OptimizerConfig, OptimizerState, applyUpdate, emaDecay, globalNorm, initialOptimizerState, learningRate } from '../src/training/optimizer';
 import { OrderedReducer } from '../src/training/reduce';
 import { BatchPlanner, PlanConfig, UnitPlan } from '../src/training/batchPlan';
 import { LOSS_BUCKETS, UnitResult } from '../src/training/workUnit';
@@ -136,6 +136,18 @@ describe('globalNorm', () => {
     expect(globalNorm(new Float32Array(0))).toBe(0);
   });
 
+  it('sums squares per block of NORM_BLOCK elements, then over the blocks in order', () => {
+    const n = 2 * NORM_BLOCK + 1234;
+    const g = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 10 ** ((i % 7) - 3));
+    let total = 0;
+    for (let lo = 0; lo < n; lo += NORM_BLOCK) {
+      let sq = 0;
+      for (let i = lo; i < Math.min(n, lo + NORM_BLOCK); i++) sq += g[i] * g[i];
+      total += sq;
+    }
+    expect(globalNorm(g)).toBe(Math.sqrt(total));
+  });
+
   it('does not overflow where squares exceed float32 range, and does not lose small terms', () => {
     // 1e20^2 = 1e40 is beyond float32's 3.4e38: the sum of squares must be float64.
     expectClose(globalNorm(Float32Array.from([1e20, 1e20])), Math.SQRT2 * Math.fround(1e20), 1e-15);
@@ -219,6 +231,37 @@ describe('OrderedReducer', () => {
     const reduced = r.finish();
     expect(reduced.examples).toBe(15);
     expect(Buffer.compare(bytes(reduced.meanGrad), bytes(reduceInOrder([0, 1, 2, 3, 4]).meanGrad))).toBe(0);
+  });
+
+  it('reports the mean gradient\'s globalNorm bit for bit, for one unit and for five in any order', () => {
+    for (const order of [[0], [3, 1, 4, 0, 2]]) {
+      const r = new OrderedReducer(order.length, paramCount);
+      for (const u of order) r.add(unitResult(u));
+      const reduced = r.finish();
+      expect(Object.is(reduced.gradNorm, globalNorm(reduced.meanGrad))).toBe(true);
+    }
+  });
+
+  it('with one unit, the mean is float32(g / examples), and -0 becomes +0 as in a sum from zero', () => {
+    const u = unitResult(0);
+    u.gradSum[5] = -0;
+    const r = new OrderedReducer(1, paramCount);
+    r.add(u);
+    const { meanGrad } = r.finish();
+    expect(Object.is(meanGrad[5], 0)).toBe(true);
+    for (const i of [0, 17, 256]) expect(meanGrad[i]).toBe(Math.fround(u.gradSum[i] / 3));
+  });
+
+  it('after reset (no zeroing), a step abandoned half-way leaves nothing behind: the next step equals a fresh reducer\'s', () => {
+    const r = new OrderedReducer(unitCount, paramCount);
+    r.add(unitResult(0));
+    r.add(unitResult(1));
+    r.reset(unitCount);
+    for (const u of [4, 2, 3, 1, 0]) r.add(unitResult(u));
+    const reference = reduceInOrder([0, 1, 2, 3, 4]);
+    const reduced = r.finish();
+    expect(Buffer.compare(bytes(reduced.meanGrad), bytes(reference.meanGrad))).toBe(0);
+    expect(Object.is(reduced.gradNorm, reference.gradNorm)).toBe(true);
   });
 
   it('throws from finish() until every unit is in, including when a gap remains', () => {
@@ -321,15 +364,14 @@ describe('the update on threads (UpdateThreads)', () => {
     const run = async (lanes: number) => {
       const state = initialOptimizerState(init.slice());
       const reducer = new OrderedReducer(1, n, lanes > 1);
-      const threads = lanes > 1 ? new UpdateThreads(lanes, shareOptimizerState(state), reducer.sum, reducer.mean) : undefined;
-      if (threads) reducer.meanPass = (sum, mean, examples) => threads.meanPass(sum, mean, examples);
+      const threads = lanes > 1 ? new UpdateThreads(lanes, shareOptimizerState(state), reducer.mean) : undefined;
       const norms: number[] = [];
       for (const [s, g] of grads.entries()) {
         reducer.reset(1);
         // A sum over 3 examples, so the mean pass divides.
         reducer.add({ step: s, unitId: 0, paramVersion: s, count: 3, lossSum: 1, lossByBucket: new Float64Array(10), countByBucket: new Float64Array(10), gradSum: g, computeSeconds: 0 });
-        const { meanGrad } = reducer.finish();
-        norms.push((threads ? threads.applyUpdate(cfg, state, meanGrad) : applyUpdate(cfg, state, meanGrad)).gradNorm);
+        const { meanGrad, gradNorm } = reducer.finish();
+        norms.push((threads ? threads.applyUpdate(cfg, state, meanGrad, gradNorm) : applyUpdate(cfg, state, meanGrad)).gradNorm);
       }
       await threads?.close();
       return { state, norms, mean: reducer.mean.slice() };

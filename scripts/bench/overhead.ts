@@ -77,33 +77,27 @@ function microTimings(P: number, reps: number): Micro[] {
     add(`decode RESULT ${DType[dtype].toLowerCase()}`, 'decodeMessage + decodeResult (view or conversion, finiteness pass)', 'per unit',
       timeIt(reps, () => decodeResult(decodeMessage(frames), P, dtype)));
   }
-  let reducer = new OrderedReducer(2, P);
-  add('new OrderedReducer', 'allocates the zeroed float64 sum (runStep, before dispatch)', 'once', timeIt(reps, () => { reducer = new OrderedReducer(2, P); }));
-  add('OrderedReducer.add', 'float64 sum += gradient', 'per unit', timeIt(reps, () => reducer.add({ ...r, unitId: 0 }), () => { reducer = new OrderedReducer(2, P); }));
-  reducer = new OrderedReducer(1, P);
-  reducer.add(r);
-  add('OrderedReducer.finish', 'mean into a new float32 vector', 'once', timeIt(reps, () => reducer.finish()));
-  add('globalNorm', 'the gradient norm (first pass of applyUpdate)', 'once', timeIt(reps, () => globalNorm(grad)));
+  add('new OrderedReducer', 'allocates the float64 sum and the mean (once per run)', 'once', timeIt(reps, () => new OrderedReducer(2, P)));
+  // One reducer reused across steps (reset), as the coordinator does.
+  const reducer = new OrderedReducer(3, P);
+  const unit = (unitId: number) => ({ ...r, unitId });
+  add('OrderedReducer.add, first of several units', 'sum = gradient (no zeroing pass)', 'per step', timeIt(reps, () => reducer.add(unit(0)), () => reducer.reset(3)));
+  add('OrderedReducer.add, a middle unit', 'float64 sum += gradient', 'per unit', timeIt(reps, () => reducer.add(unit(1)), () => { reducer.reset(3); reducer.add(unit(0)); }));
+  add('OrderedReducer.add, the last unit', 'mean = (sum + gradient) / examples and the norm\'s sums of squares, one pass', 'per step',
+    timeIt(reps, () => reducer.add(unit(2)), () => { reducer.reset(3); reducer.add(unit(0)); reducer.add(unit(1)); }));
+  add('OrderedReducer.add, the only unit', 'mean = gradient / examples and the norm, one pass (N = 1)', 'per step', timeIt(reps, () => reducer.add(unit(0)), () => reducer.reset(1)));
+  add('globalNorm', 'the gradient norm alone (now computed by the last add)', 'reference', timeIt(reps, () => globalNorm(grad)));
   let g = grad;
-  add('applyUpdate', 'norm + clip + Adam + EMA (one fused loop after the norm)', 'once', timeIt(reps, () => applyUpdate(TRAIN_DEFAULTS, state, g), () => { g = grad.slice(); }));
-  // The same two passes on update threads (the coordinator's --update-threads auto on this machine).
+  add('applyUpdate', 'clip + Adam + EMA, the norm given', 'once', timeIt(reps, () => applyUpdate(TRAIN_DEFAULTS, state, g, 1), () => { g = grad.slice(); }));
+  // The same pass on update threads (the coordinator's --update-threads auto on this machine).
   const lanes = Math.min(os.availableParallelism(), 8);
   const shared = shareOptimizerState(initialOptimizerState(gradientPattern(P).map((v) => v * 10)));
   const sharedReducer = new OrderedReducer(1, P, true);
-  const threads = new UpdateThreads(lanes, shared, sharedReducer.sum, sharedReducer.mean);
-  sharedReducer.meanPass = (sum, mean, examples) => threads.meanPass(sum, mean, examples);
+  const threads = new UpdateThreads(lanes, shared, sharedReducer.mean);
   sharedReducer.add(r);
-  add(`OrderedReducer.finish, ${lanes} threads`, 'the mean pass on UpdateThreads', 'once', timeIt(reps, () => sharedReducer.finish()));
-  add(`applyUpdate, ${lanes} threads`, 'norm (this thread) + clip + Adam + EMA on UpdateThreads', 'once', timeIt(reps, () => threads.applyUpdate(TRAIN_DEFAULTS, shared, sharedReducer.mean)));
+  add(`applyUpdate, ${lanes} threads`, 'clip + Adam + EMA on UpdateThreads, the norm given', 'once', timeIt(reps, () => threads.applyUpdate(TRAIN_DEFAULTS, shared, sharedReducer.mean, 1)));
   void threads.close();
   add('gradient copy (reference)', 'Float32Array.slice of the gradient: one memory pass', 'reference', timeIt(reps, () => grad.slice()));
-  // OrderedReducer.add's loop into an accumulator that is reused (zeroed) rather than allocated
-  // per step: what the fresh allocation's first-touch page faults cost.
-  const reused = new Float64Array(P);
-  add('add into a reused float64 sum (reference)', "OrderedReducer.add's loop after reused.fill(0) instead of a new Float64Array", 'reference', timeIt(reps, () => {
-    reused.fill(0);
-    for (let i = 0; i < reused.length; i++) reused[i] += grad[i];
-  }));
   return out;
 }
 

@@ -105,10 +105,8 @@ export class Coordinator {
       if (lanes > 1) {
         const state = shareOptimizerState(this.state);
         const reducer = new OrderedReducer(0, this.model.size, true);
-        const updater = new UpdateThreads(lanes, state, reducer.sum, reducer.mean);
-        reducer.meanPass = (sum, mean, examples) => updater.meanPass(sum, mean, examples);
         this.reducer = reducer;
-        this.updater = updater;
+        this.updater = new UpdateThreads(lanes, state, reducer.mean);
       }
       await this.opts.executor.start();
     })();
@@ -157,7 +155,9 @@ export class Coordinator {
       return undefined;
     }
     const reduced = reducer.finish();
-    const stats = this.updater ? this.updater.applyUpdate(this.opts.config, state, reduced.meanGrad) : applyUpdate(this.opts.config, state, reduced.meanGrad);
+    const stats = this.updater
+      ? this.updater.applyUpdate(this.opts.config, state, reduced.meanGrad, reduced.gradNorm)
+      : applyUpdate(this.opts.config, state, reduced.meanGrad, reduced.gradNorm);
     this.lastLoss = reduced.meanLoss;
     const report: StepReport = { ...stats, step: state.step, reduced, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
     this.opts.onStep?.(report);

@@ -32,10 +32,21 @@ export function emaDecay(cfg: OptimizerConfig, step: number): number {
   return Math.min(cfg.emaDecay, (1 + step) / (10 + step));
 }
 
+/** Elements per partial sum of the gradient norm: the sum of squares is taken block by block,
+ * then over the blocks in order, so a pass that computes some blocks elsewhere (the reduction's
+ * last add, reduce.ts) or in slices gets the same bits. */
+export const NORM_BLOCK = 65536;
+
+/** The Euclidean norm, float64 sums of squares per NORM_BLOCK elements, then over the blocks. */
 export function globalNorm(grad: Float32Array): number {
-  let sq = 0;
-  for (let i = 0; i < grad.length; i++) sq += grad[i] * grad[i];
-  return Math.sqrt(sq);
+  let total = 0;
+  for (let lo = 0; lo < grad.length; lo += NORM_BLOCK) {
+    const hi = Math.min(grad.length, lo + NORM_BLOCK);
+    let sq = 0;
+    for (let i = lo; i < hi; i++) sq += grad[i] * grad[i];
+    total += sq;
+  }
+  return Math.sqrt(total);
 }
 
 export interface UpdateStats {
@@ -81,9 +92,9 @@ export function updateRange(s: UpdateArrays, grad: Float32Array, k: UpdateScalar
   }
 }
 
-/** One update from the mean gradient (modified in place by clipping). */
-export function applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array): UpdateStats {
-  const gradNorm = globalNorm(grad);
+/** One update from the mean gradient. `gradNorm`: its globalNorm, if already known (the
+ * reduction computes it in its last pass). */
+export function applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array, gradNorm = globalNorm(grad)): UpdateStats {
   const k = updateScalars(cfg, s.step, gradNorm);
   updateRange(s, grad, k, 0, s.params.length);
   s.step += 1;

@@ -1,15 +1,13 @@
-/** One slice of the coordinator's update passes (updateThreads.ts), on shared memory. */
+/** One slice of the coordinator's update pass (updateThreads.ts), on shared memory. */
 import { workerData } from 'worker_threads';
 import { UpdateScalars, updateRange } from './optimizer';
-import { meanRange } from './reduce';
-import { CTRL, EXAMPLES_SLOT, OP, SCALAR_KEYS, UpdateThreadInit } from './updateThreads';
+import { CTRL, OP, SCALAR_KEYS, UpdateThreadInit } from './updateThreads';
 
 const init = workerData as UpdateThreadInit;
 const ctrl = new Int32Array(init.control, 0, CTRL.int32s);
 const scalars = new Float64Array(init.control, CTRL.int32s * 4);
 const f32 = (b: SharedArrayBuffer) => new Float32Array(b);
 const state = { params: f32(init.params), ema: f32(init.ema), adamM: f32(init.adamM), adamV: f32(init.adamV) };
-const sum = new Float64Array(init.sum);
 const mean = f32(init.mean);
 
 for (let seen = 0; ;) {
@@ -17,8 +15,7 @@ for (let seen = 0; ;) {
   seen = Atomics.load(ctrl, CTRL.generation);
   const op = Atomics.load(ctrl, CTRL.op);
   if (op === OP.exit) break;
-  if (op === OP.mean) meanRange(sum, mean, scalars[EXAMPLES_SLOT], init.lo, init.hi);
-  else if (op === OP.update) {
+  if (op === OP.update) {
     const k = Object.fromEntries(SCALAR_KEYS.map((key, i) => [key, scalars[i]])) as unknown as UpdateScalars;
     updateRange(state, mean, k, init.lo, init.hi);
   }

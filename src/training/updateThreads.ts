@@ -1,9 +1,8 @@
 /**
- * The coordinator's per-step passes over every parameter (the mean of the reduced gradient, then
- * clipping, Adam and the EMA) split into contiguous slices over this thread and k - 1 worker
- * threads, on SharedArrayBuffers. Each element is computed by the same code as on one thread
- * (optimizer.ts updateRange, reduce.ts meanRange), so the bits do not depend on k; the gradient
- * norm, a sum whose order matters, stays on this thread.
+ * The coordinator's per-step pass over every parameter (clipping, Adam and the EMA) split into
+ * contiguous slices over this thread and k - 1 worker threads, on SharedArrayBuffers. Each element
+ * is computed by the same code as on one thread (optimizer.ts updateRange), so the bits do not
+ * depend on k. The mean gradient and its norm come from the reduction's last pass (reduce.ts).
  *
  * Synchronous, like the single-thread passes it replaces: this thread publishes an operation in a
  * shared control block, does its own slice, and waits (Atomics.wait) for the others.
@@ -11,15 +10,13 @@
 import { Worker as Thread } from 'worker_threads';
 import { threadScript } from '../util/threadScript';
 import { OptimizerConfig, OptimizerState, UpdateArrays, UpdateScalars, UpdateStats, globalNorm, updateRange, updateScalars } from './optimizer';
-import { meanRange } from './reduce';
 
 /** Control block, Int32 slots: a generation counter that wakes the threads, the operation, and
  * how many threads finished it. Scalars follow as float64. */
 export const CTRL = { generation: 0, op: 1, done: 2, int32s: 4 } as const;
-export const OP = { mean: 1, update: 2, exit: 3 } as const;
-/** Float64 slots after the int32 ones: the UpdateScalars in this order, then the example count. */
+export const OP = { update: 1, exit: 2 } as const;
+/** Float64 slots after the int32 ones: the UpdateScalars in this order. */
 export const SCALAR_KEYS = ['clip', 'lr', 'b1', 'b2', 'c1', 'c2', 'eps', 'decay'] as const;
-export const EXAMPLES_SLOT = SCALAR_KEYS.length;
 
 export interface UpdateThreadInit {
   control: SharedArrayBuffer;
@@ -27,7 +24,6 @@ export interface UpdateThreadInit {
   ema: SharedArrayBuffer;
   adamM: SharedArrayBuffer;
   adamV: SharedArrayBuffer;
-  sum: SharedArrayBuffer;
   mean: SharedArrayBuffer;
   lo: number;
   hi: number;
@@ -63,8 +59,8 @@ export class UpdateThreads {
   private closed = false;
 
   /** `lanes` slices: this thread's and lanes - 1 worker threads'. The arrays must be shared. */
-  constructor(lanes: number, private readonly state: UpdateArrays, private readonly sum: Float64Array, private readonly mean: Float32Array, private readonly timeoutMs = 120_000) {
-    const control = new SharedArrayBuffer(CTRL.int32s * 4 + (SCALAR_KEYS.length + 1) * 8);
+  constructor(lanes: number, private readonly state: UpdateArrays, private readonly mean: Float32Array, private readonly timeoutMs = 120_000) {
+    const control = new SharedArrayBuffer(CTRL.int32s * 4 + SCALAR_KEYS.length * 8);
     this.ctrl = new Int32Array(control, 0, CTRL.int32s);
     this.scalars = new Float64Array(control, CTRL.int32s * 4);
     const n = state.params.length;
@@ -75,7 +71,7 @@ export class UpdateThreads {
     };
     const buffers = {
       params: shared(state.params, 'params'), ema: shared(state.ema, 'ema'), adamM: shared(state.adamM, 'adamM'), adamV: shared(state.adamV, 'adamV'),
-      sum: shared(sum, 'the reduction sum'), mean: shared(mean, 'the mean gradient'),
+      mean: shared(mean, 'the mean gradient'),
     };
     const script = threadScript(__dirname, 'training', 'updateThread');
     this.threads = Array.from({ length: lanes - 1 }, (_, i) => {
@@ -91,17 +87,9 @@ export class UpdateThreads {
     return this.threads.length + 1;
   }
 
-  /** mean = sum / examples, as reduce.ts's finish() does on one thread. */
-  meanPass(sum: Float64Array, mean: Float32Array, examples: number): void {
-    if (sum !== this.sum || mean !== this.mean) throw new Error('UpdateThreads.meanPass: not the arrays it was built with');
-    this.scalars[EXAMPLES_SLOT] = examples;
-    this.run(OP.mean, () => meanRange(sum, mean, examples, this.bounds[0], this.bounds[1]));
-  }
-
   /** optimizer.ts applyUpdate on these threads: the same result, bit for bit. */
-  applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array): UpdateStats {
+  applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array, gradNorm = globalNorm(grad)): UpdateStats {
     if (s.params !== this.state.params) throw new Error('UpdateThreads.applyUpdate: not the state it was built with');
-    const gradNorm = globalNorm(grad);
     const k = updateScalars(cfg, s.step, gradNorm);
     this.update(grad, k);
     s.step += 1;
