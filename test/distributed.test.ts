@@ -71,6 +71,15 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
     }
   }, 160_000);
 
+  it('with 2 worker processes and the coordinator\'s update (and parameter encoding) on 3 threads give the in-process parameters bit for bit', async () => {
+    const dir = path.join(root, `${backend}-workers-update-threads`);
+    const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '2', '--update-threads', '3', '--checkpoint-dir', dir]);
+    expect((await waitExit(p, 150_000)).code).toBe(0);
+    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
+      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
+    }
+  }, 160_000);
+
   it('with the in-process worker computing on 3 threads give the in-process parameters bit for bit', async () => {
     const dir = path.join(root, `${backend}-in-process-threads`);
     const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '0', '--threads', '3', '--checkpoint-dir', dir]);
@@ -128,5 +137,15 @@ describe.each(['float16', 'bfloat16'])('--transport-dtype %s', (dtype) => {
     const b = new Float32Array(new Uint8Array(finalBytes(reference, 'model.bin')).buffer);
     expect(relativeL2(a, b)).toBeGreaterThan(0);
     expect(relativeL2(a, b)).toBeLessThan(0.05);
+  }, 160_000);
+
+  it('gives the same bits when the update threads encode the parameters for the workers (--update-threads 3)', async () => {
+    const dirs = await Promise.all([1, 3].map(async (threads) => {
+      const dir = path.join(root, `wasm-${dtype}-update-threads-${threads}`);
+      const p = startDdpm(['train', ...TINY, '--backend', 'wasm', '--steps', '4', '--workers', '1', '--transport-dtype', dtype, '--update-threads', String(threads), '--checkpoint-dir', dir]);
+      expect((await waitExit(p, 150_000)).code).toBe(0);
+      return dir;
+    }));
+    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) expect(Buffer.compare(finalBytes(dirs[1], file), finalBytes(dirs[0], file))).toBe(0);
   }, 160_000);
 });

@@ -353,6 +353,34 @@ describe('BatchPlanner', () => {
 });
 
 describe('the update on threads (UpdateThreads)', () => {
+  it('also writes the new parameters into the next PARAMETERS frame: the bytes encodeFloats gives, in each transport dtype', async () => {
+    const { initialOptimizerState } = await import('../src/training/optimizer');
+    const { OrderedReducer } = await import('../src/training/reduce');
+    const { UpdateThreads, shareOptimizerState } = await import('../src/training/updateThreads');
+    const { DType, encodeFloats } = await import('../src/protocol/dtypes');
+    const n = 70_001;
+    const cfg = { lr: 1e-2, warmupSteps: 0, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, gradClip: 1, emaDecay: 0.999 };
+    const g = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7) * 10 ** ((i % 9) - 6));
+    for (const lanes of [2, 3]) {
+      const state = shareOptimizerState(initialOptimizerState(Float32Array.from({ length: n }, (_, i) => Math.cos(i) * 3e4))); // past float16's range too
+      const reducer = new OrderedReducer(1, n, true);
+      const threads = new UpdateThreads(lanes, state, reducer.mean);
+      try {
+        for (const dtype of [DType.FLOAT32, DType.BFLOAT16, DType.FLOAT16]) {
+          reducer.reset(1);
+          reducer.add({ step: 0, unitId: 0, paramVersion: 0, count: 2, lossSum: 1, lossByBucket: new Float64Array(10), countByBucket: new Float64Array(10), gradSum: g, computeSeconds: 0 });
+          const { meanGrad, gradNorm } = reducer.finish();
+          const frame = { dtype, bytes: new Uint8Array(new SharedArrayBuffer(n * (dtype === DType.FLOAT32 ? 4 : 2))) };
+          threads.applyUpdate(cfg, state, meanGrad, gradNorm, frame);
+          expect([lanes, DType[dtype], Buffer.compare(Buffer.from(frame.bytes), encodeFloats(state.params, dtype))]).toEqual([lanes, DType[dtype], 0]);
+        }
+      } finally {
+        await threads.close();
+      }
+    }
+  }, 60_000);
+
+
   it('gives the one-thread mean, parameters, EMA and Adam moments bit for bit, for any number of threads', async () => {
     const { applyUpdate, initialOptimizerState } = await import('../src/training/optimizer');
     const { OrderedReducer } = await import('../src/training/reduce');

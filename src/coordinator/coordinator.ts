@@ -15,6 +15,7 @@ import { CheckpointStore } from '../checkpoint/store';
 import { CheckpointError } from '../checkpoint/errors';
 import { UnitExecutor } from './executor';
 import { UpdateThreads, shareOptimizerState } from '../training/updateThreads';
+import { bytesPerElement } from '../protocol/dtypes';
 
 export interface CheckpointPolicy {
   store: CheckpointStore;
@@ -38,8 +39,8 @@ export interface CoordinatorOptions {
   resume?: boolean;
   log?: (line: string) => void;
   onStep?: (report: StepReport) => void;
-  /** Threads (this one included) for the per-step passes over the parameters: the mean gradient,
-   * Adam and the EMA. The result does not depend on it. Default 1. */
+  /** Threads (this one included) for the per-step pass over the parameters: clipping, Adam, the
+   * EMA and the encoding of the next PARAMETERS message. The result does not depend on it. Default 1. */
   updateThreads?: number;
   onCheckpoint?: (dir: string, seconds: number) => void;
   onCheckpointFailed?: (err: Error) => void;
@@ -61,6 +62,8 @@ export class Coordinator {
   private lastSavedStep = -1;
   private reducer: OrderedReducer | undefined;
   private updater: UpdateThreads | undefined;
+  /** The parameters of step `version`, already encoded for the executor by the update threads. */
+  private nextFrame: { version: number; bytes: Uint8Array } | undefined;
 
   constructor(private readonly opts: CoordinatorOptions) {
     const { config, dataset } = opts;
@@ -149,15 +152,25 @@ export class Coordinator {
     this.reducer ??= new OrderedReducer(units.length, this.model.size);
     const reducer = this.reducer;
     reducer.reset(units.length);
-    await this.opts.executor.run({ step, paramVersion: step, params: state.params, units }, (r: UnitResult) => r.step === step && reducer.add(r));
+    const paramsFrame = this.nextFrame?.version === step ? this.nextFrame.bytes : undefined;
+    this.nextFrame = undefined;
+    await this.opts.executor.run({ step, paramVersion: step, params: state.params, paramsFrame, units }, (r: UnitResult) => r.step === step && reducer.add(r));
     if (this.stepAbandoned) {
       this.opts.log?.(`step ${step} abandoned: stop requested and the step did not finish in time`);
       return undefined;
     }
     const reduced = reducer.finish();
-    const stats = this.updater
-      ? this.updater.applyUpdate(this.opts.config, state, reduced.meanGrad, reduced.gradNorm)
-      : applyUpdate(this.opts.config, state, reduced.meanGrad, reduced.gradNorm);
+    let stats: UpdateStats;
+    const dtype = this.opts.executor.paramsDtype;
+    if (this.updater) {
+      // The threads also encode the new parameters for the next step's PARAMETERS message: a
+      // fresh buffer each step, since ZeroMQ may still hold the last one (it sends without copying).
+      const frame = dtype === undefined ? undefined : { dtype, bytes: new Uint8Array(new SharedArrayBuffer(state.params.length * bytesPerElement(dtype))) };
+      stats = this.updater.applyUpdate(this.opts.config, state, reduced.meanGrad, reduced.gradNorm, frame);
+      if (frame) this.nextFrame = { version: state.step, bytes: frame.bytes };
+    } else {
+      stats = applyUpdate(this.opts.config, state, reduced.meanGrad, reduced.gradNorm);
+    }
     this.lastLoss = reduced.meanLoss;
     const report: StepReport = { ...stats, step: state.step, reduced, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
     this.opts.onStep?.(report);

@@ -56,6 +56,7 @@ interface CurrentStep {
 
 export class RemoteExecutor implements UnitExecutor {
   readonly runId: string;
+  readonly paramsDtype: DType;
   readonly workers = new WorkerRegistry();
   private readonly rejects = new RejectLog((line) => this.log(line));
   private current: CurrentStep | undefined;
@@ -74,6 +75,7 @@ export class RemoteExecutor implements UnitExecutor {
   private readonly speeds = new WorkerSpeeds();
 
   constructor(private readonly opts: RemoteExecutorOptions) {
+    this.paramsDtype = opts.transportDtype;
     this.runId = opts.runId ?? randomUUID();
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
     this.workerTimeoutMs = opts.workerTimeoutMs ?? 5000;
@@ -148,7 +150,7 @@ export class RemoteExecutor implements UnitExecutor {
   private assign(cur: CurrentStep, w: WorkerRecord, unitId: number): void {
     const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
     if (w.paramVersion !== cur.work.paramVersion) {
-      cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype);
+      cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype, cur.work.paramsFrame);
       this.send(w, cur.paramsFrames);
       w.paramVersion = cur.work.paramVersion;
     }

@@ -71,13 +71,18 @@ export function uint32View(frame: Uint8Array): Uint32Array {
 
 /** float32 -> bfloat16 with round-to-nearest-even (NaN kept NaN). */
 export function toBfloat16(src: Float32Array): Uint16Array {
-  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < bits.length; i++) {
+  bfloat16Range(src, out, 0, src.length);
+  return out;
+}
+
+/** out[i] = bfloat16(src[i]) for i in [lo, hi). */
+function bfloat16Range(src: Float32Array, out: Uint16Array, lo: number, hi: number): void {
+  const bits = new Uint32Array(src.buffer, src.byteOffset, src.length);
+  for (let i = lo; i < hi; i++) {
     const b = bits[i];
     out[i] = (b & 0x7fffffff) > 0x7f800000 ? (b >>> 16) | 0x40 : (b + 0x7fff + ((b >>> 16) & 1)) >>> 16;
   }
-  return out;
 }
 
 export function fromBfloat16(src: Uint16Array): Float32Array {
@@ -97,7 +102,13 @@ function roundHalfEven(x: number): number {
 /** float32 -> IEEE binary16, round to nearest even; overflow to infinity. */
 export function toFloat16(src: Float32Array): Uint16Array {
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < src.length; i++) {
+  float16Range(src, out, 0, src.length);
+  return out;
+}
+
+/** out[i] = binary16(src[i]) for i in [lo, hi). */
+function float16Range(src: Float32Array, out: Uint16Array, lo: number, hi: number): void {
+  for (let i = lo; i < hi; i++) {
     f32[0] = src[i];
     const x = u32[0];
     const sign = (x >>> 16) & 0x8000;
@@ -130,7 +141,6 @@ export function toFloat16(src: Float32Array): Uint16Array {
     }
     out[i] = sign | (e << 10) | (mant >>> 13);
   }
-  return out;
 }
 
 export function fromFloat16(src: Uint16Array): Float32Array {
@@ -143,6 +153,27 @@ export function fromFloat16(src: Uint16Array): Float32Array {
     out[i] = exp === 0 ? sign * mant * 2 ** -24 : exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
   }
   return out;
+}
+
+/**
+ * Encodes elements [lo, hi) of a float32 vector into `frame`, a whole vector's frame in a
+ * transport dtype, with the same bytes as encodeFloats: for filling one frame in slices (the
+ * coordinator's update threads write the next step's parameters as they compute them).
+ */
+export function encodeFloatsRange(values: Float32Array, dtype: DType, frame: Uint8Array, lo: number, hi: number): void {
+  const n = frame.byteLength / bytesPerElement(dtype);
+  if (n !== values.length) throw new RangeError(`frame holds ${n} values, the vector ${values.length}`);
+  switch (dtype) {
+    case DType.FLOAT32:
+      new Float32Array(frame.buffer, frame.byteOffset, n).set(values.subarray(lo, hi), lo);
+      return;
+    case DType.FLOAT16:
+      return float16Range(values, new Uint16Array(frame.buffer, frame.byteOffset, n), lo, hi);
+    case DType.BFLOAT16:
+      return bfloat16Range(values, new Uint16Array(frame.buffer, frame.byteOffset, n), lo, hi);
+    default:
+      throw new RangeError(`dtype ${dtype} is not a float transport dtype`);
+  }
 }
 
 /** Encodes a float32 vector in a transport dtype. */

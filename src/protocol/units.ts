@@ -1,5 +1,5 @@
 /** WORK, RESULT and PARAMETERS messages <-> the training types, with validation of every field. */
-import { DType, bytesOf, decodeFloats, encodeFloats, int32View, uint32View } from './dtypes';
+import { DType, bytesOf, bytesPerElement, decodeFloats, encodeFloats, int32View, uint32View } from './dtypes';
 import { Kind, Message, ProtocolError, encodeMessage, expectTensor } from './messages';
 import { LOSS_BUCKETS, UnitResult, WorkUnit } from '../training/workUnit';
 import type { UNetConfig } from '../model/config';
@@ -78,11 +78,16 @@ export function decodeResult(m: Message, parameterCount: number, dtype: DType): 
   };
 }
 
-export function encodeParameters(params: Float32Array, stamp: Stamp, dtype: DType): Buffer[] {
+/** `encoded`: the parameters already in `dtype` (encodeFloatsRange), in a buffer nothing will
+ * write again, sent as it is; else they are encoded here. */
+export function encodeParameters(params: Float32Array, stamp: Stamp, dtype: DType, encoded?: Uint8Array): Buffer[] {
+  if (encoded !== undefined && encoded.byteLength !== params.length * bytesPerElement(dtype)) {
+    throw new RangeError(`encoded parameters: ${encoded.byteLength} bytes for ${params.length} ${DType[dtype]} values`);
+  }
   return encodeMessage(
     { kind: Kind.PARAMETERS, runId: stamp.runId, step: stamp.step, paramVersion: stamp.paramVersion, parameters: {} },
-    // A copy: the coordinator updates its parameters in place while ZeroMQ may still hold the frame.
-    [{ name: 'params', dtype, shape: [params.length], bytes: dtype === DType.FLOAT32 ? Buffer.from(bytesOf(params)) : encodeFloats(params, dtype) }],
+    // Otherwise a copy: the coordinator updates its parameters in place while ZeroMQ may still hold the frame.
+    [{ name: 'params', dtype, shape: [params.length], bytes: encoded !== undefined ? bytesOf(encoded) : dtype === DType.FLOAT32 ? Buffer.from(bytesOf(params)) : encodeFloats(params, dtype) }],
   );
 }
 

@@ -1,7 +1,7 @@
 /** One slice of the coordinator's update pass (updateThreads.ts), on shared memory. */
-import { workerData } from 'worker_threads';
-import { UpdateScalars, updateRange } from './optimizer';
-import { CTRL, OP, SCALAR_KEYS, UpdateThreadInit } from './updateThreads';
+import { receiveMessageOnPort, workerData } from 'worker_threads';
+import { UpdateScalars } from './optimizer';
+import { CTRL, FRAME_SLOT, OP, ParamsFrame, SCALAR_KEYS, UpdateThreadInit, updateSlice } from './updateThreads';
 
 const init = workerData as UpdateThreadInit;
 const ctrl = new Int32Array(init.control, 0, CTRL.int32s);
@@ -17,7 +17,9 @@ for (let seen = 0; ;) {
   if (op === OP.exit) break;
   if (op === OP.update) {
     const k = Object.fromEntries(SCALAR_KEYS.map((key, i) => [key, scalars[i]])) as unknown as UpdateScalars;
-    updateRange(state, mean, k, init.lo, init.hi);
+    const frame = Atomics.load(ctrl, FRAME_SLOT) === 1 ? (receiveMessageOnPort(init.port)?.message as ParamsFrame | undefined) : undefined;
+    if (Atomics.load(ctrl, FRAME_SLOT) === 1 && frame === undefined) throw new Error('update thread: the parameters frame did not arrive');
+    updateSlice(state, mean, k, init.lo, init.hi, frame);
   }
   Atomics.add(ctrl, CTRL.done, 1);
   Atomics.notify(ctrl, CTRL.done);

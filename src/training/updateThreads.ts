@@ -3,11 +3,14 @@
  * contiguous slices over this thread and k - 1 worker threads, on SharedArrayBuffers. Each element
  * is computed by the same code as on one thread (optimizer.ts updateRange), so the bits do not
  * depend on k. The mean gradient and its norm come from the reduction's last pass (reduce.ts).
+ * Optionally each lane also writes its slice of the new parameters into the next PARAMETERS
+ * frame (in the transport dtype), so the coordinator's thread does not encode them.
  *
  * Synchronous, like the single-thread passes it replaces: this thread publishes an operation in a
  * shared control block, does its own slice, and waits (Atomics.wait) for the others.
  */
-import { Worker as Thread } from 'worker_threads';
+import { MessageChannel, MessagePort, Worker as Thread } from 'worker_threads';
+import { DType, encodeFloatsRange } from '../protocol/dtypes';
 import { threadScript } from '../util/threadScript';
 import { OptimizerConfig, OptimizerState, UpdateArrays, UpdateScalars, UpdateStats, globalNorm, updateRange, updateScalars } from './optimizer';
 
@@ -15,6 +18,8 @@ import { OptimizerConfig, OptimizerState, UpdateArrays, UpdateScalars, UpdateSta
  * how many threads finished it. Scalars follow as float64. */
 export const CTRL = { generation: 0, op: 1, done: 2, int32s: 4 } as const;
 export const OP = { update: 1, exit: 2 } as const;
+/** Int32 slot: 1 when this update also fills a parameters frame (posted to each thread's port). */
+export const FRAME_SLOT = 3;
 /** Float64 slots after the int32 ones: the UpdateScalars in this order. */
 export const SCALAR_KEYS = ['clip', 'lr', 'b1', 'b2', 'c1', 'c2', 'eps', 'decay'] as const;
 
@@ -25,8 +30,22 @@ export interface UpdateThreadInit {
   adamM: SharedArrayBuffer;
   adamV: SharedArrayBuffer;
   mean: SharedArrayBuffer;
+  /** Where each update's parameters frame arrives, read synchronously (receiveMessageOnPort). */
+  port: MessagePort;
   lo: number;
   hi: number;
+}
+
+/** The next PARAMETERS frame: the whole parameter vector in the transport dtype, in shared memory. */
+export interface ParamsFrame {
+  dtype: DType;
+  bytes: Uint8Array;
+}
+
+/** One lane's share of an update: clip/Adam/EMA over [lo, hi), then that slice of the frame. */
+export function updateSlice(state: UpdateArrays, mean: Float32Array, k: UpdateScalars, lo: number, hi: number, frame: ParamsFrame | undefined): void {
+  updateRange(state, mean, k, lo, hi);
+  if (frame) encodeFloatsRange(state.params, frame.dtype, frame.bytes, lo, hi);
 }
 
 /** A copy of `a` in shared memory (or `a` itself if it already is). */
@@ -56,6 +75,7 @@ export class UpdateThreads {
   private readonly scalars: Float64Array;
   private readonly bounds: number[];
   private readonly threads: Thread[];
+  private readonly ports: MessagePort[] = [];
   private closed = false;
 
   /** `lanes` slices: this thread's and lanes - 1 worker threads'. The arrays must be shared. */
@@ -75,8 +95,10 @@ export class UpdateThreads {
     };
     const script = threadScript(__dirname, 'training', 'updateThread');
     this.threads = Array.from({ length: lanes - 1 }, (_, i) => {
-      const init: UpdateThreadInit = { control, ...buffers, lo: this.bounds[i + 1], hi: this.bounds[i + 2] };
-      const t = new Thread(script, { workerData: init });
+      const { port1, port2 } = new MessageChannel();
+      this.ports.push(port1);
+      const init: UpdateThreadInit = { control, ...buffers, port: port2, lo: this.bounds[i + 1], hi: this.bounds[i + 2] };
+      const t = new Thread(script, { workerData: init, transferList: [port2] });
       // Blocked in Atomics.wait between passes: they must not keep the process alive.
       t.unref();
       return t;
@@ -87,20 +109,25 @@ export class UpdateThreads {
     return this.threads.length + 1;
   }
 
-  /** optimizer.ts applyUpdate on these threads: the same result, bit for bit. */
-  applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array, gradNorm = globalNorm(grad)): UpdateStats {
+  /** optimizer.ts applyUpdate on these threads: the same result, bit for bit; and, given a
+   * frame, the new parameters encoded into it (the bytes encodeFloats would give). */
+  applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array, gradNorm = globalNorm(grad), frame?: ParamsFrame): UpdateStats {
     if (s.params !== this.state.params) throw new Error('UpdateThreads.applyUpdate: not the state it was built with');
     const k = updateScalars(cfg, s.step, gradNorm);
-    this.update(grad, k);
+    this.update(grad, k, frame);
     s.step += 1;
     return { gradNorm, learningRate: k.lr };
   }
 
   /** Clipping, Adam and EMA over every element with the given scalars (optimizer.ts updateRange). */
-  update(grad: Float32Array, k: UpdateScalars): void {
+  update(grad: Float32Array, k: UpdateScalars, frame?: ParamsFrame): void {
     if (grad !== this.mean) throw new Error('UpdateThreads.update: the gradient must be the shared mean');
+    if (frame && !(frame.bytes.buffer instanceof SharedArrayBuffer)) throw new Error('UpdateThreads.update: the parameters frame must be in shared memory');
     SCALAR_KEYS.forEach((key, i) => { this.scalars[i] = k[key]; });
-    this.run(OP.update, () => updateRange(this.state, grad, k, this.bounds[0], this.bounds[1]));
+    Atomics.store(this.ctrl, FRAME_SLOT, frame ? 1 : 0);
+    // Delivered before the threads wake; each reads it synchronously.
+    if (frame) for (const port of this.ports) port.postMessage(frame);
+    this.run(OP.update, () => updateSlice(this.state, grad, k, this.bounds[0], this.bounds[1], frame));
   }
 
   private run(op: number, ownSlice: () => void): void {
@@ -122,6 +149,7 @@ export class UpdateThreads {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const port of this.ports) port.close();
     Atomics.store(this.ctrl, CTRL.op, OP.exit);
     Atomics.add(this.ctrl, CTRL.generation, 1);
     Atomics.notify(this.ctrl, CTRL.generation);
