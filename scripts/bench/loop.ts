@@ -130,6 +130,7 @@ class Probe {
 
   executor(inner: RemoteExecutor): UnitExecutor {
     return {
+      paramsDtype: inner.paramsDtype,
       start: () => inner.start(),
       stop: () => inner.stop(),
       cancel: () => inner.cancel(),
