@@ -1,5 +1,5 @@
 /** float16 and bfloat16 transport encodings against values worked out by hand (IEEE 754). */
-import { DType, decodeFloats, encodeFloats, fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from '../src/protocol/dtypes';
+import { DType, decodeFiniteFloats, decodeFloats, encodeFloats, encodeFloatsRange, fromBfloat16, fromFloat16, toBfloat16, toFloat16 } from '../src/protocol/dtypes';
 
 describe('float16 encoding', () => {
   it.each([
@@ -63,6 +63,27 @@ describe('frames', () => {
     const backing = Buffer.alloc(9);
     Buffer.from(v.buffer).copy(backing, 1);
     expect(Array.from(decodeFloats(backing.subarray(1), DType.FLOAT32))).toEqual([1.5, -2.25]);
+  });
+
+  it.each([DType.FLOAT32, DType.FLOAT16, DType.BFLOAT16])('dtype %p: decodeFiniteFloats gives decodeFloats\'s values, and undefined for NaN, +Inf or -Inf anywhere', (dtype) => {
+    // The largest finite value of each 16-bit format is accepted (its exponent is one below all ones).
+    const v = new Float32Array([1, -2.5, 0, dtype === DType.FLOAT16 ? 65504 : 3e38, 7]);
+    const frame = encodeFloats(v, dtype);
+    expect(Array.from(decodeFiniteFloats(frame, dtype) ?? [])).toEqual(Array.from(decodeFloats(frame, dtype)));
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      for (const at of [0, 4]) {
+        const w = v.slice();
+        w[at] = bad;
+        expect([bad, at, decodeFiniteFloats(encodeFloats(w, dtype), dtype)]).toEqual([bad, at, undefined]);
+      }
+    }
+  });
+
+  it.each([DType.FLOAT32, DType.FLOAT16, DType.BFLOAT16])('dtype %p: a frame filled in slices by encodeFloatsRange has encodeFloats\'s bytes', (dtype) => {
+    const v = Float32Array.from({ length: 1001 }, (_, i) => Math.sin(i) * 10 ** ((i % 11) - 5));
+    const frame = new Uint8Array(v.length * (dtype === DType.FLOAT32 ? 4 : 2));
+    for (const [lo, hi] of [[0, 300], [300, 301], [301, 1001]]) encodeFloatsRange(v, dtype, frame, lo, hi);
+    expect(Buffer.compare(Buffer.from(frame), encodeFloats(v, dtype))).toBe(0);
   });
 
   it.each([DType.FLOAT16, DType.BFLOAT16])('dtype %p halves the bytes', (dtype) => {

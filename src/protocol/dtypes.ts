@@ -86,9 +86,19 @@ function bfloat16Range(src: Float32Array, out: Uint16Array, lo: number, hi: numb
 }
 
 export function fromBfloat16(src: Uint16Array): Float32Array {
+  return bfloat16ToFloat32(src) as Float32Array;
+}
+
+/** The conversion, and (checkFinite) undefined if any value is NaN or infinite, in one pass. */
+function bfloat16ToFloat32(src: Uint16Array, checkFinite = false): Float32Array | undefined {
   const out = new Uint32Array(src.length);
-  for (let i = 0; i < src.length; i++) out[i] = src[i] << 16;
-  return new Float32Array(out.buffer);
+  let special = false;
+  for (let i = 0; i < src.length; i++) {
+    const h = src[i];
+    if ((h & 0x7f80) === 0x7f80) special = true;
+    out[i] = h << 16;
+  }
+  return checkFinite && special ? undefined : new Float32Array(out.buffer);
 }
 
 const f32 = new Float32Array(1);
@@ -144,15 +154,22 @@ function float16Range(src: Float32Array, out: Uint16Array, lo: number, hi: numbe
 }
 
 export function fromFloat16(src: Uint16Array): Float32Array {
+  return float16ToFloat32(src) as Float32Array;
+}
+
+/** The conversion, and (checkFinite) undefined if any value is NaN or infinite, in one pass. */
+function float16ToFloat32(src: Uint16Array, checkFinite = false): Float32Array | undefined {
   const out = new Float32Array(src.length);
+  let special = false;
   for (let i = 0; i < src.length; i++) {
     const h = src[i];
     const sign = h & 0x8000 ? -1 : 1;
     const exp = (h >>> 10) & 0x1f;
     const mant = h & 0x3ff;
+    if (exp === 0x1f) special = true;
     out[i] = exp === 0 ? sign * mant * 2 ** -24 : exp === 0x1f ? (mant ? NaN : sign * Infinity) : sign * (1 + mant / 1024) * 2 ** (exp - 15);
   }
-  return out;
+  return checkFinite && special ? undefined : out;
 }
 
 /**
@@ -185,6 +202,33 @@ export function encodeFloats(values: Float32Array, dtype: DType): Buffer {
       return bytesOf(toFloat16(values));
     case DType.BFLOAT16:
       return bytesOf(toBfloat16(values));
+    default:
+      throw new RangeError(`dtype ${dtype} is not a float transport dtype`);
+  }
+}
+
+/** Sum of the values: finite exactly when every value is (float32 magnitudes cannot overflow a double sum). */
+function allFinite(values: Float32Array): boolean {
+  let s = 0;
+  for (let i = 0; i < values.length; i++) s += values[i];
+  return Number.isFinite(s);
+}
+
+/**
+ * decodeFloats, or undefined if any value is NaN or infinite: what a received frame must pass.
+ * 16-bit frames are checked on their own bits in the conversion's pass.
+ */
+export function decodeFiniteFloats(frame: Uint8Array, dtype: DType): Float32Array | undefined {
+  switch (dtype) {
+    case DType.FLOAT32: {
+      const values = float32View(frame);
+      return allFinite(values) ? values : undefined;
+    }
+    case DType.FLOAT16:
+    case DType.BFLOAT16: {
+      const src = new Uint16Array(aligned(frame), frame.byteOffset % 4 === 0 ? frame.byteOffset : 0, frame.byteLength / 2);
+      return dtype === DType.FLOAT16 ? float16ToFloat32(src, true) : bfloat16ToFloat32(src, true);
+    }
     default:
       throw new RangeError(`dtype ${dtype} is not a float transport dtype`);
   }

@@ -1,5 +1,5 @@
 /** WORK, RESULT and PARAMETERS messages <-> the training types, with validation of every field. */
-import { DType, bytesOf, bytesPerElement, decodeFloats, encodeFloats, int32View, uint32View } from './dtypes';
+import { DType, bytesOf, bytesPerElement, decodeFiniteFloats, encodeFloats, int32View, uint32View } from './dtypes';
 import { Kind, Message, ProtocolError, encodeMessage, expectTensor } from './messages';
 import { LOSS_BUCKETS, UnitResult, WorkUnit } from '../training/workUnit';
 import type { UNetConfig } from '../model/config';
@@ -49,13 +49,6 @@ export function encodeResult(r: UnitResult, runId: string, dtype: DType): Buffer
   );
 }
 
-/** Sum of the values: finite exactly when every value is (float32 magnitudes cannot overflow a double sum). */
-function allFinite(values: Float32Array): boolean {
-  let s = 0;
-  for (let i = 0; i < values.length; i++) s += values[i];
-  return Number.isFinite(s);
-}
-
 export function decodeResult(m: Message, parameterCount: number, dtype: DType): UnitResult {
   const e = m.envelope;
   const r = e.result;
@@ -69,8 +62,8 @@ export function decodeResult(m: Message, parameterCount: number, dtype: DType): 
     throw new ProtocolError('malformed', `RESULT must have ${LOSS_BUCKETS} loss buckets`);
   }
   if (!Number.isFinite(lossSum) || !lossByBucket.every(Number.isFinite)) throw new ProtocolError('non_finite', 'RESULT loss is not finite');
-  const gradSum = decodeFloats(expectTensor(m, 'grad', [dtype], [parameterCount]).bytes, dtype);
-  if (!allFinite(gradSum)) throw new ProtocolError('non_finite', 'RESULT gradient has NaN or Inf values');
+  const gradSum = decodeFiniteFloats(expectTensor(m, 'grad', [dtype], [parameterCount]).bytes, dtype);
+  if (gradSum === undefined) throw new ProtocolError('non_finite', 'RESULT gradient has NaN or Inf values');
   return {
     step: e.step, unitId: e.unitIds[0], paramVersion: e.paramVersion, count, lossSum,
     lossByBucket: Float64Array.from(lossByBucket), countByBucket: Float64Array.from(countByBucket), gradSum,
@@ -92,7 +85,7 @@ export function encodeParameters(params: Float32Array, stamp: Stamp, dtype: DTyp
 }
 
 export function decodeParameters(m: Message, parameterCount: number, dtype: DType): Float32Array {
-  const values = decodeFloats(expectTensor(m, 'params', [dtype], [parameterCount]).bytes, dtype);
-  if (!allFinite(values)) throw new ProtocolError('non_finite', 'PARAMETERS contain NaN or Inf values');
+  const values = decodeFiniteFloats(expectTensor(m, 'params', [dtype], [parameterCount]).bytes, dtype);
+  if (values === undefined) throw new ProtocolError('non_finite', 'PARAMETERS contain NaN or Inf values');
   return values;
 }
