@@ -17,6 +17,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import { ElementwiseProgram } from './programs';
 
 /** Tile edge in m and n, and rows of k staged per barrier. A 16x16 workgroup, 4x4 outputs per thread. */
 const TILE = 64;
@@ -157,22 +158,10 @@ class FilterGradPartialProgram implements WebGPUProgram {
 }
 
 /** Sums the partial tiles slice by slice, in order. */
-class SumSlicesProgram implements WebGPUProgram {
+class SumSlicesProgram extends ElementwiseProgram {
   readonly variableNames = ['partial'];
   readonly uniforms = 'splits : i32,';
-  readonly workgroupSize: [number, number, number] = [64, 1, 1];
-  readonly size = true;
-  readonly outputShape: number[];
-  readonly dispatchLayout: { x: number[] };
-  readonly dispatch: [number, number, number];
   readonly shaderKey = 'ddpmFilterGradSumSlices';
-
-  constructor(filterShape: number[]) {
-    this.outputShape = filterShape;
-    this.dispatchLayout = { x: filterShape.map((_, i) => i) };
-    const size = filterShape.reduce((a, b) => a * b, 1);
-    this.dispatch = [Math.ceil(size / 64), 1, 1];
-  }
 
   getUserCode(): string {
     return `

@@ -1,9 +1,9 @@
 /**
- * The fused GroupNorm (+ swish) and swish kernels (src/backend/fusedKernels.ts's contracts) in
- * WGSL for tfjs's webgpu backend. tfjs's autodiff of the composite GroupNorm dispatched ~30 GPU
- * programs per layer and step (moments, transposes for the reductions over non-last axes,
- * element-wise chains), at ~0.1 ms of overhead each on a GPU (PERFORMANCE.md); these take 3
- * (forward) and 4 (backward):
+ * The fused GroupNorm (+ swish) kernels (src/backend/fusedKernels.ts's contracts) in WGSL for
+ * tfjs's webgpu backend (swish alone: swish.ts). tfjs's autodiff of the composite GroupNorm
+ * dispatched ~30 GPU programs per layer and step (moments, transposes for the reductions over
+ * non-last axes, element-wise chains), at ~0.1 ms of overhead each on a GPU (PERFORMANCE.md);
+ * these take 3 (forward) and 4 (backward):
  *
  *  forward   mean[b, g]      one workgroup per (example, group), tree sum
  *            rstd[b, g]      the same, over (x - mean)^2: two passes, no cancellation
@@ -19,6 +19,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+import { ElementwiseProgram, SWISH_WGSL } from './programs';
 
 const REDUCE_THREADS = 256;
 /** coef's fields per (example, channel). */
@@ -55,14 +56,6 @@ const TREE_SUM = `
   }
 `;
 
-const SWISH_GRAD_FN = `
-  fn sigmoid(v : f32) -> f32 { return 1.0 / (1.0 + exp(-v)); }
-  // d/dz of z sigmoid(z), times dy.
-  fn swishGrad(dy : f32, z : f32) -> f32 {
-    let s = sigmoid(z);
-    return dy * s * (1.0 + z * (1.0 - s));
-  }
-`;
 
 const DIMS_UNIFORMS = 'hw : i32, channels : i32, groups : i32, groupSize : i32,';
 
@@ -147,29 +140,9 @@ class GroupRstdProgram extends PerGroupProgram {
   }
 }
 
-/** Flat element-wise programs over an NHWC tensor. */
-abstract class ElementwiseProgram implements WebGPUProgram {
-  abstract readonly variableNames: string[];
-  abstract readonly shaderKey: string;
-  readonly workgroupSize: [number, number, number] = [64, 1, 1];
-  readonly size = true;
-  readonly dispatchLayout: { x: number[] };
-  readonly dispatch: [number, number, number];
-  uniforms = DIMS_UNIFORMS;
-
-  constructor(readonly outputShape: number[]) {
-    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
-    const size = outputShape.reduce((a, b) => a * b, 1);
-    const groups = Math.ceil(size / 64);
-    // Past 65,535 workgroups in x, fold into y (a WebGPU limit per dimension).
-    this.dispatch = groups > 65535 ? [65535, Math.ceil(groups / 65535), 1] : [groups, 1, 1];
-  }
-
-  abstract getUserCode(): string;
-}
-
 class GroupNormApplyProgram extends ElementwiseProgram {
   readonly variableNames = ['x', 'gamma', 'beta', 'mean', 'rstd'];
+  readonly uniforms = DIMS_UNIFORMS;
   readonly shaderKey: string;
 
   constructor(outputShape: number[], private readonly swish: boolean) {
@@ -203,7 +176,7 @@ class GroupNormGradCoefProgram extends PerGroupProgram {
   }
 
   getUserCode(): string {
-    return `${TREE_SUM}${SWISH_GRAD_FN}
+    return `${TREE_SUM}${SWISH_WGSL}
       fn main() {
         let g = i32(workgroupId.x);
         let b = i32(workgroupId.y);
@@ -258,6 +231,7 @@ class GroupNormGradCoefProgram extends PerGroupProgram {
 
 class GroupNormGradDxProgram extends ElementwiseProgram {
   readonly variableNames = ['dy', 'x', 'coef'];
+  readonly uniforms = DIMS_UNIFORMS;
   readonly shaderKey: string;
 
   constructor(outputShape: number[], private readonly swish: boolean) {
@@ -266,7 +240,7 @@ class GroupNormGradDxProgram extends ElementwiseProgram {
   }
 
   getUserCode(): string {
-    return `${SWISH_GRAD_FN}
+    return `${SWISH_WGSL}
       fn main(index : i32) {
         if (index < uniforms.size) {
           let ch = index % uniforms.channels;
@@ -283,17 +257,13 @@ class GroupNormGradDxProgram extends ElementwiseProgram {
 }
 
 /** out[c] = sum over examples b, in order, of coef[b, c, field]. */
-class ChannelSumProgram implements WebGPUProgram {
+class ChannelSumProgram extends ElementwiseProgram {
   readonly variableNames = ['coef'];
   readonly uniforms = 'batch : i32, channels : i32,';
-  readonly workgroupSize: [number, number, number] = [64, 1, 1];
-  readonly size = true;
-  readonly dispatchLayout = { x: [0] };
-  readonly dispatch: [number, number, number];
   readonly shaderKey: string;
 
-  constructor(readonly outputShape: number[], private readonly field: number) {
-    this.dispatch = [Math.ceil(outputShape[0] / 64), 1, 1];
+  constructor(outputShape: number[], private readonly field: number) {
+    super(outputShape);
     this.shaderKey = `ddpmChannelSum_${field}`;
   }
 
@@ -306,29 +276,6 @@ class ChannelSumProgram implements WebGPUProgram {
             total = total + coef[(b * uniforms.channels + index) * ${COEF.size} + ${this.field}];
           }
           setOutputAtIndex(index, total);
-        }
-      }
-    `;
-  }
-}
-
-class SwishProgram extends ElementwiseProgram {
-  readonly variableNames: string[];
-  readonly shaderKey: string;
-
-  constructor(outputShape: number[], private readonly gradient: boolean) {
-    super(outputShape);
-    this.uniforms = '';
-    this.variableNames = gradient ? ['dy', 'x'] : ['x'];
-    this.shaderKey = `ddpmSwish_${gradient}`;
-  }
-
-  getUserCode(): string {
-    return `${SWISH_GRAD_FN}
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let v = x[index];
-          ${this.gradient ? 'setOutputAtIndex(index, swishGrad(dy[index], v));' : 'setOutputAtIndex(index, v * sigmoid(v));'}
         }
       }
     `;
@@ -354,10 +301,4 @@ export function groupNormBackward(backend: WebGPUBackend, dy: tf.TensorInfo, x: 
   const dbeta = backend.runWebGPUProgram(new ChannelSumProgram([d.channels], COEF.dbeta), [coef], 'float32', sums);
   backend.disposeData(coef.dataId);
   return [dx, dgamma, dbeta];
-}
-
-/** x sigmoid(x), or its gradient dy s (1 + x (1 - s)). */
-export function swishKernel(backend: WebGPUBackend, x: tf.TensorInfo, dy?: tf.TensorInfo): tf.TensorInfo {
-  const gradient = dy !== undefined;
-  return backend.runWebGPUProgram(new SwishProgram(x.shape, gradient), gradient ? [dy, x] : [x], 'float32');
 }

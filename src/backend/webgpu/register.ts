@@ -12,7 +12,8 @@ import { replaceKernel } from '../kernelComposer';
 import { registerMatMulConvFilterGradient } from '../convGradients';
 import { filterGradient } from './filterGradient';
 import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, groupNormDims, registerFusedGradients } from '../fusedKernels';
-import { GroupNormDims, groupNormBackward, groupNormForward, swishKernel } from './groupNorm';
+import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
+import { swishKernel } from './swish';
 import { envChoice } from '../../util/envChoice';
 
 export interface WebgpuKernelChoice {

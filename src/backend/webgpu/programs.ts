@@ -1,0 +1,33 @@
+/** What this project's WGSL programs share (tfjs's WebGPUProgram contract). */
+import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
+
+/** A thread per output element (`fn main(index : i32)`), in workgroups of 64. */
+export abstract class ElementwiseProgram implements WebGPUProgram {
+  abstract readonly variableNames: string[];
+  abstract readonly shaderKey: string;
+  readonly workgroupSize: [number, number, number] = [64, 1, 1];
+  readonly size = true;
+  readonly dispatchLayout: { x: number[] };
+  readonly dispatch: [number, number, number];
+  abstract readonly uniforms: string;
+
+  constructor(readonly outputShape: number[]) {
+    this.dispatchLayout = { x: outputShape.map((_, i) => i) };
+    const size = outputShape.reduce((a, b) => a * b, 1);
+    const groups = Math.ceil(size / 64);
+    // Past 65,535 workgroups in x, fold into y (a WebGPU limit per dimension).
+    this.dispatch = groups > 65535 ? [65535, Math.ceil(groups / 65535), 1] : [groups, 1, 1];
+  }
+
+  abstract getUserCode(): string;
+}
+
+/** sigmoid(v), and swishGrad(dy, z) = dy times the derivative of z sigmoid(z). */
+export const SWISH_WGSL = `
+  fn sigmoid(v : f32) -> f32 { return 1.0 / (1.0 + exp(-v)); }
+  // d/dz of z sigmoid(z), times dy.
+  fn swishGrad(dy : f32, z : f32) -> f32 {
+    let s = sigmoid(z);
+    return dy * s * (1.0 + z * (1.0 - s));
+  }
+`;
