@@ -150,6 +150,9 @@ describe('a worker', () => {
     await new Promise((r) => setTimeout(r, 1500));
     const c = startDdpm(['coordinator', ...TINY, '--steps', '10000', '--bind', address, '--checkpoint-dir', path.join(root, 'early'), '--metrics-port', '0']);
     await waitFor(() => /worker early attached/.test(c.output()), 60_000, 'the worker to attach');
+    // The coordinator logs the attach as it sends WELCOME: a worker stopped before reading it
+    // has no run to say goodbye to (the coordinator then drops it by timeout, not as "left").
+    await waitFor(() => /joined run/.test(w.output()), 30_000, 'the worker to read its welcome');
     w.child.kill('SIGTERM');
     expect((await waitExit(w, 15_000)).code).toBe(0);
     await waitFor(() => /worker early dropped: left/.test(c.output()), 10_000, 'the coordinator to see it leave');
