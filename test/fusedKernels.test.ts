@@ -17,12 +17,12 @@
  * vm context makes the cpu backend ~10x slower than plain Node.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '../src/backend/backend';
 import { backpropFilterMatMul, convGradientTuning } from '../src/backend/convGradients';
 import { GROUP_NORM, SWISH } from '../src/backend/fusedKernels';
 import { KernelComposer } from '../src/backend/kernelComposer';
 import { Params, conv, dense, groupNormAct, groupNormComposite, nin, swish, swishComposite } from '../src/model/layers';
 import { Rng } from '../src/rng/rng';
+import { initTestBackends } from './helpers/backends';
 import { relativeL2, relativeMax } from './helpers/numeric';
 
 const TOL = 1e-5;
@@ -122,13 +122,7 @@ function normResults(impl: NormImpl, c: NormCase, d: NormData): Promise<Float32A
   });
 }
 
-beforeAll(async () => {
-  // webgpu through Dawn's OpenGL ES backend on Mesa's llvmpipe (src/backend/webgpu/dawn.ts).
-  process.env.DDPM_WEBGPU_DAWN_BACKEND = 'opengles';
-  await initBackend('webgpu');
-  await initBackend('wasm');
-  await initBackend('cpu');
-}, 60_000);
+beforeAll(() => initTestBackends('webgpu', 'wasm', 'cpu'), 60_000);
 
 describe('the fused kernels are registered', () => {
   it.each(['cpu', 'wasm', 'webgpu'])('%s has DdpmGroupNorm and DdpmSwish', (backend) => {

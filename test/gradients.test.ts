@@ -9,7 +9,6 @@
  * gradient; with the reference init, conv_out = 0 blocks all of them.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { initBackend } from '../src/backend/backend';
 import { perExampleLoss } from '../src/diffusion/forward';
 import { presetConfig } from '../src/model/config';
 import { initParams } from '../src/model/init';
@@ -17,6 +16,7 @@ import { upsampleNearest } from '../src/model/layers';
 import { paramSize } from '../src/model/paramSpecs';
 import { UNetModel } from '../src/model/unetModel';
 import { Rng } from '../src/rng/rng';
+import { initTestBackends } from './helpers/backends';
 import { makeSchedule } from '../src/schedule';
 import { OptimizerConfig, applyUpdate, initialOptimizerState } from '../src/training/optimizer';
 import { UnitGradientComputer, unitImages, unitNoise } from '../src/training/unitGradients';
@@ -81,13 +81,7 @@ function dot(a: Float32Array, b: Float32Array): number {
   return s;
 }
 
-beforeAll(async () => {
-  // webgpu through Dawn's OpenGL ES backend on Mesa's llvmpipe (src/backend/webgpu/dawn.ts).
-  process.env.DDPM_WEBGPU_DAWN_BACKEND = 'opengles';
-  await initBackend('webgpu');
-  await initBackend('wasm');
-  await initBackend('cpu');
-}, 60_000);
+beforeAll(() => initTestBackends('webgpu', 'wasm', 'cpu'), 60_000);
 
 describe.each([
   ['cpu', 2],

@@ -9,12 +9,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { initBackend } from '../src/backend/backend';
 import { backpropFilterMatMul } from '../src/backend/convGradients';
 import { KernelComposer } from '../src/backend/kernelComposer';
 import { planSplits } from '../src/backend/webgpu/filterGradient';
 import { groupNormAct, swish } from '../src/model/layers';
 import { CASES, ConvCase, caseData, convCase, convGrads } from './helpers/convCases';
+import { initTestBackends } from './helpers/backends';
 import { relativeL2, relativeMax } from './helpers/numeric';
 
 // Past the shared cases: several 64-wide tiles in m and n, edges that cut tiles, and k long
@@ -28,11 +28,7 @@ const LARGE: ConvCase[] = [
   convCase(7, 10, 10, 4, 5, 3, 1, 'same'),
 ];
 
-beforeAll(async () => {
-  process.env.DDPM_WEBGPU_DAWN_BACKEND = 'opengles';
-  await initBackend('cpu');
-  await initBackend('webgpu');
-}, 60_000);
+beforeAll(() => initTestBackends('cpu', 'webgpu'), 60_000);
 
 describe('planSplits cuts k into slices', () => {
   it.each([
