@@ -21,6 +21,13 @@ function finalBytes(dir: string, file: string): Buffer {
   return fs.readFileSync(path.join(dir, latest, file));
 }
 
+/** The last checkpoints of two runs hold the same parameters, EMA and Adam state, bit for bit. */
+function expectSameFinalState(dir: string, reference: string): void {
+  for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
+    expect(Buffer.compare(finalBytes(dir, file), finalBytes(reference, file))).toBe(0);
+  }
+}
+
 const trained = new Set<string>();
 
 /** Trains once per (backend, workers, steps) in this file and returns the checkpoint directory. */
@@ -45,9 +52,7 @@ describe('on the webgpu backend, 5 steps', () => {
 
   it.each([1, 3])('with %i worker process(es) give the in-process parameters, EMA and Adam state bit for bit', async (workers) => {
     const dir = await train('webgpu', workers, 5);
-    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
-      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
-    }
+    expectSameFinalState(dir, inProcess);
   }, 160_000);
 });
 
@@ -57,27 +62,21 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
 
   it.each([1, 3])('with %i worker process(es) give the in-process parameters, EMA and Adam state bit for bit', async (workers) => {
     const dir = await train(backend, workers, 5);
-    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
-      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
-    }
+    expectSameFinalState(dir, inProcess);
   }, 160_000);
 
-  it('with the coordinator\'s update (mean, Adam, EMA) on 3 threads give the in-process parameters bit for bit', async () => {
+  it('with the coordinator\'s update (clip, Adam, EMA) on 3 threads give the in-process parameters bit for bit', async () => {
     const dir = path.join(root, `${backend}-update-threads`);
     const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '0', '--update-threads', '3', '--checkpoint-dir', dir]);
     expect((await waitExit(p, 150_000)).code).toBe(0);
-    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
-      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
-    }
+    expectSameFinalState(dir, inProcess);
   }, 160_000);
 
   it('with 2 worker processes and the coordinator\'s update (and parameter encoding) on 3 threads give the in-process parameters bit for bit', async () => {
     const dir = path.join(root, `${backend}-workers-update-threads`);
     const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '2', '--update-threads', '3', '--checkpoint-dir', dir]);
     expect((await waitExit(p, 150_000)).code).toBe(0);
-    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
-      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
-    }
+    expectSameFinalState(dir, inProcess);
   }, 160_000);
 
   it('with the in-process worker computing on 3 threads give the in-process parameters bit for bit', async () => {
@@ -85,9 +84,7 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
     const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '0', '--threads', '3', '--checkpoint-dir', dir]);
     expect((await waitExit(p, 150_000)).code).toBe(0);
     expect(p.output()).toContain('workers: computing in this process on 3 threads');
-    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
-      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
-    }
+    expectSameFinalState(dir, inProcess);
   }, 160_000);
 
   it('with one worker process computing on 3 threads give the in-process parameters bit for bit', async () => {
@@ -98,9 +95,7 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
     expect((await waitExit(coordinator, 150_000)).code).toBe(0);
     expect((await waitExit(worker, 20_000)).code).toBe(0);
     expect(coordinator.output()).toContain(`worker threaded attached (${backend}, 3 threads)`);
-    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
-      expect(Buffer.compare(finalBytes(dir, file), finalBytes(inProcess, file))).toBe(0);
-    }
+    expectSameFinalState(dir, inProcess);
   }, 160_000);
 });
 
@@ -146,6 +141,6 @@ describe.each(['float16', 'bfloat16'])('--transport-dtype %s', (dtype) => {
       expect((await waitExit(p, 150_000)).code).toBe(0);
       return dir;
     }));
-    for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) expect(Buffer.compare(finalBytes(dirs[1], file), finalBytes(dirs[0], file))).toBe(0);
+    expectSameFinalState(dirs[1], dirs[0]);
   }, 160_000);
 });

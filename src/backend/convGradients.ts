@@ -21,9 +21,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { KernelComposer, replaceKernel } from './kernelComposer';
 import { WasmBackend, heapView, releaseView, xnnMatMul } from './wasmHeap';
 
-type Conv4 = [number, number, number, number];
+export type Conv4 = [number, number, number, number];
 
-interface ConvGradAttrs {
+export interface ConvGradAttrs {
   strides: [number, number] | number;
   pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
   dataFormat: 'NHWC' | 'NCHW';

@@ -80,7 +80,8 @@ function hostArrays(backend: AnyBackend): HostArrays {
   throw new Error('fused kernels: unsupported backend');
 }
 
-function checkFloat(kernel: string, inputs: Record<string, tf.TensorInfo>): void {
+/** Throws naming the first input that is not float32. */
+export function checkFloat(kernel: string, inputs: Record<string, tf.TensorInfo>): void {
   for (const [name, t] of Object.entries(inputs)) {
     if (t.dtype !== 'float32') throw new Error(`${kernel}: input ${name} must be float32, got ${t.dtype}`);
   }

@@ -93,10 +93,12 @@ export function updateRange(s: UpdateArrays, grad: Float32Array, k: UpdateScalar
 }
 
 /** One update from the mean gradient. `gradNorm`: its globalNorm, if already known (the
- * reduction computes it in its last pass). */
-export function applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array, gradNorm = globalNorm(grad)): UpdateStats {
+ * reduction computes it in its last pass). `pass`: what runs updateRange over every element
+ * with the step's scalars (this thread by default; updateThreads.ts splits it over threads). */
+export function applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array, gradNorm = globalNorm(grad),
+  pass = (k: UpdateScalars) => updateRange(s, grad, k, 0, s.params.length)): UpdateStats {
   const k = updateScalars(cfg, s.step, gradNorm);
-  updateRange(s, grad, k, 0, s.params.length);
+  pass(k);
   s.step += 1;
   return { gradNorm, learningRate: k.lr };
 }

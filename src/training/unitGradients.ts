@@ -71,13 +71,13 @@ export class UnitGradientComputer {
       };
       return tf.grads(lossOf)(this.params);
     });
-    const kept = [...grads, perExample as unknown as tf.Tensor1D];
+    const lossTensor = perExample as unknown as tf.Tensor1D;
     let gradSum: Float32Array;
     let losses: Float32Array;
     try {
-      [gradSum, losses] = await Promise.all([this.model.flatten(grads), kept[kept.length - 1].data() as Promise<Float32Array>]);
+      [gradSum, losses] = await Promise.all([this.model.flatten(grads), lossTensor.data() as Promise<Float32Array>]);
     } finally {
-      tf.dispose(kept);
+      tf.dispose([...grads, lossTensor]);
     }
     const lossByBucket = new Float64Array(LOSS_BUCKETS);
     const countByBucket = new Float64Array(LOSS_BUCKETS);

@@ -17,8 +17,9 @@ for (let seen = 0; ;) {
   if (op === OP.exit) break;
   if (op === OP.update) {
     const k = Object.fromEntries(SCALAR_KEYS.map((key, i) => [key, scalars[i]])) as unknown as UpdateScalars;
-    const frame = Atomics.load(ctrl, FRAME_SLOT) === 1 ? (receiveMessageOnPort(init.port)?.message as ParamsFrame | undefined) : undefined;
-    if (Atomics.load(ctrl, FRAME_SLOT) === 1 && frame === undefined) throw new Error('update thread: the parameters frame did not arrive');
+    const expectFrame = Atomics.load(ctrl, FRAME_SLOT) === 1;
+    const frame = expectFrame ? (receiveMessageOnPort(init.port)?.message as ParamsFrame | undefined) : undefined;
+    if (expectFrame && frame === undefined) throw new Error('update thread: the parameters frame did not arrive');
     updateSlice(state, mean, k, init.lo, init.hi, frame);
   }
   Atomics.add(ctrl, CTRL.done, 1);

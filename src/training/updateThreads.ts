@@ -12,7 +12,7 @@
 import { MessageChannel, MessagePort, Worker as Thread } from 'worker_threads';
 import { DType, encodeFloatsRange } from '../protocol/dtypes';
 import { threadScript } from '../util/threadScript';
-import { OptimizerConfig, OptimizerState, UpdateArrays, UpdateScalars, UpdateStats, globalNorm, updateRange, updateScalars } from './optimizer';
+import { OptimizerConfig, OptimizerState, UpdateArrays, UpdateScalars, UpdateStats, applyUpdate, globalNorm, updateRange } from './optimizer';
 
 /** Control block, Int32 slots: a generation counter that wakes the threads, the operation, and
  * how many threads finished it. Scalars follow as float64. */
@@ -113,14 +113,11 @@ export class UpdateThreads {
    * frame, the new parameters encoded into it (the bytes encodeFloats would give). */
   applyUpdate(cfg: OptimizerConfig, s: OptimizerState, grad: Float32Array, gradNorm = globalNorm(grad), frame?: ParamsFrame): UpdateStats {
     if (s.params !== this.state.params) throw new Error('UpdateThreads.applyUpdate: not the state it was built with');
-    const k = updateScalars(cfg, s.step, gradNorm);
-    this.update(grad, k, frame);
-    s.step += 1;
-    return { gradNorm, learningRate: k.lr };
+    return applyUpdate(cfg, s, grad, gradNorm, (k) => this.update(grad, k, frame));
   }
 
   /** Clipping, Adam and EMA over every element with the given scalars (optimizer.ts updateRange). */
-  update(grad: Float32Array, k: UpdateScalars, frame?: ParamsFrame): void {
+  private update(grad: Float32Array, k: UpdateScalars, frame?: ParamsFrame): void {
     if (grad !== this.mean) throw new Error('UpdateThreads.update: the gradient must be the shared mean');
     if (frame && !(frame.bytes.buffer instanceof SharedArrayBuffer)) throw new Error('UpdateThreads.update: the parameters frame must be in shared memory');
     SCALAR_KEYS.forEach((key, i) => { this.scalars[i] = k[key]; });

@@ -20,7 +20,8 @@ export interface UnitComputer {
   dispose(): Promise<void>;
 }
 
-/** One slot, in this thread: compute() runs before it returns (the promise is already settled). */
+/** One slot, in this thread: a unit's kernels run before compute() returns; its results are then
+ * read back asynchronously (a GPU backend's reads are). */
 export class InlineUnitComputer implements UnitComputer {
   readonly slots = 1;
 

@@ -140,7 +140,7 @@ export class Worker {
           await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
         }).catch((err: Error) => { this.failure ??= err; });
         // On compute threads the result is sent when it is ready, while messages keep coming;
-        // in this thread the unit is computed by now: send its result before the next message.
+        // in this thread, the result is read back and sent before the next message.
         if (run.computer.slots === 1) await sent;
         // A turn of the event loop between units: queued messages resolve receive() at once,
         // which would otherwise starve timers and the metrics server.

@@ -17,7 +17,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { ElementwiseProgram } from './programs';
+import { StridedSumProgram, stridedSumUniforms } from './programs';
 
 /** Tile edge in m and n, and rows of k staged per barrier. A 16x16 workgroup, 4x4 outputs per thread. */
 const TILE = 64;
@@ -26,22 +26,6 @@ const SLAB = 16;
 const TARGET_WORKGROUPS = 1024;
 /** A slice shorter than this spends more on its partial tile than on products. */
 const MIN_SLICE = 256;
-
-export interface FilterGradShape {
-  batch: number;
-  inHeight: number;
-  inWidth: number;
-  inChannels: number;
-  outHeight: number;
-  outWidth: number;
-  outChannels: number;
-  filterHeight: number;
-  filterWidth: number;
-  strideHeight: number;
-  strideWidth: number;
-  padTop: number;
-  padLeft: number;
-}
 
 export interface SplitPlan {
   /** Number of k slices (partial tiles per output tile). */
@@ -157,51 +141,18 @@ class FilterGradPartialProgram implements WebGPUProgram {
   }
 }
 
-/** Sums the partial tiles slice by slice, in order. */
-class SumSlicesProgram extends ElementwiseProgram {
-  readonly variableNames = ['partial'];
-  readonly uniforms = 'splits : i32,';
-  readonly shaderKey = 'ddpmFilterGradSumSlices';
-
-  getUserCode(): string {
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          var total = 0.0;
-          for (var s = 0; s < uniforms.splits; s = s + 1) {
-            total = total + partial[s * uniforms.size + index];
-          }
-          setOutputAtIndex(index, total);
-        }
-      }
-    `;
-  }
-}
-
 /** dW for NHWC x [B, H, W, Ci] and dy [B, Ho, Wo, Co], shaped [kh, kw, Ci, Co]. */
-export function filterGradient(backend: WebGPUBackend, x: tf.TensorInfo, dy: tf.TensorInfo, shape: FilterGradShape): tf.TensorInfo {
-  const m = shape.filterHeight * shape.filterWidth * shape.inChannels;
-  const n = shape.outChannels;
-  const k = shape.batch * shape.outHeight * shape.outWidth;
+export function filterGradient(backend: WebGPUBackend, x: tf.TensorInfo, dy: tf.TensorInfo, c: tf.backend_util.Conv2DInfo): tf.TensorInfo {
+  const m = c.filterHeight * c.filterWidth * c.inChannels;
+  const n = c.outChannels;
+  const k = c.batchSize * c.outHeight * c.outWidth;
   const { splits, sliceRows } = planSplits(m, n, k);
-  const partial = backend.runWebGPUProgram(new FilterGradPartialProgram(m, n, splits), [x, dy], 'float32', [
-    { type: 'int32', data: [m] },
-    { type: 'int32', data: [n] },
-    { type: 'int32', data: [k] },
-    { type: 'int32', data: [sliceRows / SLAB] },
-    { type: 'int32', data: [shape.outHeight * shape.outWidth] },
-    { type: 'int32', data: [shape.outWidth] },
-    { type: 'int32', data: [shape.inHeight] },
-    { type: 'int32', data: [shape.inWidth] },
-    { type: 'int32', data: [shape.inChannels] },
-    { type: 'int32', data: [shape.filterWidth] },
-    { type: 'int32', data: [shape.strideHeight] },
-    { type: 'int32', data: [shape.strideWidth] },
-    { type: 'int32', data: [shape.padTop] },
-    { type: 'int32', data: [shape.padLeft] },
-  ]);
-  const filterShape = [shape.filterHeight, shape.filterWidth, shape.inChannels, shape.outChannels];
-  const out = backend.runWebGPUProgram(new SumSlicesProgram(filterShape), [partial], 'float32', [{ type: 'int32', data: [splits] }]);
+  const partial = backend.runWebGPUProgram(new FilterGradPartialProgram(m, n, splits), [x, dy], 'float32',
+    [m, n, k, sliceRows / SLAB, c.outHeight * c.outWidth, c.outWidth, c.inHeight, c.inWidth, c.inChannels, c.filterWidth,
+      c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left].map((v) => ({ type: 'int32', data: [v] })));
+  // The slices' partial tiles summed in order: out[i] = sum over s of partial[s * m * n + i].
+  const out = backend.runWebGPUProgram(new StridedSumProgram([c.filterHeight, c.filterWidth, c.inChannels, c.outChannels]), [partial], 'float32',
+    stridedSumUniforms(splits, m * n, 1, 0));
   backend.disposeData(partial.dataId);
   return out;
 }

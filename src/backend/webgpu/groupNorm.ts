@@ -19,7 +19,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { ElementwiseProgram, SWISH_WGSL } from './programs';
+import { ElementwiseProgram, SWISH_WGSL, StridedSumProgram, stridedSumUniforms } from './programs';
 
 const REDUCE_THREADS = 256;
 /** coef's fields per (example, channel). */
@@ -256,32 +256,6 @@ class GroupNormGradDxProgram extends ElementwiseProgram {
   }
 }
 
-/** out[c] = sum over examples b, in order, of coef[b, c, field]. */
-class ChannelSumProgram extends ElementwiseProgram {
-  readonly variableNames = ['coef'];
-  readonly uniforms = 'batch : i32, channels : i32,';
-  readonly shaderKey: string;
-
-  constructor(outputShape: number[], private readonly field: number) {
-    super(outputShape);
-    this.shaderKey = `ddpmChannelSum_${field}`;
-  }
-
-  getUserCode(): string {
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          var total = 0.0;
-          for (var b = 0; b < uniforms.batch; b = b + 1) {
-            total = total + coef[(b * uniforms.channels + index) * ${COEF.size} + ${this.field}];
-          }
-          setOutputAtIndex(index, total);
-        }
-      }
-    `;
-  }
-}
-
 /** [y, mean, rstd] of GroupNorm (+ swish) over NHWC x. */
 export function groupNormForward(backend: WebGPUBackend, x: tf.TensorInfo, gamma: tf.TensorInfo, beta: tf.TensorInfo, d: GroupNormDims, eps: number, swish: boolean): tf.TensorInfo[] {
   const stats = [d.batch, d.groups];
@@ -296,9 +270,11 @@ export function groupNormBackward(backend: WebGPUBackend, dy: tf.TensorInfo, x: 
   d: GroupNormDims, swish: boolean): tf.TensorInfo[] {
   const coef = backend.runWebGPUProgram(new GroupNormGradCoefProgram([d.batch, d.channels, COEF.size], d, swish), [dy, x, gamma, beta, mean, rstd], 'float32', dimsUniforms(d));
   const dx = backend.runWebGPUProgram(new GroupNormGradDxProgram(x.shape, swish), [dy, x, coef], 'float32', dimsUniforms(d));
-  const sums = [{ type: 'int32', data: [d.batch] }, { type: 'int32', data: [d.channels] }];
-  const dgamma = backend.runWebGPUProgram(new ChannelSumProgram([d.channels], COEF.dgamma), [coef], 'float32', sums);
-  const dbeta = backend.runWebGPUProgram(new ChannelSumProgram([d.channels], COEF.dbeta), [coef], 'float32', sums);
+  // Per channel, summed over the examples in order: out[c] = sum over b of coef[b, c, field].
+  const channelSum = (field: number) => backend.runWebGPUProgram(new StridedSumProgram([d.channels]), [coef], 'float32',
+    stridedSumUniforms(d.batch, d.channels * COEF.size, COEF.size, field));
+  const dgamma = channelSum(COEF.dgamma);
+  const dbeta = channelSum(COEF.dbeta);
   backend.disposeData(coef.dataId);
   return [dx, dgamma, dbeta];
 }

@@ -31,3 +31,32 @@ export const SWISH_WGSL = `
     return dy * s * (1.0 + z * (1.0 - s));
   }
 `;
+
+/**
+ * out[i] = sum over s < count, in order, of input[s * outerStride + i * innerStride + offset]:
+ * the weight gradient's slices (outer stride = the output's size) and GroupNorm's per-example
+ * channel sums (fields of coef). A fixed order, so the bits do not vary run to run.
+ */
+export class StridedSumProgram extends ElementwiseProgram {
+  readonly variableNames = ['input'];
+  readonly uniforms = 'count : i32, outerStride : i32, innerStride : i32, offset : i32,';
+  readonly shaderKey = 'ddpmStridedSum';
+
+  getUserCode(): string {
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          var total = 0.0;
+          for (var s = 0; s < uniforms.count; s = s + 1) {
+            total = total + input[s * uniforms.outerStride + index * uniforms.innerStride + uniforms.offset];
+          }
+          setOutputAtIndex(index, total);
+        }
+      }
+    `;
+  }
+}
+
+export function stridedSumUniforms(count: number, outerStride: number, innerStride: number, offset: number): Array<{ type: string; data: number[] }> {
+  return [count, outerStride, innerStride, offset].map((v) => ({ type: 'int32', data: [v] }));
+}

@@ -9,9 +9,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { replaceKernel } from '../kernelComposer';
-import { registerMatMulConvFilterGradient } from '../convGradients';
+import { Conv4, ConvGradAttrs, registerMatMulConvFilterGradient } from '../convGradients';
 import { filterGradient } from './filterGradient';
-import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, groupNormDims, registerFusedGradients } from '../fusedKernels';
+import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, checkFloat, groupNormDims, registerFusedGradients } from '../fusedKernels';
 import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
 import { swishKernel } from './swish';
 import { envChoice } from '../../util/envChoice';
@@ -29,49 +29,21 @@ export function webgpuKernelChoiceFromEnv(env: NodeJS.ProcessEnv = process.env):
   };
 }
 
-interface FilterAttrs {
-  strides: number | [number, number];
-  pad: 'valid' | 'same' | number;
-  dataFormat: 'NHWC' | 'NCHW';
-  dimRoundingMode?: 'floor' | 'round' | 'ceil';
-  filterShape: [number, number, number, number];
-}
-
 function registerTiledConvFilterGradient(): void {
   replaceKernel(tf.Conv2DBackpropFilter, 'webgpu', (original) => ({
     kernelName: tf.Conv2DBackpropFilter,
     backendName: 'webgpu',
     kernelFunc: function tiledConvFilterGradient(args) {
-      const a = args.attrs as unknown as FilterAttrs;
+      const a = args.attrs as unknown as ConvGradAttrs & { filterShape: Conv4 };
       const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
       if (a.dataFormat !== 'NHWC' || x.dtype !== 'float32') {
         if (original === undefined) throw new Error(`Conv2DBackpropFilter on webgpu: no fallback for ${a.dataFormat} ${x.dtype}`);
         return original.kernelFunc(args);
       }
-      const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-      return filterGradient(args.backend as unknown as WebGPUBackend, x, dy, {
-        batch: info.batchSize,
-        inHeight: info.inHeight,
-        inWidth: info.inWidth,
-        inChannels: info.inChannels,
-        outHeight: info.outHeight,
-        outWidth: info.outWidth,
-        outChannels: info.outChannels,
-        filterHeight: info.filterHeight,
-        filterWidth: info.filterWidth,
-        strideHeight: info.strideHeight,
-        strideWidth: info.strideWidth,
-        padTop: info.padInfo.top,
-        padLeft: info.padInfo.left,
-      });
+      const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+      return filterGradient(args.backend as unknown as WebGPUBackend, x, dy, info);
     },
   }));
-}
-
-function checkFloat(kernel: string, inputs: Record<string, tf.TensorInfo>): void {
-  for (const [name, t] of Object.entries(inputs)) {
-    if (t.dtype !== 'float32') throw new Error(`${kernel} on webgpu: input ${name} must be float32, got ${t.dtype}`);
-  }
 }
 
 function dimsOf(x: tf.TensorInfo, groups: number): GroupNormDims {
