@@ -214,36 +214,30 @@ function allFinite(values: Float32Array): boolean {
   return Number.isFinite(s);
 }
 
-/**
- * decodeFloats, or undefined if any value is NaN or infinite: what a received frame must pass.
- * 16-bit frames are checked on their own bits in the conversion's pass.
- */
-export function decodeFiniteFloats(frame: Uint8Array, dtype: DType): Float32Array | undefined {
+/** A float frame as float32 (a view when it already is float32); with checkFinite, undefined if
+ * any value is NaN or infinite (16-bit frames are checked on their own bits in the conversion). */
+function decodeFrame(frame: Uint8Array, dtype: DType, checkFinite: boolean): Float32Array | undefined {
   switch (dtype) {
     case DType.FLOAT32: {
       const values = float32View(frame);
-      return allFinite(values) ? values : undefined;
+      return !checkFinite || allFinite(values) ? values : undefined;
     }
     case DType.FLOAT16:
     case DType.BFLOAT16: {
       const src = new Uint16Array(aligned(frame), frame.byteOffset % 4 === 0 ? frame.byteOffset : 0, frame.byteLength / 2);
-      return dtype === DType.FLOAT16 ? float16ToFloat32(src, true) : bfloat16ToFloat32(src, true);
+      return dtype === DType.FLOAT16 ? float16ToFloat32(src, checkFinite) : bfloat16ToFloat32(src, checkFinite);
     }
     default:
       throw new RangeError(`dtype ${dtype} is not a float transport dtype`);
   }
 }
 
+/** decodeFloats, or undefined if any value is NaN or infinite: what a received frame must pass. */
+export function decodeFiniteFloats(frame: Uint8Array, dtype: DType): Float32Array | undefined {
+  return decodeFrame(frame, dtype, true);
+}
+
 /** Decodes a float frame into float32 (a view when it already is float32). */
 export function decodeFloats(frame: Uint8Array, dtype: DType): Float32Array {
-  switch (dtype) {
-    case DType.FLOAT32:
-      return float32View(frame);
-    case DType.FLOAT16:
-      return fromFloat16(new Uint16Array(aligned(frame), frame.byteOffset % 4 === 0 ? frame.byteOffset : 0, frame.byteLength / 2));
-    case DType.BFLOAT16:
-      return fromBfloat16(new Uint16Array(aligned(frame), frame.byteOffset % 4 === 0 ? frame.byteOffset : 0, frame.byteLength / 2));
-    default:
-      throw new RangeError(`dtype ${dtype} is not a float transport dtype`);
-  }
+  return decodeFrame(frame, dtype, false) as Float32Array;
 }
