@@ -11,7 +11,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { backpropFilterMatMul } from '../src/backend/convGradients';
 import { KernelComposer } from '../src/backend/kernelComposer';
+import { countDispatches } from '../src/backend/webgpu/dispatchCount';
 import { planSplits } from '../src/backend/webgpu/filterGradient';
+import { planRowChunks } from '../src/backend/webgpu/rowSum';
 import { groupNormAct, swish } from '../src/model/layers';
 import { CASES, ConvCase, caseData, convCase, convGrads } from './helpers/convCases';
 import { initTestBackends } from './helpers/backends';
@@ -162,5 +164,95 @@ describe('element-wise webgpu programs past 65,535 workgroups (a batch-64 ch64 a
     let worst = 0;
     for (let i = 0; i < n; i++) worst = Math.max(worst, Math.abs(values[i] - x[i] / (1 + Math.exp(-x[i]))));
     expect(worst).toBeLessThan(1e-5);
+  });
+});
+
+describe('planRowChunks cuts a sum\'s rows into chunks', () => {
+  it.each([1, 31, 32, 63, 64, 1000, 2048, 65_536, 1_000_003])('%i rows: chunks of sqrt(rows) to twice that, at least 32 rows unless there are fewer, covering every row, none empty', (rows) => {
+    const { chunks, chunkRows } = planRowChunks(rows);
+    expect(chunks * chunkRows).toBeGreaterThanOrEqual(rows);
+    expect((chunks - 1) * chunkRows).toBeLessThan(rows);
+    expect(chunkRows).toBeGreaterThanOrEqual(Math.min(rows, 32));
+    expect(chunkRows).toBeLessThanOrEqual(2 * Math.max(32, Math.ceil(Math.sqrt(rows))));
+  });
+
+  it('one pass below 64 rows, two from 64', () => {
+    expect(planRowChunks(63).chunks).toBe(1);
+    expect(planRowChunks(64).chunks).toBe(2);
+  });
+});
+
+describe('Sum on webgpu', () => {
+  type SumCase = { shape: number[]; axis: number | number[] | null; keepDims: boolean; programs: string[] };
+  const ROW_SUM_ONE_PASS = ['RowChunkSumProgram'];
+  const ROW_SUM = ['RowChunkSumProgram', 'StridedSumProgram'];
+  const TFJS = ['TransposeProgram', 'ReduceProgram'];
+  const cases: SumCase[] = [
+    // A ch-64 bias gradient at batch 2: 2,048 rows in 44 chunks of 47, the last one 27 rows.
+    { shape: [2, 32, 32, 64], axis: [0, 1, 2], keepDims: false, programs: ROW_SUM },
+    // The time embedding's broadcast gradient: over space, per example.
+    { shape: [3, 5, 7, 6], axis: [1, 2], keepDims: true, programs: ROW_SUM_ONE_PASS },
+    // A dense layer's bias gradient (tfjs's fused matmul is batched: [1, batch, units]).
+    { shape: [1, 2, 64], axis: [0, 1], keepDims: false, programs: ROW_SUM_ONE_PASS },
+    // 1,000 rows: 31 chunks of 33, the last one 10 rows.
+    { shape: [5, 1000, 3], axis: 1, keepDims: false, programs: ROW_SUM },
+    { shape: [4, 6, 5], axis: -3, keepDims: false, programs: ROW_SUM_ONE_PASS },
+    { shape: [2, 3, 4, 5], axis: [1, 0], keepDims: true, programs: ROW_SUM_ONE_PASS },
+    // tfjs's own kernel: innermost axes need no transpose; a split run of axes (large enough
+    // for tfjs to transpose on the GPU, not the CPU).
+    { shape: [6, 7], axis: 1, keepDims: false, programs: ['ReduceProgram'] },
+    { shape: [4, 8, 6, 10], axis: [1, 3], keepDims: false, programs: TFJS },
+    { shape: [3, 4, 5], axis: null, keepDims: false, programs: ['ReduceProgram'] },
+  ];
+
+  function values(shape: number[], seed: number): Float32Array {
+    const n = shape.reduce((a, b) => a * b, 1);
+    // Mean 0.5 and a spread: a sum that drops or doubles a row is off by O(1) relative.
+    return Float32Array.from({ length: n }, (_, i) => 0.5 + Math.sin(i * 12.9898 + seed * 78.233) * 0.75);
+  }
+
+  async function sumOn(backend: string, c: SumCase, x: Float32Array): Promise<{ shape: number[]; data: Float32Array; dispatches?: Record<string, number> }> {
+    await tf.setBackend(backend);
+    const { result: y, dispatches } = await countDispatches(async () => tf.tidy(() => tf.sum(tf.tensor(x, c.shape), c.axis ?? undefined, c.keepDims)));
+    const data = (await y.data()) as Float32Array;
+    const shape = y.shape;
+    y.dispose();
+    return { shape, data, dispatches };
+  }
+
+  it.each(cases.map((c) => [JSON.stringify(c.shape), JSON.stringify(c.axis), c.keepDims, c] as const))('shape %s over axes %s (keepDims %s): the cpu reference\'s shape and values to 1e-5, by the expected programs', async (_s, _a, _k, c) => {
+    const x = values(c.shape, c.shape.length);
+    const cpu = await sumOn('cpu', c, x);
+    const gpu = await sumOn('webgpu', c, x);
+    expect(gpu.shape).toEqual(cpu.shape);
+    expect(relativeMax(gpu.data, cpu.data)).toBeLessThan(1e-5);
+    // The reference is not trivially small: each output sums many values of mean ~0.5.
+    expect(Math.min(...cpu.data.map(Math.abs))).toBeGreaterThan(0.1);
+    expect(Object.keys(gpu.dispatches ?? {}).sort()).toEqual([...c.programs].sort());
+  });
+
+  it('an int32 sum is tfjs\'s own kernel, with exact values', async () => {
+    await tf.setBackend('webgpu');
+    const y = tf.sum(tf.tensor3d(Int32Array.from({ length: 24 }, (_, i) => i * 3 - 7), [2, 3, 4], 'int32'), [0, 1]);
+    expect(y.dtype).toBe('int32');
+    expect(Array.from(await y.data())).toEqual([0, 1, 2, 3].map((c) => [0, 1, 2, 3, 4, 5].reduce((s, r) => s + (r * 4 + c) * 3 - 7, 0)));
+    y.dispose();
+  });
+
+  it('gives the same bits on every call, and releases its chunk sums (webgpu buffer count unchanged)', async () => {
+    await tf.setBackend('webgpu');
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const x = tf.tensor(values([2, 32, 32, 64], 9), [2, 32, 32, 64]);
+    const once = async () => {
+      const y = tf.sum(x, [0, 1, 2]);
+      const data = (await y.data()) as Float32Array;
+      y.dispose();
+      return Buffer.from(data.buffer);
+    };
+    const first = await once();
+    const before = backend.numDataIds();
+    for (let i = 0; i < 3; i++) expect(Buffer.compare(await once(), first)).toBe(0);
+    expect(backend.numDataIds()).toBe(before);
+    x.dispose();
   });
 });

@@ -34,5 +34,5 @@ for variant in project tfjs; do
   timeout "${KERNEL_TIMEOUT:-60}" bash .gpu-runtime/run.sh .gpu-build/kernelBench.js --backend=webgpu --batch=64 --repeats=5 \
     >"$out/kernels-$variant.log" 2>&1
   echo "kernels ($variant): exit $?"
-  grep -E 'Conv2DBackprop|GroupNorm' "$out/kernels-$variant.log"
+  grep -E 'Conv2DBackprop|GroupNorm|Sum over|per kernel call' "$out/kernels-$variant.log"
 done

@@ -95,10 +95,40 @@ async function main() {
   row('Multiply (bytes/s as GB/s)', `${batch}x32x32x64`, await timeIt(() => tf.mul(x, x), repeats), n * 12 / 2);
   row('Add', `${batch}x32x32x64`, await timeIt(() => tf.add(x, x), repeats), n * 12 / 2);
   row('Transpose', `${batch}x32x32x64 -> 3,1,2,0`, await timeIt(() => tf.transpose(x, [3, 1, 2, 0]), repeats), n * 8 / 2);
-  row('Sum over 0,1,2', `${batch}x32x32x64`, await timeIt(() => tf.sum(x, [0, 1, 2]), repeats), n * 4 / 2);
+  // A conv's bias gradient, and the time embedding's broadcast gradient (per example).
+  row('Sum over 0,1,2 (GB/s)', `${batch}x32x32x64`, await timeIt(() => tf.sum(x, [0, 1, 2]), repeats), n * 4 / 2);
+  row('Sum over 1,2 (GB/s)', `${batch}x32x32x64`, await timeIt(() => tf.sum(x, [1, 2]), repeats), n * 4 / 2);
   row('Sigmoid', `${batch}x32x32x64`, await timeIt(() => tf.sigmoid(x), repeats), n * 8 / 2);
   row('Pad', `${batch}x32x32x64`, await timeIt(() => tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]]), repeats), n * 8 / 2);
   row('Slice', `${batch}x32x32x64 -> half channels`, await timeIt(() => tf.slice(x, [0, 0, 0, 0], [batch, 32, 32, 32]), repeats), n * 4 / 2);
+  tf.dispose(x);
+  await dispatchCost();
+}
+
+/** What one kernel call costs beyond its arithmetic: a chain of adds of 64 values, timed to
+ * when the last was issued and to when its result was read back (medians of 5 chains). */
+async function dispatchCost(): Promise<void> {
+  const chain = 1000;
+  const a = tf.ones([64]);
+  const issue: number[] = [];
+  const done: number[] = [];
+  for (let rep = 0; rep < 6; rep++) {
+    const t0 = performance.now();
+    const outs: tf.Tensor[] = [];
+    let y = a;
+    for (let i = 0; i < chain; i++) outs.push((y = tf.add(y, a)));
+    const t1 = performance.now();
+    await y.data();
+    const t2 = performance.now();
+    tf.dispose(outs);
+    // The first chain compiles the program and fills the buffer pool: not counted.
+    if (rep > 0) {
+      issue.push(((t1 - t0) * 1000) / chain);
+      done.push(((t2 - t0) * 1000) / chain);
+    }
+  }
+  a.dispose();
+  console.log(`# per kernel call (${chain} chained adds of 64 values): ${median(issue).toFixed(1)} us to issue, ${median(done).toFixed(1)} us to completion`);
 }
 
 main().catch((err) => {

@@ -16,6 +16,7 @@ import * as path from 'path';
 import * as readline from 'readline';
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendName, initBackend, isBackendName } from '../../src/backend/backend';
+import { countDispatches } from '../../src/backend/webgpu/dispatchCount';
 import { UNetConfig, isPresetName, presetConfig, validateConfig } from '../../src/model/config';
 import { initParams } from '../../src/model/init';
 import { parameterCount } from '../../src/model/paramSpecs';
@@ -233,23 +234,6 @@ interface ShapeRow { key: string; ms: number; calls: number }
 /** On webgpu, the GPU programs dispatched while `f` runs, by program class: a kernel may dispatch
  * several programs or none (Reshape, Identity), and each dispatch costs ~0.1 ms of overhead on
  * a GPU (PERFORMANCE.md), so their number is a measure of its own, the same on any machine. */
-async function countDispatches<T>(f: () => Promise<T>): Promise<{ result: T; dispatches?: Record<string, number> }> {
-  const backend = tf.backend() as unknown as { runWebGPUProgram?: (program: object, ...rest: unknown[]) => unknown };
-  const original = backend.runWebGPUProgram;
-  if (original === undefined) return { result: await f() };
-  const dispatches: Record<string, number> = {};
-  backend.runWebGPUProgram = function (program: object, ...rest: unknown[]) {
-    const name = program.constructor.name;
-    dispatches[name] = (dispatches[name] ?? 0) + 1;
-    return original.call(this, program, ...rest);
-  };
-  try {
-    return { result: await f(), dispatches };
-  } finally {
-    backend.runWebGPUProgram = original;
-  }
-}
-
 async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Promise<{ rows: ProfileRow[]; byShape: ShapeRow[]; kernelMs: number; wallMs: number; peakBytes: number; kernels: number; dispatches?: Record<string, number> }> {
   const t0 = performance.now();
   const { result: info, dispatches } = await countDispatches(() => tf.profile(async () => { await computer.compute(unit); }));
@@ -372,12 +356,14 @@ async function main() {
       if (r.torchMs[t] === undefined || Number.isNaN(r.torchMs[t])) continue;
       console.log(`PyTorch ${r.torchVersion} ${t} thread(s): ${fmt(r.torchMs[t])} ms/step (samples ${r.samples.torch[t].map((x) => fmt(x)).join(' ')}); speed ratio tfjs/PyTorch = ${ratio(t)}x`);
     }
-    console.log(`load from other processes during the timed steps: ${r.othersCores.toFixed(2)} cores; wasm heap ${fmt(r.wasmHeapMiB)} MiB; tensors leaked per ${flags.repeats} steps: ${r.leakedTensors}`);
+    console.log(`load from other processes during the timed steps: ${r.othersCores.toFixed(2)} cores; ${Number.isNaN(r.wasmHeapMiB) ? '' : `wasm heap ${fmt(r.wasmHeapMiB)} MiB; `}tensors leaked per ${flags.repeats} steps: ${r.leakedTensors}`);
     if (r.profile) {
       const p = r.profile;
       console.log(`profile of one step: wall ${fmt(p.wallMs)} ms, kernel time ${fmt(p.kernelMs)} ms in ${p.kernels} kernel calls, peak ${fmt(p.peakBytes / 2 ** 20)} MiB of tensors`);
       console.log('| kernel | ms | calls | share |\n|---|---|---|---|');
-      for (const row of p.rows.slice(0, 15)) console.log(`| ${row.kernel} | ${fmt(row.ms)} | ${row.calls} | ${((100 * row.ms) / p.kernelMs).toFixed(1)}% |`);
+      // Without timestamp queries (Dawn's GL backend) webgpu reports no kernel time: no shares.
+      const share = (ms: number) => (p.kernelMs > 0 ? `${((100 * ms) / p.kernelMs).toFixed(1)}%` : 'n/a');
+      for (const row of p.rows.slice(0, 15)) console.log(`| ${row.kernel} | ${fmt(row.ms)} | ${row.calls} | ${share(row.ms)} |`);
       if (p.dispatches !== undefined) {
         const programs = Object.entries(p.dispatches).sort((a, b) => b[1] - a[1]);
         console.log(`GPU programs dispatched in the step: ${programs.reduce((n, [, c]) => n + c, 0)} (${programs.map(([k, c]) => `${k} ${c}`).join(', ')})`);

@@ -2,7 +2,8 @@
  * The kernels tfjs's webgpu backend runs. `DDPM_WEBGPU_KERNELS=project` (default) adds this
  * project's: the fused GroupNorm (+ swish) and swish (groupNorm.ts), the conv weight gradient
  * that `DDPM_WEBGPU_CONV_FILTER` picks (`tiled`, default: filterGradient.ts; or `matmul`: k*k
- * tfjs matmuls, convGradients.ts), and tfjs's tiled conv input gradient in place of its naive
+ * tfjs matmuls, convGradients.ts), Sum over adjacent non-innermost axes without a transpose
+ * (rowSum.ts: the bias gradients), and tfjs's tiled conv input gradient in place of its naive
  * default (a thread per input element walking every tap and output channel, no reuse through
  * workgroup memory). `tfjs` leaves tfjs's own kernels alone: the baseline in benchmarks.
  */
@@ -14,6 +15,7 @@ import { filterGradient } from './filterGradient';
 import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, checkFloat, groupNormDims, registerFusedGradients } from '../fusedKernels';
 import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
 import { swishKernel } from './swish';
+import { rowSumView, sumRows } from './rowSum';
 import { envChoice } from '../../util/envChoice';
 
 export interface WebgpuKernelChoice {
@@ -97,6 +99,26 @@ function registerFusedWebgpuKernels(): void {
   for (const config of configs) replaceKernel(config.kernelName, 'webgpu', () => config);
 }
 
+/** Sum over adjacent non-innermost axes (bias gradients) without tfjs's transpose (rowSum.ts). */
+function registerRowSum(): void {
+  replaceKernel(tf.Sum, 'webgpu', (original) => ({
+    kernelName: tf.Sum,
+    backendName: 'webgpu',
+    kernelFunc: function rowSum(args) {
+      const { x } = args.inputs as { x: tf.TensorInfo };
+      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+      const axes = tf.util.parseAxisParam(axis, x.shape);
+      const view = x.dtype === 'float32' && tf.util.sizeFromShape(x.shape) > 0 ? rowSumView(x.shape, axes) : undefined;
+      if (view === undefined) {
+        if (original === undefined) throw new Error(`Sum on webgpu: no fallback for ${x.dtype} over axes ${axes.join(',')}`);
+        return original.kernelFunc(args);
+      }
+      const outShape = x.shape.flatMap((d, i) => (!axes.includes(i) ? [d] : keepDims ? [1] : []));
+      return sumRows(args.backend as unknown as WebGPUBackend, x, ...view, outShape);
+    },
+  }));
+}
+
 /** Registers the chosen kernels on webgpu; call after tfjs-backend-webgpu is loaded. Idempotent. */
 export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   const g = globalThis as Record<string, unknown>;
@@ -110,6 +132,7 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   if (choice.kernels === 'tfjs') return;
   tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
   registerFusedWebgpuKernels();
+  registerRowSum();
   if (choice.convFilter === 'tiled') registerTiledConvFilterGradient();
   else registerMatMulConvFilterGradient('webgpu');
 }
