@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # The webgpu measurements of README "Worker compute speed", in one call on a GPU host (the device
 # machine): the ch64 U-Net's batch-64 training step on tfjs webgpu against PyTorch CUDA fp32 on the
-# same card, each with a tf.profile and a count of GPU programs dispatched. Variants, most
+# same card, each with a tf.profile, a count of GPU programs dispatched and whether the gradient's
+# bits repeat from step to step (the same unit each step). Variants, most
 # important first (a run cut short still reports the first):
-#   project         this project's webgpu kernels (the default: fused GroupNorm, tiled conv gradients)
+#   project         this project's webgpu kernels (the default: fused GroupNorm, tiled conv gradients,
+#                   bias-gradient sums without a transpose)
 #   tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline on the same card
 #   project-matmul  the conv weight gradient as k*k tfjs matmuls (DDPM_WEBGPU_CONV_FILTER=matmul)
-# then single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, for project and tfjs.
+# then single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, for project and tfjs,
+# and the host time of one kernel call.
 # Prepared here:
 #   npm run gpu:build && bash ../shared/gpu/pack-runtime.sh .gpu-runtime
 # then run: bash scripts/gpu/device-bench.sh   (carry .gpu-runtime and .gpu-build). Results in $OUT.
@@ -26,7 +29,7 @@ for variant in project tfjs project-matmul; do
     --warmup 2 --repeats 5 --torch-threads 1 --python python3 --torch-device cuda --shapes 25 \
     --json "$out/ch64-$variant.json" >"$out/ch64-$variant.log" 2>&1
   echo "ch64 ($variant): exit $?"
-  grep -E '^\| ch64|ms/step|GPU programs' "$out/ch64-$variant.log"
+  grep -E '^\| ch64|ms/step|GPU programs|gradient bits' "$out/ch64-$variant.log"
 done
 for variant in project tfjs; do
   if [[ $variant == tfjs ]]; then export DDPM_WEBGPU_KERNELS=tfjs; else unset DDPM_WEBGPU_KERNELS; fi

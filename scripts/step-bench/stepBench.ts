@@ -290,19 +290,31 @@ async function benchConfig(name: string, flags: Flags) {
   const threads = flags.threads > 1 ? await ComputeThreads.start(flags.threads, { backend: tf.getBackend(), model: config, schedule: 'linear', timesteps: 1000 }) : undefined;
   threads?.setParams(flat, 0);
   const parts = Array.from({ length: flags.threads }, (_, i) => ({ ...makeUnit(config, flags.batch / flags.threads), unitId: i }));
+  // Every step computes the same unit from the same parameters: the gradient's bits must not
+  // change (the README's claim of bit-identical training for any number of workers rests on it).
+  let firstGrad: Buffer | undefined;
+  let steps = 0;
+  let stepsWithOtherBits = 0;
   const tfjsStep = async () => {
     const t0 = performance.now();
     let lossSum: number;
+    let grad: Float32Array;
     if (threads) {
       const results = await Promise.all(parts.map((u) => threads.compute(u)));
-      const sum = results[0].gradSum;
-      for (const r of results.slice(1)) for (let i = 0; i < sum.length; i++) sum[i] += r.gradSum[i];
+      grad = results[0].gradSum;
+      for (const r of results.slice(1)) for (let i = 0; i < grad.length; i++) grad[i] += r.gradSum[i];
       lossSum = results.reduce((s, r) => s + r.lossSum, 0);
     } else {
-      lossSum = (await computer.compute(unit)).lossSum;
+      const result = await computer.compute(unit);
+      grad = result.gradSum;
+      lossSum = result.lossSum;
     }
     const ms = performance.now() - t0;
     if (!Number.isFinite(lossSum)) throw new Error(`${name}: loss is ${lossSum}`);
+    const bits = Buffer.from(grad.buffer, grad.byteOffset, grad.byteLength);
+    steps += 1;
+    if (firstGrad === undefined) firstGrad = Buffer.from(bits);
+    else if (!firstGrad.equals(bits)) stepsWithOtherBits += 1;
     return ms;
   };
 
@@ -332,7 +344,7 @@ async function benchConfig(name: string, flags: Flags) {
   const torchMs = Object.fromEntries(flags.torchThreads.map((t) => [t, median(times.torch[t])]));
   return {
     name, config, batch: flags.batch, threads: flags.threads, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo?.torch,
-    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
+    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, gradientSteps: steps, stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
   };
 }
 
@@ -356,6 +368,7 @@ async function main() {
       if (r.torchMs[t] === undefined || Number.isNaN(r.torchMs[t])) continue;
       console.log(`PyTorch ${r.torchVersion} ${t} thread(s): ${fmt(r.torchMs[t])} ms/step (samples ${r.samples.torch[t].map((x) => fmt(x)).join(' ')}); speed ratio tfjs/PyTorch = ${ratio(t)}x`);
     }
+    console.log(`gradient bits across the ${r.gradientSteps} steps of the same unit: ${r.stepsWithOtherGradientBits === 0 ? 'identical' : `DIFFERENT in ${r.stepsWithOtherGradientBits} of them`}`);
     console.log(`load from other processes during the timed steps: ${r.othersCores.toFixed(2)} cores; ${Number.isNaN(r.wasmHeapMiB) ? '' : `wasm heap ${fmt(r.wasmHeapMiB)} MiB; `}tensors leaked per ${flags.repeats} steps: ${r.leakedTensors}`);
     if (r.profile) {
       const p = r.profile;
