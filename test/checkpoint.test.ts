@@ -10,11 +10,12 @@ import { createHash } from 'crypto';
 import { spawnSync } from 'child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend/backend';
-import { CheckpointStore } from '../src/checkpoint/store';
+import { CheckpointStore, readCheckpointConfig } from '../src/checkpoint/store';
 import { CheckpointError } from '../src/checkpoint/errors';
 import { ManifestFile, WeightsFile } from '../src/checkpoint/format';
 import { unetParamSpecs } from '../src/model/paramSpecs';
 import { OptimizerState } from '../src/training/optimizer';
+import type { TrainConfig } from '../src/training/config';
 import { bundleHelper } from './helpers/childProcess';
 import { CHILD_SPECS, FIXTURE_CONFIG, fixtureState, sameBytes, sameState, specsSize } from './helpers/checkpointFixture';
 
@@ -71,6 +72,24 @@ describe('save and loadLatest', () => {
   it('restore the full training config', () => {
     save(1);
     expect(store.loadLatest()!.config).toEqual(FIXTURE_CONFIG);
+  });
+
+  it('restore the prediction target; a checkpoint written before the field existed reads as eps', () => {
+    store.save({ config: { ...FIXTURE_CONFIG, prediction: 'v' }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
+    expect(store.loadLatest()!.config.prediction).toBe('v');
+    expect(readCheckpointConfig(path.join(root, 'step-00000001')).prediction).toBe('v');
+    const { prediction: _dropped, ...older } = FIXTURE_CONFIG;
+    const dir = store.save({ config: older as TrainConfig, state: fixtureState(2, n), loss: 1, dataCursor: 16 });
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'train.json'), 'utf8')).config).not.toHaveProperty('prediction');
+    expect(store.loadLatest()!.config.prediction).toBe('eps');
+    expect(readCheckpointConfig(dir).prediction).toBe('eps');
+    expect(warnings).toEqual([]);
+  });
+
+  it('refuse a checkpoint whose prediction target is unknown, naming it', () => {
+    const dir = store.save({ config: { ...FIXTURE_CONFIG, prediction: 'noise' as TrainConfig['prediction'] }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
+    expect(() => readCheckpointConfig(dir)).toThrow(CheckpointError);
+    expect(() => readCheckpointConfig(dir)).toThrow('prediction must be one of eps, v, x0, got "noise"');
   });
 
   it('find nothing, without warnings, in an empty or missing directory', () => {

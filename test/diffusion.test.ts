@@ -11,7 +11,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend/backend';
 import { perExampleLoss, qSample, qStep } from '../src/diffusion/forward';
 import { sample } from '../src/diffusion/samplers';
-import { Denoiser } from '../src/diffusion/types';
+import { Denoiser, PREDICTION_TARGETS, PredictionTarget } from '../src/diffusion/types';
 import { presetConfig } from '../src/model/config';
 import { initParams } from '../src/model/init';
 import { UNetModel } from '../src/model/unetModel';
@@ -60,15 +60,20 @@ function moments(values: Float32Array, n: number, p: number): { mean: number[]; 
   return { mean, pooledVariance: sq / (p * (n - 1)) };
 }
 
-/** The ideal eps predictor when the data is the single point x0star. */
-function pointDenoiser(schedule: DiffusionSchedule, x0star: tf.Tensor4D, record?: { t: number; x: Float32Array }[]): Denoiser {
+/** The ideal predictor of `target` when the data is the single point x0star: x0* itself, its
+ * noise eps* = (x_t - sqrt(abar_t) x0*) / sqrt(1 - abar_t), or v* = sqrt(abar_t) eps* - sqrt(1 - abar_t) x0*. */
+function pointDenoiser(schedule: DiffusionSchedule, x0star: tf.Tensor4D, target: PredictionTarget, record?: { t: number; x: Float32Array }[]): Denoiser {
   return (xt, timesteps) => {
     record?.push({ t: timesteps[0], x: xt.dataSync() as Float32Array });
     return tf.tidy(() => {
       const n = timesteps.length;
       const per = (f: (t: number) => number) => tf.tensor4d(Array.from(timesteps, f), [n, 1, 1, 1]);
-      const mean = tf.mul(per((t) => schedule.sqrtAlphasCumprod[t]), x0star);
-      return tf.div(tf.sub(xt, mean), per((t) => schedule.sqrtOneMinusAlphasCumprod[t])) as tf.Tensor4D;
+      const alpha = per((t) => schedule.sqrtAlphasCumprod[t]);
+      const sigma = per((t) => schedule.sqrtOneMinusAlphasCumprod[t]);
+      const eps = tf.div(tf.sub(xt, tf.mul(alpha, x0star)), sigma);
+      if (target === 'eps') return eps as tf.Tensor4D;
+      if (target === 'v') return tf.sub(tf.mul(alpha, eps), tf.mul(sigma, x0star)) as tf.Tensor4D;
+      return tf.add(tf.zerosLike(xt), x0star) as tf.Tensor4D;
     });
   };
 }
@@ -162,30 +167,39 @@ describe('qSample: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps, against t + 1 
   });
 });
 
-describe('perExampleLoss (Eq. 14: mean over pixels of (eps - eps_theta(x_t, t))^2)', () => {
+describe.each(PREDICTION_TARGETS)('perExampleLoss, prediction %s (mean over pixels of (target - f(x_t, t))^2; Eq. 14 for eps)', (target) => {
   const schedule = makeSchedule('linear', 1000);
   const shape: Shape4 = [3, 2, 2, 1];
   const x0 = Float32Array.from([-1, -0.5, 0.5, 1, 0.2, 0.4, -0.6, 0.8, 0, 0.1, -0.1, 0.3]);
   const eps = Float32Array.from([0.3, -1.2, 0.7, 2.1, -0.4, 0.9, -1.5, 0.05, 1.1, -0.8, 0.6, -0.2]);
   const timesteps = Int32Array.from([0, 500, 999]);
-  // A fake denoiser: eps_theta(x, t) = 0.5 x + t / 1000.
+  // A fake denoiser: f(x, t) = 0.5 x + t / 1000.
   const fake: Denoiser = (xt, t) => tf.tidy(() => tf.add(tf.mul(xt, 0.5), tf.tensor4d(Array.from(t, (v) => v / 1000), [t.length, 1, 1, 1])) as tf.Tensor4D);
 
-  function byHand(): number[] {
+  /** The target in float64: eps; x0; or v = sqrt(abar) eps - sqrt(1 - abar) x0 (Salimans & Ho 2022). */
+  function targetByHand(): number[] {
+    return Array.from(x0, (x, i) => {
+      const a = schedule.alphasCumprod[timesteps[Math.floor(i / 4)]];
+      return target === 'eps' ? eps[i] : target === 'x0' ? x : Math.sqrt(a) * eps[i] - Math.sqrt(1 - a) * x;
+    });
+  }
+
+  function lossByHand(): number[] {
+    const y = targetByHand();
     return Array.from(timesteps, (t, n) => {
       const a = schedule.alphasCumprod[t];
       let sum = 0;
       for (let p = 0; p < 4; p++) {
         const xt = Math.sqrt(a) * x0[n * 4 + p] + Math.sqrt(1 - a) * eps[n * 4 + p];
-        sum += (eps[n * 4 + p] - (0.5 * xt + t / 1000)) ** 2;
+        sum += (y[n * 4 + p] - (0.5 * xt + t / 1000)) ** 2;
       }
       return sum / 4;
     });
   }
 
   it('returns one loss per example, each the float64 value computed by hand to 1e-5 relative', () => {
-    const losses = tf.tidy(() => perExampleLoss(schedule, fake, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape)).dataSync());
-    const expected = byHand();
+    const losses = tf.tidy(() => perExampleLoss(schedule, fake, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), target).dataSync());
+    const expected = lossByHand();
     expect(losses.length).toBe(3);
     expected.forEach((v, i) => expect(Math.abs(losses[i] - v)).toBeLessThan(1e-5 * v));
   });
@@ -196,17 +210,17 @@ describe('perExampleLoss (Eq. 14: mean over pixels of (eps - eps_theta(x_t, t))^
       seen.push({ x: xt.dataSync() as Float32Array, t: Int32Array.from(t) });
       return fake(xt, t);
     };
-    tf.tidy(() => perExampleLoss(schedule, spy, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape)));
+    tf.tidy(() => perExampleLoss(schedule, spy, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), target));
     expect(seen.length).toBe(1);
     expect(Array.from(seen[0].t)).toEqual([0, 500, 999]);
     const a = Array.from(timesteps, (t) => schedule.alphasCumprod[t]);
     seen[0].x.forEach((v, i) => expect(v).toBeCloseTo(Math.sqrt(a[Math.floor(i / 4)]) * x0[i] + Math.sqrt(1 - a[Math.floor(i / 4)]) * eps[i], 6));
   });
 
-  it('is zero for a denoiser that returns the true noise', () => {
-    const oracle: Denoiser = () => tf.tensor4d(eps, shape);
-    const losses = tf.tidy(() => perExampleLoss(schedule, oracle, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape)).dataSync());
-    expect(Array.from(losses)).toEqual([0, 0, 0]);
+  it('is zero (to float32 rounding) for a model that returns the true target', () => {
+    const oracle: Denoiser = () => tf.tensor4d(targetByHand(), shape);
+    const losses = tf.tidy(() => perExampleLoss(schedule, oracle, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), target).dataSync());
+    losses.forEach((v) => expect(v).toBeLessThan(1e-12));
   });
 });
 
@@ -222,7 +236,7 @@ describe('samplers with the ideal denoiser of a single data point x0*', () => {
     return { draws, noise };
   }
 
-  describe('DDIM, eta = 0, 50 steps of T = 1000', () => {
+  describe.each(PREDICTION_TARGETS)('DDIM, eta = 0, 50 steps of T = 1000, prediction %s', (target) => {
     const schedule = makeSchedule('linear', 1000);
     const visits: { t: number; x: Float32Array }[] = [];
     let result: Float32Array;
@@ -232,7 +246,7 @@ describe('samplers with the ideal denoiser of a single data point x0*', () => {
       const x0star = tf.tensor4d(X0_STAR_VALUES, X0_SHAPE);
       const rec = recordingNoise(11);
       draws = rec.draws;
-      const out = sample(schedule, pointDenoiser(schedule, x0star, visits), X0_SHAPE, { sampler: 'ddim', steps: 50, eta: 0, noise: rec.noise });
+      const out = sample(schedule, pointDenoiser(schedule, x0star, target, visits), X0_SHAPE, { sampler: 'ddim', prediction: target, steps: 50, eta: 0, noise: rec.noise });
       result = out.dataSync() as Float32Array;
       tf.dispose([out, x0star]);
     });
@@ -260,7 +274,7 @@ describe('samplers with the ideal denoiser of a single data point x0*', () => {
     });
   });
 
-  describe.each(['fixed-small', 'fixed-large'] as const)('DDPM ancestral, %s variance, T = 100', (variance) => {
+  describe.each(PREDICTION_TARGETS.flatMap((target) => (['fixed-small', 'fixed-large'] as const).map((variance) => [variance, target] as const)))('DDPM ancestral, %s variance, T = 100, prediction %s', (variance, target) => {
     const T = 100;
     const schedule = makeSchedule('linear', T);
     const visits: { t: number; x: Float32Array }[] = [];
@@ -271,7 +285,7 @@ describe('samplers with the ideal denoiser of a single data point x0*', () => {
       const x0star = tf.tensor4d(X0_STAR_VALUES, X0_SHAPE);
       const rec = recordingNoise(23);
       draws = rec.draws;
-      const out = sample(schedule, pointDenoiser(schedule, x0star, visits), X0_SHAPE, { sampler: 'ddpm', variance, noise: rec.noise });
+      const out = sample(schedule, pointDenoiser(schedule, x0star, target, visits), X0_SHAPE, { sampler: 'ddpm', prediction: target, variance, noise: rec.noise });
       result = out.dataSync() as Float32Array;
       tf.dispose([out, x0star]);
     });
@@ -312,7 +326,7 @@ describe('DDIM sampling with a fixed initial noise', () => {
       const seed = draws++ === 0 ? 1 : laterSeed * 1000 + draws;
       return tf.tensor4d(new Rng(seed).gaussianFloat32(size(s)), s);
     };
-    const images = sample(schedule, denoiser, shape, { sampler: 'ddim', steps: 10, eta, noise });
+    const images = sample(schedule, denoiser, shape, { sampler: 'ddim', prediction: 'eps', steps: 10, eta, noise });
     const out = images.dataSync() as Float32Array;
     images.dispose();
     return { out, draws };
@@ -334,13 +348,13 @@ describe('DDIM sampling with a fixed initial noise', () => {
 
   it('leaves no tensor behind but the one it returns', () => {
     const before = tf.memory().numTensors;
-    const images = sample(schedule, denoiser, shape, { sampler: 'ddim', steps: 10, eta: 0, noise: (s) => tf.tensor4d(new Rng(1).gaussianFloat32(size(s)), s) });
+    const images = sample(schedule, denoiser, shape, { sampler: 'ddim', prediction: 'eps', steps: 10, eta: 0, noise: (s) => tf.tensor4d(new Rng(1).gaussianFloat32(size(s)), s) });
     images.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
 
   it('rejects eta outside [0, 1], naming it', () => {
-    expect(() => sample(schedule, denoiser, shape, { sampler: 'ddim', eta: 1.5, noise: (s) => tf.zeros(s) })).toThrow('eta must be in [0, 1], got 1.5');
+    expect(() => sample(schedule, denoiser, shape, { sampler: 'ddim', prediction: 'eps', eta: 1.5, noise: (s) => tf.zeros(s) })).toThrow('eta must be in [0, 1], got 1.5');
   });
 });
 
@@ -350,7 +364,7 @@ describe('generateImages', () => {
   initParams(model.specs, 5, { noZeroInit: true }).forEach((v, i) => params.set(v, model.offsets[i]));
   const schedule = makeSchedule('linear', 100);
   // eta = 1 so that every step draws noise, not only x_T.
-  const generate = (seed: number) => generateImages(model, params, schedule, { n: 2, seed, sampler: 'ddim', steps: 3, eta: 1 });
+  const generate = (seed: number) => generateImages(model, params, schedule, { n: 2, seed, sampler: 'ddim', prediction: 'eps', steps: 3, eta: 1 });
 
   it('gives bit-identical images for the same seed', async () => {
     expect(await generate(42)).toEqual(await generate(42));

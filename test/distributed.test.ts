@@ -21,6 +21,10 @@ function finalBytes(dir: string, file: string): Buffer {
   return fs.readFileSync(path.join(dir, latest, file));
 }
 
+function finalParams(dir: string): Float32Array {
+  return new Float32Array(new Uint8Array(finalBytes(dir, 'model.bin')).buffer);
+}
+
 /** The last checkpoints of two runs hold the same parameters, EMA and Adam state, bit for bit. */
 function expectSameFinalState(dir: string, reference: string): void {
   for (const file of ['model.bin', 'ema.bin', 'optimizer.bin']) {
@@ -30,11 +34,11 @@ function expectSameFinalState(dir: string, reference: string): void {
 
 const trained = new Set<string>();
 
-/** Trains once per (backend, workers, steps) in this file and returns the checkpoint directory. */
-async function train(backend: string, workers: number, steps: number): Promise<string> {
-  const dir = path.join(root, `${backend}-w${workers}-s${steps}`);
+/** Trains once per (backend, workers, steps, extra flags) in this file and returns the checkpoint directory. */
+async function train(backend: string, workers: number, steps: number, extra: string[] = []): Promise<string> {
+  const dir = path.join(root, `${backend}-w${workers}-s${steps}${extra.join('')}`);
   if (trained.has(dir)) return dir;
-  const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', String(steps), '--workers', String(workers), '--checkpoint-dir', dir]);
+  const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', String(steps), '--workers', String(workers), '--checkpoint-dir', dir, ...extra]);
   const { code } = await waitExit(p, 150_000);
   if (code !== 0) throw new Error(`train --workers ${workers} exited ${code}:\n${p.output()}`);
   trained.add(dir);
@@ -99,6 +103,17 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
   }, 160_000);
 });
 
+// WELCOME carries the prediction target: workers that ignored it would train the eps loss.
+describe.each(['v', 'x0'])('--prediction %s on wasm, 5 steps', (prediction) => {
+  it('with 2 worker processes gives the in-process parameters bit for bit, and not those of the eps run', async () => {
+    const inProcess = await train('wasm', 0, 5, ['--prediction', prediction]);
+    const workers = await train('wasm', 2, 5, ['--prediction', prediction]);
+    expectSameFinalState(workers, inProcess);
+    const eps = await train('wasm', 0, 5);
+    expect(relativeL2(finalParams(inProcess), finalParams(eps))).toBeGreaterThan(1e-4);
+  }, 300_000);
+});
+
 describe('a coordinator killed with SIGKILL and restarted with --resume', () => {
   it('is rejoined by its workers and ends with the parameters of an uninterrupted run', async () => {
     const steps = 8;
@@ -128,8 +143,8 @@ describe.each(['float16', 'bfloat16'])('--transport-dtype %s', (dtype) => {
     const dir = path.join(root, `wasm-${dtype}`);
     const p = startDdpm(['train', ...TINY, '--backend', 'wasm', '--steps', '5', '--workers', '1', '--transport-dtype', dtype, '--checkpoint-dir', dir]);
     expect((await waitExit(p, 150_000)).code).toBe(0);
-    const a = new Float32Array(new Uint8Array(finalBytes(dir, 'model.bin')).buffer);
-    const b = new Float32Array(new Uint8Array(finalBytes(reference, 'model.bin')).buffer);
+    const a = finalParams(dir);
+    const b = finalParams(reference);
     expect(relativeL2(a, b)).toBeGreaterThan(0);
     expect(relativeL2(a, b)).toBeLessThan(0.05);
   }, 160_000);

@@ -58,7 +58,7 @@ async function summedLoss(unit: WorkUnit, flat: Float32Array): Promise<number> {
     const params = model.tensorsFromFlat(flat);
     const x0 = tf.tensor4d(unitImages(unit, 8, 1), shape);
     const noise = tf.tensor4d(unitNoise(unit, IMAGE), shape);
-    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t), x0, unit.timesteps, noise));
+    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t), x0, unit.timesteps, noise, 'eps'));
   });
   const value = (await total.data())[0];
   total.dispose();
@@ -66,7 +66,7 @@ async function summedLoss(unit: WorkUnit, flat: Float32Array): Promise<number> {
 }
 
 function unitGradient(unit: WorkUnit, flat: Float32Array): Promise<UnitResult> {
-  const computer = new UnitGradientComputer(model, schedule);
+  const computer = new UnitGradientComputer(model, schedule, 'eps');
   computer.setParams(flat, 0);
   try {
     return computer.compute(unit);
@@ -251,7 +251,7 @@ describe('training the tiny U-Net on 8 fixed images (wasm, Adam lr 1e-3)', () =>
   beforeAll(async () => {
     await tf.setBackend('wasm');
     const state = initialOptimizerState(initialParams(false));
-    const computer = new UnitGradientComputer(model, schedule);
+    const computer = new UnitGradientComputer(model, schedule, 'eps');
     for (let step = 0; step <= STEPS; step++) {
       computer.setParams(state.params, step);
       const result = await computer.compute(unit);

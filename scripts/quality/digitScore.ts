@@ -157,7 +157,7 @@ async function main(): Promise<void> {
     const loaded = loadCheckpointArg(arg, model.specs, log);
     const t0 = process.hrtime.bigint();
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
-    const images = await generateImages(model, ema ? loaded.state.ema : loaded.state.params, schedule, { n, seed, sampler: 'ddim', steps, eta: 0 });
+    const images = await generateImages(model, ema ? loaded.state.ema : loaded.state.params, schedule, { n, seed, sampler: 'ddim', steps, eta: 0, prediction: loaded.config.prediction });
     const metrics = score(ctx, images, n);
     rows.push({ source: loaded.dir, step: loaded.state.step, size, ...metrics, seconds: seconds(t0) });
     log(`${loaded.dir}: ${n} samples generated and scored in ${seconds(t0).toFixed(1)} s`);

@@ -14,7 +14,7 @@ import {
   CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, LATEST_FILE, MANIFEST_FILE, ManifestFile, STEP_DIR_PREFIX, TEMP_DIR_PREFIX,
   TrainStateFile, WeightsFile, stepDirName, stepOfDirName,
 } from './format';
-import type { TrainConfig } from '../training/config';
+import { TrainConfig, savedTrainConfig } from '../training/config';
 import type { OptimizerState } from '../training/optimizer';
 
 export interface CheckpointData {
@@ -183,14 +183,22 @@ export function loadCheckpointDir(dir: string, specs: readonly ParamSpec[]): Loa
     adamV: readFloats(path.join(dir, 'optimizer.bin'), count, count),
     step: train.step,
   };
-  return { dir, config: train.config, state, loss: train.loss, dataCursor: train.dataCursor };
+  return { dir, config: checkedConfig(dir, train.config), state, loss: train.loss, dataCursor: train.dataCursor };
 }
 
 /** The model config stored in a checkpoint, for commands that build the model from it. */
 export function readCheckpointConfig(dir: string): TrainConfig {
   const p = path.join(dir, 'train.json');
   if (!fs.existsSync(p)) throw new CheckpointError(`${dir}: not a checkpoint directory (no train.json)`);
-  return (JSON.parse(fs.readFileSync(p, 'utf8')) as TrainStateFile).config;
+  return checkedConfig(dir, (JSON.parse(fs.readFileSync(p, 'utf8')) as TrainStateFile).config);
+}
+
+function checkedConfig(dir: string, raw: TrainConfig): TrainConfig {
+  try {
+    return savedTrainConfig(raw);
+  } catch (err) {
+    throw new CheckpointError(`${dir}: train.json: ${(err as Error).message}`);
+  }
 }
 
 /** A checkpoint root (with `latest`) or a step directory -> the step directory to load. */

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { CommandModule } from 'yargs';
-import { resolveCheckpointDir, verifyCheckpointDir } from '../checkpoint/store';
+import { readCheckpointConfig, resolveCheckpointDir, verifyCheckpointDir } from '../checkpoint/store';
 import { CheckpointError } from '../checkpoint/errors';
 import { TrainStateFile } from '../checkpoint/format';
 import { parameterCount } from '../model/paramSpecs';
@@ -31,7 +31,8 @@ export const inspectCommand: CommandModule<object, InspectArgs> = {
     const dir = resolveCheckpointDir(a.checkpoint);
     // Throws CheckpointError (one line, exit 2) on a missing, truncated or corrupt file.
     const manifest = verifyCheckpointDir(dir);
-    const train = readTrainState(dir);
+    // The config as training and sampling read it: fields added since it was saved show their value.
+    const train = { ...readTrainState(dir), config: readCheckpointConfig(dir) };
     const parameters = parameterCount(train.config.model);
     if (parameters !== train.parameterCount) {
       throw new CheckpointError(`${dir}: train.json says ${train.parameterCount} parameters, its model config has ${parameters}`);

@@ -2,6 +2,7 @@
 import type { Argv } from 'yargs';
 import { PRESET_NAMES, UNetConfig, presetConfig, validateConfig } from '../model/config';
 import { SCHEDULE_NAMES, ScheduleName } from '../schedule';
+import { PREDICTION_TARGETS, PredictionTarget } from '../diffusion/types';
 import { BACKEND_NAMES, BackendName } from '../backend/backend';
 import { TRAIN_DEFAULTS, TrainConfig, validateTrainConfig } from '../training/config';
 import { UsageError } from './errors';
@@ -59,6 +60,13 @@ export function withScheduleOptions<T>(y: Argv<T>) {
     .option('timesteps', { type: 'number', default: TRAIN_DEFAULTS.timesteps, describe: 'diffusion steps T' });
 }
 
+export function withPredictionOption<T>(y: Argv<T>) {
+  return y.option('prediction', {
+    type: 'string', choices: PREDICTION_TARGETS, default: TRAIN_DEFAULTS.prediction,
+    describe: 'what the network predicts: eps (the noise, DDPM), v (sqrt(abar) eps - sqrt(1-abar) x0) or x0 (the clean image)',
+  });
+}
+
 export function withBackendOption<T>(y: Argv<T>) {
   return y.option('backend', { type: 'string', choices: BACKEND_NAMES, default: 'auto' as BackendName, describe: 'tfjs backend' });
 }
@@ -66,7 +74,7 @@ export function withBackendOption<T>(y: Argv<T>) {
 const d = TRAIN_DEFAULTS;
 
 export function withTrainOptions<T>(y: Argv<T>) {
-  return withBackendOption(withScheduleOptions(withModelOptions(y, 'mnist-fast')))
+  return withBackendOption(withPredictionOption(withScheduleOptions(withModelOptions(y, 'mnist-fast'))))
     .option('data', { type: 'string', default: d.data, describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR' })
     .option('flip', { type: 'boolean', default: d.flip, describe: 'random horizontal flips' })
     .option('batch-size', { type: 'number', default: d.batchSize, describe: 'global batch size' })
@@ -95,6 +103,7 @@ export function withTrainOptions<T>(y: Argv<T>) {
 export interface TrainArgs extends ModelArgs {
   schedule: string;
   timesteps: number;
+  prediction: string;
   data: string;
   flip: boolean;
   'batch-size': number;
@@ -115,6 +124,7 @@ export function trainConfigFromArgs(a: TrainArgs): TrainConfig {
     model: modelConfigFromArgs(a),
     schedule: a.schedule as ScheduleName,
     timesteps: a.timesteps,
+    prediction: a.prediction as PredictionTarget,
     data: a.data,
     flip: a.flip,
     batchSize: a['batch-size'],

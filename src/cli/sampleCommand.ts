@@ -45,7 +45,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
     const images = await generateImages(model, a.ema ? loaded.state.ema : loaded.state.params, schedule, {
-      n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, steps: a.steps, eta: a.eta, variance: a.variance as VarianceName,
+      n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, steps: a.steps, eta: a.eta, variance: a.variance as VarianceName, prediction: loaded.config.prediction,
     });
     writeGrid(a.out, images, a.n, model.config);
     process.stderr.write(`wrote ${a.out}: ${a.n} samples from ${loaded.dir} (step ${loaded.state.step}${a.ema ? ', EMA' : ''})\n`);

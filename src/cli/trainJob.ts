@@ -86,7 +86,7 @@ export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: 
   const model = new UNetModel(config.model);
   const schedule = makeSchedule(config.schedule, config.timesteps);
   const sampler = new PeriodicSampler({
-    model, schedule, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], ddimSteps: a['sample-steps'], log,
+    model, schedule, prediction: config.prediction, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], ddimSteps: a['sample-steps'], log,
     onWritten: (file, step) => { telemetry.onSample(file, step); log(`samples: ${file}`); },
   });
   const previous = a.resume ? newestSampleGrid(a['checkpoint-dir']) : undefined;
@@ -120,7 +120,7 @@ export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: 
   log(`checkpoint: ${path.join(a['checkpoint-dir'], 'latest')} (step ${coordinator.step})`);
   if (a['sample-n'] > 0 && !interrupted) {
     const out = a.out ?? path.join(a['checkpoint-dir'], 'samples.png');
-    const images = await generateImages(model, coordinator.optimizerState.ema, schedule, { n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0 });
+    const images = await generateImages(model, coordinator.optimizerState.ema, schedule, { n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0, prediction: config.prediction });
     writeGrid(out, images, a['sample-n'], config.model);
     telemetry.onSample(out, coordinator.step);
     log(`samples: ${out} (${a['sample-n']} images, EMA weights, DDIM ${a['sample-steps']} steps)`);

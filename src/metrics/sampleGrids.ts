@@ -11,6 +11,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { UNetModel } from '../model/unetModel';
 import { DiffusionSchedule } from '../schedule';
+import type { PredictionTarget } from '../diffusion/types';
 import { generateImages } from '../training/generate';
 import { writeGrid } from '../cli/grid';
 import { stepDirName } from '../checkpoint/format';
@@ -32,6 +33,7 @@ export function newestSampleGrid(checkpointDir: string): { file: string; step: n
 export interface SampleGridOptions {
   model: UNetModel;
   schedule: DiffusionSchedule;
+  prediction: PredictionTarget;
   checkpointDir: string;
   every: number;
   n: number;
@@ -63,13 +65,13 @@ export class PeriodicSampler {
   }
 
   private async draw(step: number, weights: Float32Array): Promise<void> {
-    const { model, schedule, n, ddimSteps } = this.opts;
+    const { model, schedule, prediction, n, ddimSteps } = this.opts;
     const perImage = model.config.imageSize * model.config.imageSize * model.config.imageChannels;
     const images = new Float32Array(n * perImage);
     for (let i = 0; i < n; i++) {
       await new Promise((resolve) => setImmediate(resolve));
       // Image i always comes from seed i + 1: grids of successive steps show the same noise.
-      images.set(await generateImages(model, weights, schedule, { n: 1, seed: i + 1, sampler: 'ddim', steps: ddimSteps, eta: 0 }), i * perImage);
+      images.set(await generateImages(model, weights, schedule, { n: 1, seed: i + 1, sampler: 'ddim', steps: ddimSteps, eta: 0, prediction }), i * perImage);
     }
     const file = sampleGridPath(this.opts.checkpointDir, step);
     fs.mkdirSync(path.dirname(file), { recursive: true });

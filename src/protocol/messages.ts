@@ -5,7 +5,8 @@
 import { ddpm } from './generated/ddpm';
 import { DType, bytesPerElement } from './dtypes';
 
-export const PROTOCOL_VERSION = 1;
+/** 2: WELCOME carries the prediction target (proto/README.md). */
+export const PROTOCOL_VERSION = 2;
 export const Kind = ddpm.v1.Kind;
 export type Kind = ddpm.v1.Kind;
 export type Envelope = ddpm.v1.Envelope;

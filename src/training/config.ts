@@ -1,11 +1,14 @@
 /** The full training configuration: one defaults object serves the CLI and the tests. */
 import { UNetConfig, presetConfig, validateConfig } from '../model/config';
 import { ScheduleName } from '../schedule';
+import { PREDICTION_TARGETS, PredictionTarget, isPredictionTarget } from '../diffusion/types';
 
 export interface TrainConfig {
   model: UNetConfig;
   schedule: ScheduleName;
   timesteps: number;
+  /** What the network predicts (src/diffusion/types.ts). */
+  prediction: PredictionTarget;
   data: string;
   flip: boolean;
   batchSize: number;
@@ -29,6 +32,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   model: presetConfig('mnist-fast'),
   schedule: 'linear',
   timesteps: 1000,
+  prediction: 'eps',
   data: 'mnist',
   flip: false,
   batchSize: 32,
@@ -57,6 +61,7 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
     if (!Number.isInteger(v) || v < min) throw new InvalidTrainConfigError(`${name} must be an integer >= ${min}, got ${v}`);
   };
   int(c.timesteps, 'timesteps', 1);
+  checkPrediction(c.prediction);
   int(c.batchSize, 'batch-size', 1);
   int(c.unitSize, 'unit-size', 1);
   int(c.steps, 'steps', 0);
@@ -72,4 +77,16 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
     if (!(v >= 0 && v < 1)) throw new InvalidTrainConfigError(`${name} must be in [0, 1), got ${v}`);
   }
   return c;
+}
+
+/** A config read back from a checkpoint: fields added since it was written take the value that
+ * runs had before them (prediction: eps); a value that is there must be valid. */
+export function savedTrainConfig(raw: TrainConfig): TrainConfig {
+  const config = { ...raw, prediction: raw.prediction ?? 'eps' };
+  checkPrediction(config.prediction);
+  return config;
+}
+
+function checkPrediction(value: string): void {
+  if (!isPredictionTarget(value)) throw new InvalidTrainConfigError(`prediction must be one of ${PREDICTION_TARGETS.join(', ')}, got "${value}"`);
 }

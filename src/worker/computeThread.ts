@@ -5,9 +5,8 @@
  */
 import { parentPort, workerData } from 'worker_threads';
 import { BackendName, initBackend } from '../backend/backend';
-import { UNetModel } from '../model/unetModel';
-import { ScheduleName, makeSchedule } from '../schedule';
-import { UnitGradientComputer } from '../training/unitGradients';
+import type { UnitGradientComputer } from '../training/unitGradients';
+import { gradientComputer } from './unitComputer';
 import type { ThreadInit, ThreadReply, ThreadRequest } from './computeThreads';
 import { threadCrashPoint } from '../util/crashPoint';
 
@@ -19,7 +18,7 @@ async function main(): Promise<void> {
   let computer: UnitGradientComputer;
   try {
     const backend = await initBackend(init.backend as BackendName);
-    computer = new UnitGradientComputer(new UNetModel(init.model), makeSchedule(init.schedule as ScheduleName, init.timesteps));
+    computer = gradientComputer(init);
     reply({ type: 'ready', backend });
   } catch (err) {
     reply({ type: 'failed', message: (err as Error).message });

@@ -6,14 +6,18 @@
 import { Worker as Thread } from 'worker_threads';
 import { threadScript } from '../util/threadScript';
 import type { UNetConfig } from '../model/config';
+import type { ScheduleName } from '../schedule';
+import type { PredictionTarget } from '../diffusion/types';
 import type { UnitResult, WorkUnit } from '../training/workUnit';
 import type { UnitComputer } from './unitComputer';
 
+/** What a worker computes with: its backend, and the run's model and diffusion settings. */
 export interface ThreadInit {
   backend: string;
   model: UNetConfig;
-  schedule: string;
+  schedule: ScheduleName;
   timesteps: number;
+  prediction: PredictionTarget;
 }
 export type ThreadRequest = { type: 'params'; flat: Float32Array; version: number } | { type: 'unit'; id: number; unit: WorkUnit };
 export type ThreadReply =

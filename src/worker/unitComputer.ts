@@ -7,7 +7,7 @@
 import { UnitGradientComputer } from '../training/unitGradients';
 import { UnitResult, WorkUnit } from '../training/workUnit';
 import { UNetModel } from '../model/unetModel';
-import { ScheduleName, makeSchedule } from '../schedule';
+import { makeSchedule } from '../schedule';
 import { ComputeThreads, ThreadInit } from './computeThreads';
 
 export interface UnitComputer {
@@ -47,5 +47,9 @@ export class InlineUnitComputer implements UnitComputer {
 /** A worker's computer: `threads` compute threads of their own, or this thread when 1. */
 export async function startUnitComputer(threads: number, init: ThreadInit): Promise<UnitComputer> {
   if (threads > 1) return ComputeThreads.start(threads, init);
-  return new InlineUnitComputer(new UnitGradientComputer(new UNetModel(init.model), makeSchedule(init.schedule as ScheduleName, init.timesteps)));
+  return new InlineUnitComputer(gradientComputer(init));
+}
+
+export function gradientComputer(init: ThreadInit): UnitGradientComputer {
+  return new UnitGradientComputer(new UNetModel(init.model), makeSchedule(init.schedule, init.timesteps), init.prediction);
 }

@@ -13,6 +13,7 @@ import { UnitComputer, startUnitComputer } from './unitComputer';
 import { parameterCount } from '../model/paramSpecs';
 import { UNetConfig, validateConfig } from '../model/config';
 import { isScheduleName } from '../schedule';
+import { isPredictionTarget } from '../diffusion/types';
 
 export interface WorkerOptions {
   name: string;
@@ -181,7 +182,9 @@ export class Worker {
     }
     const schedule = w.schedule ?? '';
     if (!isScheduleName(schedule)) throw new ProtocolError('malformed', `WELCOME schedule "${schedule}"`);
-    const key = JSON.stringify([config, schedule, w.timesteps]);
+    const prediction = w.prediction ?? '';
+    if (!isPredictionTarget(prediction)) throw new ProtocolError('malformed', `WELCOME prediction "${prediction}"`);
+    const key = JSON.stringify([config, schedule, w.timesteps, prediction]);
     this.welcomedRunId = m.envelope.runId;
     // Heartbeats from the beacon thread meanwhile: starting compute threads takes seconds.
     this.opts.beacon?.set(encodeMessage({ kind: Kind.HEARTBEAT, runId: m.envelope.runId, heartbeat: {} }));
@@ -191,7 +194,7 @@ export class Worker {
       await this.run?.computer.dispose();
       this.run = undefined;
       const timesteps = w.timesteps ?? 0;
-      const computer = await startUnitComputer(this.opts.threads ?? 1, { backend: this.opts.backend, model: config, schedule, timesteps });
+      const computer = await startUnitComputer(this.opts.threads ?? 1, { backend: this.opts.backend, model: config, schedule, timesteps, prediction });
       this.run = { runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32, parameterCount: size, config, timesteps, configKey: key, computer };
     } else {
       this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };
