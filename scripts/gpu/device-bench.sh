@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # The webgpu measurements of README "Worker compute speed", in one call on a GPU host (the device
-# machine): the ch64 U-Net's batch-64 training step on tfjs webgpu against PyTorch CUDA fp32 on the
+# machine). First, this project's kernels against the cpu backend on the card (kernelCheck.ts).
+# Then the ch64 U-Net's batch-64 training step on tfjs webgpu against PyTorch CUDA fp32 on the
 # same card, each with a tf.profile, a count of GPU programs dispatched and whether the gradient's
-# bits repeat from step to step (the same unit each step). Variants, most
-# important first (a run cut short still reports the first):
+# bits repeat from step to step (the same unit each step). Variants, most important first (a run
+# cut short still reports the first):
 #   project         this project's webgpu kernels (the default: fused GroupNorm, tiled conv gradients,
 #                   bias-gradient sums without a transpose)
 #   tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline on the same card
 #   project-matmul  the conv weight gradient as k*k tfjs matmuls (DDPM_WEBGPU_CONV_FILTER=matmul)
-# then single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, for project and tfjs,
+# Then single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, for project and tfjs,
 # and the host time of one kernel call.
+# All of it within one 600 s call: check <= 90 s, steps <= 120 s each, kernels <= 60 s each.
 # Prepared here:
 #   npm run gpu:build && bash ../shared/gpu/pack-runtime.sh .gpu-runtime
 # then run: bash scripts/gpu/device-bench.sh   (carry .gpu-runtime and .gpu-build). Results in $OUT.
@@ -19,6 +21,10 @@ mkdir -p "$out"
 export STEP_BENCH_DIR=$PWD/scripts/step-bench
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.csv" 2>&1
 python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))' >"$out/torch.txt" 2>&1
+# First, correctness on this card: the project's kernels against the cpu backend (kernelCheck.ts).
+timeout "${CHECK_TIMEOUT:-90}" bash .gpu-runtime/run.sh .gpu-build/kernelCheck.js >"$out/kernel-check.log" 2>&1
+echo "kernel check: exit $?"
+grep -E '^(FAIL|[0-9]+ of)' "$out/kernel-check.log"
 for variant in project tfjs project-matmul; do
   unset DDPM_WEBGPU_KERNELS DDPM_WEBGPU_CONV_FILTER
   case $variant in

@@ -1,0 +1,118 @@
+/**
+ * This project's webgpu kernels against the cpu backend's reference on whatever adapter Dawn finds:
+ * what test/webgpuKernels.test.ts checks in CI on llvmpipe, here at the U-Net's own shapes and on
+ * a real GPU (a device machine has no jest; scripts/gpu/device-bench.sh runs this first). A race
+ * in workgroup memory that a CPU rasterizer's scheduling hides would show here. One line per
+ * check; exit 1 if any is off.
+ *
+ *   node kernelCheck.js [--quick]   (--quick: the small shapes only, for a CPU run)
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { initBackend } from '../../src/backend/backend';
+import { groupNormAct } from '../../src/model/layers';
+import { Rng } from '../../src/rng/rng';
+
+/** float32 summation-order differences are ~1e-6 of the largest value; a wrong tap, tile or slice is O(1). */
+const TOLERANCE = 1e-4;
+
+type Shape4 = [number, number, number, number];
+type Check = { name: string; run: () => tf.Tensor[] };
+
+function relativeMax(a: Float32Array, b: Float32Array): number {
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < b.length; i++) {
+    diff = Math.max(diff, Math.abs(a[i] - b[i]));
+    scale = Math.max(scale, Math.abs(b[i]));
+  }
+  return a.length === b.length && scale > 0 ? diff / scale : Infinity;
+}
+
+function data(shape: number[], seed: number): tf.Tensor {
+  return tf.tensor(new Rng(seed).gaussianFloat32(shape.reduce((a, b) => a * b, 1)), shape);
+}
+
+/** dL/dx and dL/dw of L = sum(conv2d(x, w) * r): the input and weight gradient kernels. */
+function convCheck(x: Shape4, outChannels: number, kernel: number, stride: 1 | 2, pad: 'same' | 'valid'): Check {
+  return {
+    name: `conv gradients ${x.join('x')} k${kernel} s${stride} ${pad} -> ${outChannels}`,
+    run: () => {
+      const xv = data(x, 1) as tf.Tensor4D;
+      const w = data([kernel, kernel, x[3], outChannels], 2) as tf.Tensor4D;
+      const y = tf.conv2d(xv, w, stride, pad);
+      const r = data(y.shape, 3);
+      return tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad), r)) as tf.Scalar)([xv, w]);
+    },
+  };
+}
+
+function sumCheck(shape: number[], axes: number[], keepDims: boolean): Check {
+  return { name: `sum ${shape.join('x')} over ${axes.join(',')}${keepDims ? ' (keepDims)' : ''}`, run: () => [tf.sum(data(shape, 4), axes, keepDims)] };
+}
+
+/** GroupNorm + swish, its value and its gradients with respect to x, gamma and beta. */
+function groupNormCheck(x: Shape4, groups: number): Check {
+  return {
+    name: `GroupNorm+swish ${x.join('x')}, ${groups} groups: y, dx, dgamma, dbeta`,
+    run: () => {
+      const xv = data(x, 5);
+      const gamma = data([x[3]], 6);
+      const beta = data([x[3]], 7);
+      const r = data(x, 8);
+      const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNormAct(a as tf.Tensor4D, g, b, groups, 1e-6, true);
+      return [f(xv, gamma, beta), ...tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, g, b), r)) as tf.Scalar)([xv, gamma, beta])];
+    },
+  };
+}
+
+async function values(backend: string, check: Check): Promise<Float32Array[]> {
+  await tf.setBackend(backend);
+  const outs = tf.tidy(check.run);
+  const read = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose(outs);
+  return read;
+}
+
+async function main(): Promise<void> {
+  const quick = process.argv.includes('--quick');
+  await initBackend('cpu');
+  await initBackend('webgpu');
+  const batch = quick ? 2 : 8;
+  const checks: Check[] = [
+    // Tiles cut at the edges in m and n, and k cut into slices with a short last one.
+    convCheck([3, 13, 13, 16], 70, 3, 1, 'same'),
+    convCheck([7, 10, 10, 4], 5, 3, 1, 'same'),
+    convCheck([3, 8, 8, 3], 4, 3, 2, 'same'),
+    // The ch64 U-Net's convolutions.
+    convCheck([batch, 32, 32, 64], 64, 3, 1, 'same'),
+    convCheck([batch, 32, 32, 64], 64, 3, 2, 'same'),
+    convCheck([batch, 16, 16, 128], 128, 3, 1, 'same'),
+    convCheck([batch, 8, 8, 128], 128, 3, 1, 'same'),
+    convCheck([batch, 16, 16, 256], 128, 1, 1, 'valid'),
+    sumCheck([quick ? 2 : 64, 32, 32, 64], [0, 1, 2], false),
+    sumCheck([quick ? 2 : 64, 32, 32, 64], [1, 2], true),
+    sumCheck([5, 1000, 3], [1], false),
+    groupNormCheck([batch, 32, 32, 64], 32),
+    groupNormCheck([batch, 8, 8, 128], 32),
+  ];
+  let failed = 0;
+  for (const check of checks) {
+    const t0 = performance.now();
+    const reference = await values('cpu', check);
+    const gpu = await values('webgpu', check);
+    const again = await values('webgpu', check);
+    const errors = gpu.map((v, i) => relativeMax(v, reference[i]));
+    const repeats = gpu.every((v, i) => Buffer.from(v.buffer).equals(Buffer.from(again[i].buffer)));
+    const ok = errors.every((e) => e < TOLERANCE) && repeats;
+    if (!ok) failed += 1;
+    console.log(`${ok ? 'PASS' : 'FAIL'} ${check.name}: max relative error ${errors.map((e) => e.toExponential(1)).join(', ')}; ` +
+      `bits ${repeats ? 'repeat' : 'DIFFER between two runs'} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  console.log(`${checks.length - failed} of ${checks.length} checks passed (tolerance ${TOLERANCE} relative to the largest value)`);
+  if (failed > 0) process.exitCode = 1;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
