@@ -59,8 +59,12 @@ class FilterGradPartialProgram implements WebGPUProgram {
 
   getUserCode(): string {
     return `
-      var<workgroup> slabA : array<f32, ${SLAB * TILE}>;
-      var<workgroup> slabB : array<f32, ${SLAB * TILE}>;
+      // vec4s of 4 consecutive m (slabA) or n (slabB) values: a thread reads its 4x4 block's
+      // operands for one row of k in two 16-byte loads. Scalar loads took 8, and the B side's
+      // stride of 4 words made them 2-way bank conflicts: the inner loop was bound by workgroup
+      // memory, not arithmetic.
+      var<workgroup> slabA : array<vec4<f32>, ${(SLAB * TILE) / 4}>;
+      var<workgroup> slabB : array<vec4<f32>, ${(SLAB * TILE) / 4}>;
 
       fn main() {
         let tx = i32(localId.x);
@@ -99,30 +103,29 @@ class FilterGradPartialProgram implements WebGPUProgram {
           let r = k - b * uniforms.outHW;
           let oy = r / uniforms.outW;
           let ox = r - oy * uniforms.outW;
+          var a = vec4<f32>(0.0);
+          var g = vec4<f32>(0.0);
           for (var i = 0; i < 4; i = i + 1) {
             let iy = oy * uniforms.strideH + tapY[i];
             let ix = ox * uniforms.strideW + tapX[i];
-            var a = 0.0;
             if (kOk && mOk[i] && iy >= 0 && iy < uniforms.inH && ix >= 0 && ix < uniforms.inW) {
-              a = x[((b * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + chan[i]];
+              a[i] = x[((b * uniforms.inH + iy) * uniforms.inW + ix) * uniforms.inC + chan[i]];
             }
-            slabA[loadRow * ${TILE} + loadCol + i] = a;
             let n = nBase + loadCol + i;
-            var g = 0.0;
             if (kOk && n < uniforms.N) {
-              g = dy[k * uniforms.N + n];
+              g[i] = dy[k * uniforms.N + n];
             }
-            slabB[loadRow * ${TILE} + loadCol + i] = g;
           }
+          slabA[loadRow * ${TILE / 4} + loadCol / 4] = a;
+          slabB[loadRow * ${TILE / 4} + loadCol / 4] = g;
           workgroupBarrier();
           for (var kk = 0; kk < ${SLAB}; kk = kk + 1) {
-            let ar = kk * ${TILE} + ty * 4;
-            let br = kk * ${TILE} + tx * 4;
-            let bv = vec4<f32>(slabB[br], slabB[br + 1], slabB[br + 2], slabB[br + 3]);
-            acc[0] = acc[0] + slabA[ar] * bv;
-            acc[1] = acc[1] + slabA[ar + 1] * bv;
-            acc[2] = acc[2] + slabA[ar + 2] * bv;
-            acc[3] = acc[3] + slabA[ar + 3] * bv;
+            let av = slabA[kk * ${TILE / 4} + ty];
+            let bv = slabB[kk * ${TILE / 4} + tx];
+            acc[0] = acc[0] + av[0] * bv;
+            acc[1] = acc[1] + av[1] * bv;
+            acc[2] = acc[2] + av[2] * bv;
+            acc[3] = acc[3] + av[3] * bv;
           }
           workgroupBarrier();
         }
