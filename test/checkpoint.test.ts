@@ -74,15 +74,17 @@ describe('save and loadLatest', () => {
     expect(store.loadLatest()!.config).toEqual(FIXTURE_CONFIG);
   });
 
-  it('restore the prediction target; a checkpoint written before the field existed reads as eps', () => {
-    store.save({ config: { ...FIXTURE_CONFIG, prediction: 'v' }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
-    expect(store.loadLatest()!.config.prediction).toBe('v');
-    expect(readCheckpointConfig(path.join(root, 'step-00000001')).prediction).toBe('v');
-    const { prediction: _dropped, ...older } = FIXTURE_CONFIG;
+  it('restore the objective; a checkpoint written before its fields existed reads as eps, unweighted', () => {
+    store.save({ config: { ...FIXTURE_CONFIG, prediction: 'v', snrGamma: 5 }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
+    expect(store.loadLatest()!.config).toMatchObject({ prediction: 'v', snrGamma: 5 });
+    expect(readCheckpointConfig(path.join(root, 'step-00000001'))).toMatchObject({ prediction: 'v', snrGamma: 5 });
+    const { prediction: _p, snrGamma: _g, ...older } = FIXTURE_CONFIG;
     const dir = store.save({ config: older as TrainConfig, state: fixtureState(2, n), loss: 1, dataCursor: 16 });
-    expect(JSON.parse(fs.readFileSync(path.join(dir, 'train.json'), 'utf8')).config).not.toHaveProperty('prediction');
-    expect(store.loadLatest()!.config.prediction).toBe('eps');
-    expect(readCheckpointConfig(dir).prediction).toBe('eps');
+    const saved = JSON.parse(fs.readFileSync(path.join(dir, 'train.json'), 'utf8')).config;
+    expect(saved).not.toHaveProperty('prediction');
+    expect(saved).not.toHaveProperty('snrGamma');
+    expect(store.loadLatest()!.config).toMatchObject({ prediction: 'eps', snrGamma: 0 });
+    expect(readCheckpointConfig(dir)).toMatchObject({ prediction: 'eps', snrGamma: 0 });
     expect(warnings).toEqual([]);
   });
 

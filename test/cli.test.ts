@@ -105,6 +105,7 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     ['an unknown preset', () => ['--preset', 'huge'], 'huge'],
     ['a malformed IDX file', () => ['--data', `idx:${garbage()}`], path.join(tmp, 'garbage.idx')],
     ['an unknown prediction target', () => ['--prediction', 'noise'], 'prediction, Given: "noise", Choices: "eps", "v", "x0"'],
+    ['a negative --snr-gamma', () => ['--snr-gamma', '-1'], 'snr-gamma must be a finite number >= 0 (0: no weighting), got -1'],
   ])('train with %s', async (_what, extraArgs, named) => {
     const ckpt = path.join(tmp, 'never-written');
     const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--checkpoint-dir', ckpt, ...extraArgs()]);

@@ -9,7 +9,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend/backend';
-import { perExampleLoss, qSample, qStep } from '../src/diffusion/forward';
+import { minSnrWeights, perExampleLoss, qSample, qStep } from '../src/diffusion/forward';
 import { sample } from '../src/diffusion/samplers';
 import { Denoiser, PREDICTION_TARGETS, PredictionTarget } from '../src/diffusion/types';
 import { presetConfig } from '../src/model/config';
@@ -198,7 +198,7 @@ describe.each(PREDICTION_TARGETS)('perExampleLoss, prediction %s (mean over pixe
   }
 
   it('returns one loss per example, each the float64 value computed by hand to 1e-5 relative', () => {
-    const losses = tf.tidy(() => perExampleLoss(schedule, fake, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), target).dataSync());
+    const losses = tf.tidy(() => perExampleLoss(schedule, fake, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), { prediction: target, snrGamma: 0 }).dataSync());
     const expected = lossByHand();
     expect(losses.length).toBe(3);
     expected.forEach((v, i) => expect(Math.abs(losses[i] - v)).toBeLessThan(1e-5 * v));
@@ -210,7 +210,7 @@ describe.each(PREDICTION_TARGETS)('perExampleLoss, prediction %s (mean over pixe
       seen.push({ x: xt.dataSync() as Float32Array, t: Int32Array.from(t) });
       return fake(xt, t);
     };
-    tf.tidy(() => perExampleLoss(schedule, spy, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), target));
+    tf.tidy(() => perExampleLoss(schedule, spy, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), { prediction: target, snrGamma: 0 }));
     expect(seen.length).toBe(1);
     expect(Array.from(seen[0].t)).toEqual([0, 500, 999]);
     const a = Array.from(timesteps, (t) => schedule.alphasCumprod[t]);
@@ -219,8 +219,51 @@ describe.each(PREDICTION_TARGETS)('perExampleLoss, prediction %s (mean over pixe
 
   it('is zero (to float32 rounding) for a model that returns the true target', () => {
     const oracle: Denoiser = () => tf.tensor4d(targetByHand(), shape);
-    const losses = tf.tidy(() => perExampleLoss(schedule, oracle, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), target).dataSync());
+    const losses = tf.tidy(() => perExampleLoss(schedule, oracle, tf.tensor4d(x0, shape), timesteps, tf.tensor4d(eps, shape), { prediction: target, snrGamma: 0 }).dataSync());
     losses.forEach((v) => expect(v).toBeLessThan(1e-12));
+  });
+});
+
+describe('Min-SNR-gamma loss weights (Hang et al. 2023), gamma = 5, linear schedule', () => {
+  const schedule = makeSchedule('linear', 1000);
+  const timesteps = Int32Array.from([0, 10, 200, 999]);
+  // abar from numpy (ALPHA_BAR above; abar_0 = 1 - 1e-4), snr = abar / (1 - abar).
+  const snr = [0.9999 / 1e-4, ALPHA_BAR[10] / (1 - ALPHA_BAR[10]), ALPHA_BAR[200] / (1 - ALPHA_BAR[200])];
+
+  it('eps: min(snr, 5) / snr: 5 / 9999 at t = 0, 1 where snr < 5 (t = 200, 999)', () => {
+    const w = minSnrWeights(schedule, 'eps', 5, timesteps);
+    expect(w[0]).toBeCloseTo(5 / 9999, 12);
+    expect(w[1]).toBeCloseTo(5 / snr[1], 12);
+    expect(w[2]).toBe(1);
+    expect(w[3]).toBe(1);
+  });
+
+  it('v: min(snr, 5) / (snr + 1): 5e-4 at t = 0, abar_t itself where snr < 5', () => {
+    const w = minSnrWeights(schedule, 'v', 5, timesteps);
+    expect(w[0]).toBeCloseTo(5e-4, 12);
+    expect(w[1]).toBeCloseTo(5 / (snr[1] + 1), 12);
+    expect(w[2]).toBeCloseTo(ALPHA_BAR[200], 12);
+    expect(w[3]).toBeCloseTo(schedule.alphasCumprod[999], 15);
+  });
+
+  it('x0: min(snr, 5)', () => {
+    const w = minSnrWeights(schedule, 'x0', 5, timesteps);
+    expect(Array.from(w.slice(0, 3))).toEqual([5, 5, expect.closeTo(snr[2], 10)]);
+  });
+
+  it.each(PREDICTION_TARGETS)('perExampleLoss with snrGamma 5 is the unweighted loss times the weights (%s); snrGamma 0 is the unweighted loss', (prediction) => {
+    const shape: Shape4 = [4, 2, 2, 1];
+    const x0 = tf.tensor4d(Float32Array.from({ length: 16 }, (_, i) => Math.sin(i) * 0.9), shape);
+    const eps = tf.tensor4d(Float32Array.from({ length: 16 }, (_, i) => Math.cos(i * 1.7)), shape);
+    const fake: Denoiser = (xt) => tf.mul(xt, 0.3) as tf.Tensor4D;
+    const loss = (snrGamma: number) => tf.tidy(() => perExampleLoss(schedule, fake, x0, timesteps, eps, { prediction, snrGamma }).dataSync() as Float32Array);
+    const plain = loss(0);
+    const weighted = loss(5);
+    const w = minSnrWeights(schedule, prediction, 5, timesteps);
+    plain.forEach((v, i) => expect(Math.abs(weighted[i] - v * w[i])).toBeLessThanOrEqual(1e-6 * Math.abs(v * w[i])));
+    // The weights matter here: at t = 0 every target's weight is far from 1.
+    expect(Math.abs(weighted[0] - plain[0])).toBeGreaterThan(0.5 * Math.abs(plain[0]));
+    tf.dispose([x0, eps]);
   });
 });
 

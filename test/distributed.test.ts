@@ -114,6 +114,16 @@ describe.each(['v', 'x0'])('--prediction %s on wasm, 5 steps', (prediction) => {
   }, 300_000);
 });
 
+// WELCOME carries the loss weighting too.
+describe('--snr-gamma 5 on wasm, 5 steps', () => {
+  it('with 2 worker processes gives the in-process parameters bit for bit, and not those of the unweighted run', async () => {
+    const inProcess = await train('wasm', 0, 5, ['--snr-gamma', '5']);
+    const workers = await train('wasm', 2, 5, ['--snr-gamma', '5']);
+    expectSameFinalState(workers, inProcess);
+    expect(relativeL2(finalParams(inProcess), finalParams(await train('wasm', 0, 5)))).toBeGreaterThan(1e-4);
+  }, 300_000);
+});
+
 describe('a coordinator killed with SIGKILL and restarted with --resume', () => {
   it('is rejoined by its workers and ends with the parameters of an uninterrupted run', async () => {
     const steps = 8;

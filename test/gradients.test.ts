@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { perExampleLoss } from '../src/diffusion/forward';
+import type { Objective } from '../src/diffusion/types';
 import { presetConfig } from '../src/model/config';
 import { initParams } from '../src/model/init';
 import { upsampleNearest } from '../src/model/layers';
@@ -26,6 +27,8 @@ type Backend = 'cpu' | 'wasm' | 'webgpu';
 
 const model = new UNetModel(presetConfig('tiny'));
 const schedule = makeSchedule('linear', 1000);
+/** The DDPM paper's objective: eps, unweighted. */
+const EPS: Objective = { prediction: 'eps', snrGamma: 0 };
 const IMAGE = 8 * 8 * 1;
 
 function initialParams(noZeroInit: boolean): Float32Array {
@@ -58,7 +61,7 @@ async function summedLoss(unit: WorkUnit, flat: Float32Array): Promise<number> {
     const params = model.tensorsFromFlat(flat);
     const x0 = tf.tensor4d(unitImages(unit, 8, 1), shape);
     const noise = tf.tensor4d(unitNoise(unit, IMAGE), shape);
-    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t), x0, unit.timesteps, noise, 'eps'));
+    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t), x0, unit.timesteps, noise, EPS));
   });
   const value = (await total.data())[0];
   total.dispose();
@@ -66,7 +69,7 @@ async function summedLoss(unit: WorkUnit, flat: Float32Array): Promise<number> {
 }
 
 function unitGradient(unit: WorkUnit, flat: Float32Array): Promise<UnitResult> {
-  const computer = new UnitGradientComputer(model, schedule, 'eps');
+  const computer = new UnitGradientComputer(model, schedule, EPS);
   computer.setParams(flat, 0);
   try {
     return computer.compute(unit);
@@ -251,7 +254,7 @@ describe('training the tiny U-Net on 8 fixed images (wasm, Adam lr 1e-3)', () =>
   beforeAll(async () => {
     await tf.setBackend('wasm');
     const state = initialOptimizerState(initialParams(false));
-    const computer = new UnitGradientComputer(model, schedule, 'eps');
+    const computer = new UnitGradientComputer(model, schedule, EPS);
     for (let step = 0; step <= STEPS; step++) {
       computer.setParams(state.params, step);
       const result = await computer.compute(unit);

@@ -30,7 +30,7 @@ describe('reduction over work units', () => {
     const model = new UNetModel(presetConfig('tiny'));
     const flat = new Float32Array(model.size);
     initParams(model.specs, 11, { noZeroInit: true }).forEach((p, i) => flat.set(p, model.offsets[i]));
-    const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000), 'eps');
+    const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000), { prediction: 'eps', snrGamma: 0 });
     computer.setParams(flat, 0);
     const pixels = new Uint8Array(40 * 64).map((_, i) => (i * 53 + 7) % 256);
 

@@ -283,11 +283,11 @@ async function benchConfig(name: string, flags: Flags) {
 
   const flat = new Float32Array(model.size);
   initParams(model.specs, 1, { noZeroInit: true }).forEach((v, i) => flat.set(v, model.offsets[i]));
-  const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000), 'eps');
+  const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000), { prediction: 'eps', snrGamma: 0 });
   computer.setParams(flat, 0);
   const unit = makeUnit(config, flags.batch);
   // --threads k: k units of batch/k at once on k compute threads, their gradients summed here.
-  const threads = flags.threads > 1 ? await ComputeThreads.start(flags.threads, { backend: tf.getBackend(), model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps' }) : undefined;
+  const threads = flags.threads > 1 ? await ComputeThreads.start(flags.threads, { backend: tf.getBackend(), model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps', snrGamma: 0 }) : undefined;
   threads?.setParams(flat, 0);
   const parts = Array.from({ length: flags.threads }, (_, i) => ({ ...makeUnit(config, flags.batch / flags.threads), unitId: i }));
   // Every step computes the same unit from the same parameters: the gradient's bits must not

@@ -60,11 +60,13 @@ export function withScheduleOptions<T>(y: Argv<T>) {
     .option('timesteps', { type: 'number', default: TRAIN_DEFAULTS.timesteps, describe: 'diffusion steps T' });
 }
 
-export function withPredictionOption<T>(y: Argv<T>) {
-  return y.option('prediction', {
-    type: 'string', choices: PREDICTION_TARGETS, default: TRAIN_DEFAULTS.prediction,
-    describe: 'what the network predicts: eps (the noise, DDPM), v (sqrt(abar) eps - sqrt(1-abar) x0) or x0 (the clean image)',
-  });
+export function withObjectiveOptions<T>(y: Argv<T>) {
+  return y
+    .option('prediction', {
+      type: 'string', choices: PREDICTION_TARGETS, default: TRAIN_DEFAULTS.prediction,
+      describe: 'what the network predicts: eps (the noise, DDPM), v (sqrt(abar) eps - sqrt(1-abar) x0) or x0 (the clean image)',
+    })
+    .option('snr-gamma', { type: 'number', default: TRAIN_DEFAULTS.snrGamma, describe: 'Min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual); 0: none' });
 }
 
 export function withBackendOption<T>(y: Argv<T>) {
@@ -74,7 +76,7 @@ export function withBackendOption<T>(y: Argv<T>) {
 const d = TRAIN_DEFAULTS;
 
 export function withTrainOptions<T>(y: Argv<T>) {
-  return withBackendOption(withPredictionOption(withScheduleOptions(withModelOptions(y, 'mnist-fast'))))
+  return withBackendOption(withObjectiveOptions(withScheduleOptions(withModelOptions(y, 'mnist-fast'))))
     .option('data', { type: 'string', default: d.data, describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR' })
     .option('flip', { type: 'boolean', default: d.flip, describe: 'random horizontal flips' })
     .option('batch-size', { type: 'number', default: d.batchSize, describe: 'global batch size' })
@@ -104,6 +106,7 @@ export interface TrainArgs extends ModelArgs {
   schedule: string;
   timesteps: number;
   prediction: string;
+  'snr-gamma': number;
   data: string;
   flip: boolean;
   'batch-size': number;
@@ -125,6 +128,7 @@ export function trainConfigFromArgs(a: TrainArgs): TrainConfig {
     schedule: a.schedule as ScheduleName,
     timesteps: a.timesteps,
     prediction: a.prediction as PredictionTarget,
+    snrGamma: a['snr-gamma'],
     data: a.data,
     flip: a.flip,
     batchSize: a['batch-size'],

@@ -20,7 +20,7 @@ export interface TrainCommandArgs extends JobArgs, ClusterArgs, MetricsArgs {
 }
 
 async function trainInProcess(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, backend: string, threads: number): Promise<void> {
-  const computer = await startUnitComputer(threads, { backend, model: config.model, schedule: config.schedule, timesteps: config.timesteps, prediction: config.prediction });
+  const computer = await startUnitComputer(threads, { backend, model: config.model, schedule: config.schedule, timesteps: config.timesteps, prediction: config.prediction, snrGamma: config.snrGamma });
   const joinedAt = Date.now();
   let lastSeen = joinedAt;
   // One worker that never leaves and sends nothing over a wire: the workers gauge reads 1, bytes stay 0.

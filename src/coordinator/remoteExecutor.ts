@@ -275,7 +275,7 @@ export class RemoteExecutor implements UnitExecutor {
     this.send(record, encodeMessage({
       kind: Kind.WELCOME, runId: this.runId,
       welcome: {
-        workerId: record.id, modelConfigJson: JSON.stringify(c.model), schedule: c.schedule, timesteps: c.timesteps, prediction: c.prediction,
+        workerId: record.id, modelConfigJson: JSON.stringify(c.model), schedule: c.schedule, timesteps: c.timesteps, prediction: c.prediction, snrGamma: c.snrGamma,
         transportDtype: this.opts.transportDtype, heartbeatMs: this.heartbeatMs, parameterCount: this.opts.parameterCount,
       },
     }));

@@ -1,7 +1,7 @@
 /** The forward (noising) process and the training objective (Ho et al. 2020). */
 import * as tf from '@tensorflow/tfjs-core';
 import { DiffusionSchedule, extract } from '../schedule';
-import { Denoiser, PredictionTarget } from './types';
+import { Denoiser, Objective, PredictionTarget } from './types';
 
 function perExample(values: Float32Array): tf.Tensor4D {
   return tf.tensor4d(values, [values.length, 1, 1, 1]);
@@ -48,12 +48,30 @@ export function predictionTarget(schedule: DiffusionSchedule, target: Prediction
 }
 
 /**
- * Per-example loss: the squared error of the network's prediction, averaged over pixels. For
- * `eps` this is the simplified objective, Eq. 14: || eps - eps_theta(x_t, t) ||^2.
+ * Min-SNR-gamma loss weights (Hang et al. 2023), per example, in float64: min(SNR_t, gamma) for
+ * the x0 loss, with SNR_t = abar_t / (1 - abar_t). The eps loss is SNR_t times the x0 loss and the
+ * v loss (SNR_t + 1) times, so their weights are min(SNR_t, gamma) / SNR_t and / (SNR_t + 1): every
+ * target then weighs a timestep the same, and no low-noise step dominates.
+ */
+export function minSnrWeights(schedule: DiffusionSchedule, prediction: PredictionTarget, gamma: number, timesteps: Int32Array): Float64Array {
+  return Float64Array.from(timesteps, (t) => {
+    const abar = schedule.alphasCumprod[t];
+    const snr = abar / (1 - abar);
+    const clipped = Math.min(snr, gamma);
+    return prediction === 'eps' ? clipped / snr : prediction === 'v' ? clipped / (snr + 1) : clipped;
+  });
+}
+
+/**
+ * Per-example loss: the squared error of the network's prediction, averaged over pixels, times
+ * the Min-SNR-gamma weight when objective.snrGamma > 0. For `eps` without weights this is the
+ * simplified objective, Eq. 14: || eps - eps_theta(x_t, t) ||^2.
  * Returns a vector of length N; the trainer sums it per unit and divides by the global batch.
  */
-export function perExampleLoss(schedule: DiffusionSchedule, model: Denoiser, x0: tf.Tensor4D, timesteps: Int32Array, noise: tf.Tensor4D, target: PredictionTarget): tf.Tensor1D {
+export function perExampleLoss(schedule: DiffusionSchedule, model: Denoiser, x0: tf.Tensor4D, timesteps: Int32Array, noise: tf.Tensor4D, objective: Objective): tf.Tensor1D {
   const xt = qSample(schedule, x0, timesteps, noise);
   const predicted = model(xt, timesteps);
-  return tf.mean(tf.squaredDifference(predictionTarget(schedule, target, x0, timesteps, noise), predicted), [1, 2, 3]);
+  const loss = tf.mean(tf.squaredDifference(predictionTarget(schedule, objective.prediction, x0, timesteps, noise), predicted), [1, 2, 3]) as tf.Tensor1D;
+  if (!(objective.snrGamma > 0)) return loss;
+  return tf.mul(loss, tf.tensor1d(Float32Array.from(minSnrWeights(schedule, objective.prediction, objective.snrGamma, timesteps))));
 }

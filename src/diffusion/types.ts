@@ -19,3 +19,9 @@ export type PredictionTarget = (typeof PREDICTION_TARGETS)[number];
 export function isPredictionTarget(name: string): name is PredictionTarget {
   return (PREDICTION_TARGETS as readonly string[]).includes(name);
 }
+
+/** The training objective: the target, and the Min-SNR-gamma loss weighting (0: none). */
+export interface Objective {
+  prediction: PredictionTarget;
+  snrGamma: number;
+}

@@ -9,6 +9,8 @@ export interface TrainConfig {
   timesteps: number;
   /** What the network predicts (src/diffusion/types.ts). */
   prediction: PredictionTarget;
+  /** Min-SNR-gamma loss weighting (src/diffusion/forward.ts); 0: none, the paper's objective. */
+  snrGamma: number;
   data: string;
   flip: boolean;
   batchSize: number;
@@ -33,6 +35,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   schedule: 'linear',
   timesteps: 1000,
   prediction: 'eps',
+  snrGamma: 0,
   data: 'mnist',
   flip: false,
   batchSize: 32,
@@ -62,6 +65,7 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
   };
   int(c.timesteps, 'timesteps', 1);
   checkPrediction(c.prediction);
+  checkSnrGamma(c.snrGamma);
   int(c.batchSize, 'batch-size', 1);
   int(c.unitSize, 'unit-size', 1);
   int(c.steps, 'steps', 0);
@@ -80,11 +84,16 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
 }
 
 /** A config read back from a checkpoint: fields added since it was written take the value that
- * runs had before them (prediction: eps); a value that is there must be valid. */
+ * runs had before them (prediction eps, snrGamma 0); a value that is there must be valid. */
 export function savedTrainConfig(raw: TrainConfig): TrainConfig {
-  const config = { ...raw, prediction: raw.prediction ?? 'eps' };
+  const config = { ...raw, prediction: raw.prediction ?? 'eps', snrGamma: raw.snrGamma ?? 0 };
   checkPrediction(config.prediction);
+  checkSnrGamma(config.snrGamma);
   return config;
+}
+
+function checkSnrGamma(value: number): void {
+  if (!(typeof value === 'number' && value >= 0 && Number.isFinite(value))) throw new InvalidTrainConfigError(`snr-gamma must be a finite number >= 0 (0: no weighting), got ${value}`);
 }
 
 function checkPrediction(value: string): void {

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UNetModel } from '../model/unetModel';
 import { DiffusionSchedule } from '../schedule';
 import { perExampleLoss } from '../diffusion/forward';
-import type { PredictionTarget } from '../diffusion/types';
+import type { Objective } from '../diffusion/types';
 import { Rng } from '../rng/rng';
 import { LOSS_BUCKETS, UnitResult, WorkUnit, bucketOf } from './workUnit';
 
@@ -39,7 +39,7 @@ export class UnitGradientComputer {
   private params: tf.Tensor[] = [];
   private version = -1;
 
-  constructor(readonly model: UNetModel, readonly schedule: DiffusionSchedule, readonly prediction: PredictionTarget) {}
+  constructor(readonly model: UNetModel, readonly schedule: DiffusionSchedule, readonly objective: Objective) {}
 
   get paramVersion(): number {
     return this.version;
@@ -66,7 +66,7 @@ export class UnitGradientComputer {
       const x0 = tf.tensor4d(unitImages(unit, size, channels), shape);
       const noise = tf.tensor4d(unitNoise(unit, perImage), shape);
       const lossOf = (...params: tf.Tensor[]) => {
-        const losses = perExampleLoss(this.schedule, (xt, t) => this.model.forward(params, xt, t, { dropoutSeed: unit.dropoutSeed }), x0, unit.timesteps, noise, this.prediction);
+        const losses = perExampleLoss(this.schedule, (xt, t) => this.model.forward(params, xt, t, { dropoutSeed: unit.dropoutSeed }), x0, unit.timesteps, noise, this.objective);
         perExample = tf.keep(losses);
         return tf.sum(losses) as tf.Scalar;
       };

@@ -18,6 +18,7 @@ export interface ThreadInit {
   schedule: ScheduleName;
   timesteps: number;
   prediction: PredictionTarget;
+  snrGamma: number;
 }
 export type ThreadRequest = { type: 'params'; flat: Float32Array; version: number } | { type: 'unit'; id: number; unit: WorkUnit };
 export type ThreadReply =

@@ -51,5 +51,5 @@ export async function startUnitComputer(threads: number, init: ThreadInit): Prom
 }
 
 export function gradientComputer(init: ThreadInit): UnitGradientComputer {
-  return new UnitGradientComputer(new UNetModel(init.model), makeSchedule(init.schedule, init.timesteps), init.prediction);
+  return new UnitGradientComputer(new UNetModel(init.model), makeSchedule(init.schedule, init.timesteps), { prediction: init.prediction, snrGamma: init.snrGamma });
 }

@@ -184,7 +184,9 @@ export class Worker {
     if (!isScheduleName(schedule)) throw new ProtocolError('malformed', `WELCOME schedule "${schedule}"`);
     const prediction = w.prediction ?? '';
     if (!isPredictionTarget(prediction)) throw new ProtocolError('malformed', `WELCOME prediction "${prediction}"`);
-    const key = JSON.stringify([config, schedule, w.timesteps, prediction]);
+    const snrGamma = w.snrGamma ?? 0;
+    if (!(snrGamma >= 0 && Number.isFinite(snrGamma))) throw new ProtocolError('malformed', `WELCOME snr_gamma ${snrGamma}`);
+    const key = JSON.stringify([config, schedule, w.timesteps, prediction, snrGamma]);
     this.welcomedRunId = m.envelope.runId;
     // Heartbeats from the beacon thread meanwhile: starting compute threads takes seconds.
     this.opts.beacon?.set(encodeMessage({ kind: Kind.HEARTBEAT, runId: m.envelope.runId, heartbeat: {} }));
@@ -194,7 +196,7 @@ export class Worker {
       await this.run?.computer.dispose();
       this.run = undefined;
       const timesteps = w.timesteps ?? 0;
-      const computer = await startUnitComputer(this.opts.threads ?? 1, { backend: this.opts.backend, model: config, schedule, timesteps, prediction });
+      const computer = await startUnitComputer(this.opts.threads ?? 1, { backend: this.opts.backend, model: config, schedule, timesteps, prediction, snrGamma });
       this.run = { runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32, parameterCount: size, config, timesteps, configKey: key, computer };
     } else {
       this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };

@@ -97,7 +97,7 @@ export interface TrainOutcome {
 /** Trains RESUME_CONFIG for req.steps (total) with a checkpoint after every step into req.dir. */
 export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
   const config = { ...RESUME_CONFIG, steps: req.steps };
-  const computer = new UnitGradientComputer(new UNetModel(config.model), makeSchedule(config.schedule, config.timesteps), config.prediction);
+  const computer = new UnitGradientComputer(new UNetModel(config.model), makeSchedule(config.schedule, config.timesteps), { prediction: config.prediction, snrGamma: config.snrGamma });
   const executor = req.executor === 'in-process' ? new InProcessExecutor(new InlineUnitComputer(computer)) : new ReversingExecutor(computer, req.executor === 'reversed-twice');
   const logs: string[] = [];
   const steps: StepSummary[] = [];
