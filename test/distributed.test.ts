@@ -69,18 +69,8 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
     expectSameFinalState(dir, inProcess);
   }, 160_000);
 
-  it('with the coordinator\'s update (clip, Adam, EMA) on 3 threads give the in-process parameters bit for bit', async () => {
-    const dir = path.join(root, `${backend}-update-threads`);
-    const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '0', '--update-threads', '3', '--checkpoint-dir', dir]);
-    expect((await waitExit(p, 150_000)).code).toBe(0);
-    expectSameFinalState(dir, inProcess);
-  }, 160_000);
-
-  it('with 2 worker processes and the coordinator\'s update (and parameter encoding) on 3 threads give the in-process parameters bit for bit', async () => {
-    const dir = path.join(root, `${backend}-workers-update-threads`);
-    const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', '5', '--workers', '2', '--update-threads', '3', '--checkpoint-dir', dir]);
-    expect((await waitExit(p, 150_000)).code).toBe(0);
-    expectSameFinalState(dir, inProcess);
+  it.each([['the in-process worker', 0], ['2 worker processes', 2]])('with %s and the coordinator\'s update (clip, Adam, EMA, parameter encoding) on 3 threads give the in-process parameters bit for bit', async (_who, workers) => {
+    expectSameFinalState(await train(backend, workers, 5, ['--update-threads', '3']), inProcess);
   }, 160_000);
 
   it('with the in-process worker computing on 3 threads give the in-process parameters bit for bit', async () => {
@@ -103,22 +93,11 @@ describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {
   }, 160_000);
 });
 
-// WELCOME carries the prediction target: workers that ignored it would train the eps loss.
-describe.each(['v', 'x0'])('--prediction %s on wasm, 5 steps', (prediction) => {
-  it('with 2 worker processes gives the in-process parameters bit for bit, and not those of the eps run', async () => {
-    const inProcess = await train('wasm', 0, 5, ['--prediction', prediction]);
-    const workers = await train('wasm', 2, 5, ['--prediction', prediction]);
-    expectSameFinalState(workers, inProcess);
-    const eps = await train('wasm', 0, 5);
-    expect(relativeL2(finalParams(inProcess), finalParams(eps))).toBeGreaterThan(1e-4);
-  }, 300_000);
-});
-
-// WELCOME carries the loss weighting too.
-describe('--snr-gamma 5 on wasm, 5 steps', () => {
-  it('with 2 worker processes gives the in-process parameters bit for bit, and not those of the unweighted run', async () => {
-    const inProcess = await train('wasm', 0, 5, ['--snr-gamma', '5']);
-    const workers = await train('wasm', 2, 5, ['--snr-gamma', '5']);
+// WELCOME carries the objective: workers that ignored it would train the unweighted eps loss.
+describe.each([['--prediction', 'v'], ['--prediction', 'x0'], ['--snr-gamma', '5']])('%s %s on wasm, 5 steps', (flag, value) => {
+  it('with 2 worker processes gives the in-process parameters bit for bit, and not those of the default (eps, unweighted) run', async () => {
+    const inProcess = await train('wasm', 0, 5, [flag, value]);
+    const workers = await train('wasm', 2, 5, [flag, value]);
     expectSameFinalState(workers, inProcess);
     expect(relativeL2(finalParams(inProcess), finalParams(await train('wasm', 0, 5)))).toBeGreaterThan(1e-4);
   }, 300_000);

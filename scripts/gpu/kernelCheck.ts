@@ -11,22 +11,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/backend/backend';
 import { groupNormAct } from '../../src/model/layers';
 import { Rng } from '../../src/rng/rng';
+// The comparison the tests make (test/webgpuKernels.test.ts): a NaN (empty reference) fails too.
+import { relativeMax } from '../../test/helpers/numeric';
 
 /** float32 summation-order differences are ~1e-6 of the largest value; a wrong tap, tile or slice is O(1). */
 const TOLERANCE = 1e-4;
 
 type Shape4 = [number, number, number, number];
 type Check = { name: string; run: () => tf.Tensor[] };
-
-function relativeMax(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    scale = Math.max(scale, Math.abs(b[i]));
-  }
-  return a.length === b.length && scale > 0 ? diff / scale : Infinity;
-}
 
 function data(shape: number[], seed: number): tf.Tensor {
   return tf.tensor(new Rng(seed).gaussianFloat32(shape.reduce((a, b) => a * b, 1)), shape);

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { BackendName, initBackend } from '../../src/backend/backend';
+import { webgpuKernelChoiceFromEnv } from '../../src/backend/webgpu/register';
 import '../../src/model/layers'; // registers the fused kernels
 
 function median(xs: number[]): number {
@@ -45,7 +46,8 @@ async function main() {
   const repeats = Number(process.argv.find((a) => a.startsWith('--repeats='))?.slice(10) ?? 5);
   const batch = Number(process.argv.find((a) => a.startsWith('--batch='))?.slice(8) ?? 16);
   await initBackend(backend);
-  const variant = backend === 'webgpu' ? ` (DDPM_WEBGPU_KERNELS=${process.env.DDPM_WEBGPU_KERNELS ?? 'project'}, DDPM_WEBGPU_CONV_FILTER=${process.env.DDPM_WEBGPU_CONV_FILTER ?? 'tiled'})` : '';
+  const choice = backend === 'webgpu' ? webgpuKernelChoiceFromEnv() : undefined;
+  const variant = choice ? ` (DDPM_WEBGPU_KERNELS=${choice.kernels}, DDPM_WEBGPU_CONV_FILTER=${choice.convFilter})` : '';
   console.log(`# kernel bench on ${backend}${variant}, batch ${batch}, median of ${repeats} runs of ${CALLS_PER_RUN} calls`);
   console.log('| op | shape | ms | GFLOP/s |\n|---|---|---|---|');
   const row = (op: string, shape: string, ms: number, flops: number) => console.log(`| ${op} | ${shape} | ${ms.toFixed(1)} | ${(flops / ms / 1e6).toFixed(1)} |`);

@@ -231,9 +231,9 @@ function wasmHeapBytes(): number | undefined {
 interface ProfileRow { kernel: string; ms: number; calls: number }
 interface ShapeRow { key: string; ms: number; calls: number }
 
-/** On webgpu, the GPU programs dispatched while `f` runs, by program class: a kernel may dispatch
- * several programs or none (Reshape, Identity), and each dispatch costs ~0.1 ms of overhead on
- * a GPU (PERFORMANCE.md), so their number is a measure of its own, the same on any machine. */
+/** A tf.profile of one step and, on webgpu, the GPU programs it dispatched by program class: a
+ * kernel may dispatch several programs or none (Reshape, Identity), so their number is a measure
+ * of its own, the same on any machine. */
 async function profileStep(computer: UnitGradientComputer, unit: WorkUnit): Promise<{ rows: ProfileRow[]; byShape: ShapeRow[]; kernelMs: number; wallMs: number; peakBytes: number; kernels: number; dispatches?: Record<string, number> }> {
   const t0 = performance.now();
   const { result: info, dispatches } = await countDispatches(() => tf.profile(async () => { await computer.compute(unit); }));
@@ -293,7 +293,6 @@ async function benchConfig(name: string, flags: Flags) {
   // Every step computes the same unit from the same parameters: the gradient's bits must not
   // change (the README's claim of bit-identical training for any number of workers rests on it).
   let firstGrad: Buffer | undefined;
-  let steps = 0;
   let stepsWithOtherBits = 0;
   const tfjsStep = async () => {
     const t0 = performance.now();
@@ -312,7 +311,6 @@ async function benchConfig(name: string, flags: Flags) {
     const ms = performance.now() - t0;
     if (!Number.isFinite(lossSum)) throw new Error(`${name}: loss is ${lossSum}`);
     const bits = Buffer.from(grad.buffer, grad.byteOffset, grad.byteLength);
-    steps += 1;
     if (firstGrad === undefined) firstGrad = Buffer.from(bits);
     else if (!firstGrad.equals(bits)) stepsWithOtherBits += 1;
     return ms;
@@ -344,7 +342,7 @@ async function benchConfig(name: string, flags: Flags) {
   const torchMs = Object.fromEntries(flags.torchThreads.map((t) => [t, median(times.torch[t])]));
   return {
     name, config, batch: flags.batch, threads: flags.threads, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo?.torch,
-    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, gradientSteps: steps, stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
+    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, gradientSteps: flags.warmup + flags.repeats, stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
   };
 }
 

@@ -5,7 +5,7 @@
 import { ddpm } from './generated/ddpm';
 import { DType, bytesPerElement } from './dtypes';
 
-/** 2: WELCOME carries the prediction target (proto/README.md). */
+/** 2: WELCOME carries the objective: prediction target and Min-SNR weighting (proto/README.md). */
 export const PROTOCOL_VERSION = 2;
 export const Kind = ddpm.v1.Kind;
 export type Kind = ddpm.v1.Kind;

@@ -7,18 +7,16 @@ import { Worker as Thread } from 'worker_threads';
 import { threadScript } from '../util/threadScript';
 import type { UNetConfig } from '../model/config';
 import type { ScheduleName } from '../schedule';
-import type { PredictionTarget } from '../diffusion/types';
+import type { Objective } from '../diffusion/types';
 import type { UnitResult, WorkUnit } from '../training/workUnit';
 import type { UnitComputer } from './unitComputer';
 
-/** What a worker computes with: its backend, and the run's model and diffusion settings. */
-export interface ThreadInit {
+/** What a worker computes with: its backend, and the run's model, schedule and objective. */
+export interface ThreadInit extends Objective {
   backend: string;
   model: UNetConfig;
   schedule: ScheduleName;
   timesteps: number;
-  prediction: PredictionTarget;
-  snrGamma: number;
 }
 export type ThreadRequest = { type: 'params'; flat: Float32Array; version: number } | { type: 'unit'; id: number; unit: WorkUnit };
 export type ThreadReply =
