@@ -197,14 +197,32 @@ function dilatePad(backend: WasmBackend, dy: tf.TensorInfo, strideH: number, str
   return out;
 }
 
+/** W [kh, kw, C, O] flipped in space with in/out swapped: out[i, j, o, c] = W[kh-1-i, kw-1-j, c, o],
+ * in one pass (tfjs's wasm Reverse took ~30 ns per element: 4.6 ms for a 3x3x128x128 filter). */
+function flipSwap(backend: WasmBackend, filter: tf.TensorInfo): tf.TensorInfo {
+  const [kh, kw, c, o] = filter.shape;
+  const out = backend.makeOutput([kh, kw, o, c], 'float32');
+  const src = backend.typedArrayFromHeap(filter);
+  const dst = backend.typedArrayFromHeap(out);
+  for (let i = 0; i < kh; i++) {
+    for (let j = 0; j < kw; j++) {
+      const from = ((kh - 1 - i) * kw + (kw - 1 - j)) * c * o;
+      const to = (i * kw + j) * o * c;
+      for (let co = 0; co < o; co++) {
+        for (let ci = 0; ci < c; ci++) dst[to + co * c + ci] = src[from + ci * o + co];
+      }
+    }
+  }
+  return out;
+}
+
 function backpropInput(k: KernelComposer, backend: WasmBackend, dy: tf.TensorInfo, filter: tf.TensorInfo, attrs: ConvGradAttrs & { inputShape: Conv4 }): tf.TensorInfo | undefined {
   const info = tf.backend_util.computeConv2DInfo(attrs.inputShape, filter.shape as Conv4, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
   const { strideHeight, strideWidth, filterHeight, filterWidth, padInfo, inHeight, inWidth, outHeight, outWidth } = info;
   const top = filterHeight - 1 - padInfo.top;
   const left = filterWidth - 1 - padInfo.left;
-  if (Math.min(top, left) < 0 || dy.dtype !== 'float32') return undefined;
-  const flipped = k.run(tf.Reverse, { x: filter }, { dims: [0, 1] });
-  const swapped = k.run(tf.Transpose, { x: flipped }, { perm: [0, 1, 3, 2] });
+  if (Math.min(top, left) < 0 || dy.dtype !== 'float32' || filter.dtype !== 'float32') return undefined;
+  const swapped = k.adopt(flipSwap(backend, filter));
   if (strideHeight === 1 && strideWidth === 1) {
     const bottom = inHeight - outHeight + padInfo.top;
     const right = inWidth - outWidth + padInfo.left;
