@@ -48,6 +48,17 @@ describe('bfloat16 encoding', () => {
   it('keeps NaN a NaN (no rounding into infinity)', () => {
     expect(Number.isNaN(fromBfloat16(toBfloat16(new Float32Array([NaN])))[0])).toBe(true);
   });
+
+  it('decodes by hand-worked bits, from a 4-byte-aligned array (read in pairs) and from one at offset 2', () => {
+    const bits = [0x3f80, 0xc000, 0x4049, 0x0001, 0x8000, 0x7f7f, 0xff7f];
+    const want = [1, -2, 3.140625, 2 ** -133, -0, 3.3895313892515355e38, -3.3895313892515355e38];
+    const backing = new Uint16Array(bits.length + 1);
+    for (const offset of [0, 1]) {
+      const src = backing.subarray(offset, offset + bits.length);
+      src.set(bits);
+      expect([offset, Array.from(fromBfloat16(src))]).toEqual([offset, want]);
+    }
+  });
 });
 
 describe('frames', () => {
@@ -66,12 +77,17 @@ describe('frames', () => {
   });
 
   it.each([DType.FLOAT32, DType.FLOAT16, DType.BFLOAT16])('dtype %p: decodeFiniteFloats gives decodeFloats\'s values, and undefined for NaN, +Inf or -Inf anywhere', (dtype) => {
-    // The largest finite value of each 16-bit format is accepted (its exponent is one below all ones).
-    const v = new Float32Array([1, -2.5, 0, dtype === DType.FLOAT16 ? 65504 : 3e38, 7]);
+    // The largest finite value of each format is accepted (its exponent is one below all ones),
+    // also in every position at once; 9 values reach each of the float32 check's four running
+    // sums and its tail.
+    // (bfloat16 rounds float32's largest value up to infinity: 3e38 is below its largest.)
+    const big = dtype === DType.FLOAT16 ? 65504 : dtype === DType.BFLOAT16 ? 3e38 : 3.4028234663852886e38;
+    const v = new Float32Array([1, -2.5, 0, big, 7, -big, 0.125, 3, -1]);
     const frame = encodeFloats(v, dtype);
     expect(Array.from(decodeFiniteFloats(frame, dtype) ?? [])).toEqual(Array.from(decodeFloats(frame, dtype)));
+    expect(decodeFiniteFloats(encodeFloats(new Float32Array(9).fill(big), dtype), dtype)).toBeDefined();
     for (const bad of [NaN, Infinity, -Infinity]) {
-      for (const at of [0, 4]) {
+      for (let at = 0; at < v.length; at++) {
         const w = v.slice();
         w[at] = bad;
         expect([bad, at, decodeFiniteFloats(encodeFloats(w, dtype), dtype)]).toEqual([bad, at, undefined]);

@@ -91,14 +91,29 @@ export function fromBfloat16(src: Uint16Array): Float32Array {
 
 /** The conversion, and (checkFinite) undefined if any value is NaN or infinite, in one pass. */
 function bfloat16ToFloat32(src: Uint16Array, checkFinite = false): Float32Array | undefined {
-  const out = new Uint32Array(src.length);
-  let special = false;
-  for (let i = 0; i < src.length; i++) {
+  const n = src.length;
+  const out = new Uint32Array(n);
+  // Bit 15 of a 16-bit lane of `special` is set once a value had an all-ones exponent:
+  // (h & 0x7f80) + 0x80 carries into it exactly then.
+  let special = 0;
+  let i = 0;
+  if (src.byteOffset % 4 === 0) {
+    // Two values per 32-bit read (1.3-1.5x faster); the low lane is the first (little-endian).
+    const pairs = new Uint32Array(src.buffer, src.byteOffset, n >> 1);
+    for (let j = 0; j < pairs.length; j++) {
+      const w = pairs[j];
+      special |= (w & 0x7f807f80) + 0x00800080;
+      out[2 * j] = w << 16;
+      out[2 * j + 1] = w & 0xffff0000;
+    }
+    i = pairs.length * 2;
+  }
+  for (; i < n; i++) {
     const h = src[i];
-    if ((h & 0x7f80) === 0x7f80) special = true;
+    special |= (h & 0x7f80) + 0x80;
     out[i] = h << 16;
   }
-  return checkFinite && special ? undefined : new Float32Array(out.buffer);
+  return checkFinite && (special & 0x80008000) !== 0 ? undefined : new Float32Array(out.buffer);
 }
 
 const f32 = new Float32Array(1);
@@ -207,11 +222,23 @@ export function encodeFloats(values: Float32Array, dtype: DType): Buffer {
   }
 }
 
-/** Sum of the values: finite exactly when every value is (float32 magnitudes cannot overflow a double sum). */
+/** Sum of the values: finite exactly when every value is (float32 magnitudes cannot overflow a
+ * double sum). Four sums: one chains every add on the last (2.5x slower on 35.7M values). */
 function allFinite(values: Float32Array): boolean {
-  let s = 0;
-  for (let i = 0; i < values.length; i++) s += values[i];
-  return Number.isFinite(s);
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n4 = values.length & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    s0 += values[i];
+    s1 += values[i + 1];
+    s2 += values[i + 2];
+    s3 += values[i + 3];
+  }
+  for (; i < values.length; i++) s0 += values[i];
+  return Number.isFinite(s0 + s1 + s2 + s3);
 }
 
 /** A float frame as float32 (a view when it already is float32); with checkFinite, undefined if
