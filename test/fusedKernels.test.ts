@@ -349,14 +349,19 @@ describe('wasm convolution gradients at the U-Net\'s strides and kernel sizes', 
     ['k3 s1 valid 2x5x6x3 -> 4', [2, 5, 6, 3], 4, 3, 1, 'valid'],
     ['k3 s2 valid 1x8x8x2 -> 3', [1, 8, 8, 2], 3, 3, 2, 'valid'],
     ['k3 s1 same 3x9x9x2 -> 3', [3, 9, 9, 2], 3, 3, 1, 'same'],
+    // 6 -> 13: the direct kernel's blocks of 4 and 1 input by 8, 4 and 1 output channels.
+    ['k3 s1 same 2x5x5x6 -> 13', [2, 5, 5, 6], 13, 3, 1, 'same'],
+    // 21 -> 2: outputs below 4 take input channels 16, 4 and 1 at a time.
+    ['k3 s2 same 2x6x6x21 -> 2', [2, 6, 6, 21], 2, 3, 2, 'same'],
   ];
-  // The weight gradient has three forms (src/backend/convGradients.ts); small thresholds reach
-  // each with small tensors: the convolution form, the matmul form, and the matmul form in chunks
-  // (3x9x9: 363 padded positions, 4 chunks of 100 with halos).
+  // The weight gradient's forms (src/backend/convGradients.ts): the direct SIMD kernel, over all
+  // examples at once and in chunks of one example (its sums then continue across chunks), and the
+  // convolution form used without wasm SIMD.
   const tunings: [string, typeof convGradientTuning][] = [
-    ['convolution form', { chunk: 4096, maxPadding: 0, minChannels: 1 }],
-    ['matmul form', { chunk: 4096, maxPadding: 100, minChannels: 1 }],
-    ['matmul form in chunks of 100', { chunk: 100, maxPadding: 100, minChannels: 1 }],
+    ['direct SIMD kernel', { direct: true, chunkFloats: 65536 }],
+    ['direct SIMD kernel, one example per chunk', { direct: true, chunkFloats: 1 }],
+    ['direct SIMD kernel, two examples per chunk', { direct: true, chunkFloats: 2 * 9 * 9 * (2 + 3) }],
+    ['convolution form', { direct: false, chunkFloats: 65536 }],
   ];
   const saved = { ...convGradientTuning };
   afterAll(() => {
@@ -379,6 +384,23 @@ describe('wasm convolution gradients at the U-Net\'s strides and kernel sizes', 
       Object.assign(convGradientTuning, saved);
       expectAllClose(r, 'conv');
     });
+  });
+
+  it('the direct kernel gives the same bits in chunks of one example as over the whole batch (each sum continues in order)', async () => {
+    await tf.setBackend('wasm');
+    const weightGradient = (chunkFloats: number) => {
+      Object.assign(convGradientTuning, { direct: true, chunkFloats });
+      return tf.tidy(() => {
+        const x = tf.tensor4d(gaussian(3 * 9 * 9 * 6, 45), [3, 9, 9, 6]);
+        const dy = tf.tensor4d(gaussian(3 * 9 * 9 * 13, 46), [3, 9, 9, 13]);
+        const attrs = { strides: 1, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 6, 13] };
+        return Buffer.from((tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor).dataSync().buffer);
+      });
+    };
+    const whole = weightGradient(65536);
+    const chunked = weightGradient(1);
+    Object.assign(convGradientTuning, saved);
+    expect(whole.equals(chunked)).toBe(true);
   });
 });
 

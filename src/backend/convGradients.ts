@@ -2,16 +2,14 @@
  * Convolution gradients for the wasm backend, built from its fast XNNPACK forward convolution.
  * tfjs's wasm backend has no Conv2DBackpropFilter and a slow scalar Conv2DBackpropInput
  * (PERFORMANCE.md). Both gradients are themselves convolutions:
- *  - weight gradient: dW[i,j,c,o] = sum_{n,y,x} xpad[n, y*s+i, x*s+j, c] dy[n,y,x,o]. With xpad
- *    laid out channel-major, X[c, p] for p = n*Hp*Wp + y'*Wp + x' over the padded grid, and dy
- *    scattered into the rows p = n*Hp*Wp + s*y*Wp + s*x of an otherwise zero D[p, o], each tap is
- *    one matmul with a long inner dimension: dW[i,j] = X[:, p + i*Wp + j] D (a view of X shifted
- *    by i*Wp + j: rows of D that are zero absorb what the shift drags in from the next row or
- *    example). XNNPACK packs D once for all k*k taps. The zero rows cost Hp*Wp/(H*W) more
- *    arithmetic (1.13x at 32x32, 1.27x at 16x16, 1.56x at 8x8, ~4x at stride 2). Above 1.3x, or
- *    for fewer than 32 channels, the older form is faster: a valid convolution of xpad viewed as
- *    [C, H, W, N] with dy as the filter [outH, outW, N, O], dilated by the stride (its inner
- *    dimension is only N per tap);
+ *  - weight gradient: dW[i,j,c,o] = sum_{n,y,x} x[n, y*s+i-top, x*s+j-left, c] dy[n,y,x,o], taps in
+ *    the padding skipped: a WebAssembly SIMD kernel (simd/kernels.c, conv_filter_grad) keeps each
+ *    block of 4 input by 8 output channels' sums in f32x4 registers over the output positions,
+ *    examples in cache-sized chunks; no padded copies, no arithmetic on zeros. 31-49 GFLOP/s on
+ *    the U-Net's shapes, 1.5-7x the XNNPACK forms it replaced (k*k matmuls over a padded
+ *    channel-major copy; a convolution with dy as the filter). Without wasm SIMD, the latter:
+ *    a valid convolution of xpad viewed as [C, H, W, N] with dy as the filter [outH, outW, N, O],
+ *    dilated by the stride;
  *  - input gradient: dx = conv(pad(dy), W flipped in space with in/out swapped) for stride 1; for
  *    stride s the same over dy dilated by s (s - 1 zeros between neighbours), built in one pass.
  *    The dilated convolution multiplies many zeros (3/4 of them at stride 2), but runs in XNNPACK
@@ -19,7 +17,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { KernelComposer, replaceKernel } from './kernelComposer';
-import { WasmBackend, heapView, releaseView, xnnMatMul } from './wasmHeap';
+import { simdKernels } from './simdKernels';
+import { WasmBackend, heapAddress } from './wasmHeap';
 
 export type Conv4 = [number, number, number, number];
 
@@ -34,116 +33,11 @@ function conv2dAttrs(dilations: [number, number]) {
   return { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC', dilations, dimRoundingMode: undefined };
 }
 
-/** Inner-dimension chunk of the weight-gradient matmuls: XNNPACK streams the whole right operand
- * for every few rows of the left one; chunks keep it in cache (in isolation ~26 GFLOP/s against
- * ~20 for one [64 x 18,496] x [18,496 x 64] product; in the U-Net's gradients 0-20% faster). */
-/** Thresholds of the weight gradient's forms; tests change them to reach every path with small
- * tensors. */
-export const convGradientTuning = { chunk: 4096, maxPadding: 1.3, minChannels: 32 };
-
-/**
- * The weight gradient as k*k matmuls per chunk of the padded positions (see the file comment).
- * Chunk q covers positions [q*chunk, q*chunk + size) and holds, per channel, those positions and
- * the `halo` = (kh-1)*Wp + kw-1 after them, so that every tap's shifted operand is a contiguous
- * [C, size + halo] view of the chunk; D's chunk has `halo` zero rows after its `size` rows, which
- * cancel what the shift drags in. D's chunk is packed once for all taps.
- */
-function backpropFilterGemm(k: KernelComposer, backend: WasmBackend, x: tf.TensorInfo, dy: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
-  const { outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth, padInfo } = info;
-  const [n, inH, inW, c] = x.shape;
-  const o = dy.shape[3];
-  const hp = (outHeight - 1) * strideHeight + filterHeight;
-  const wp = (outWidth - 1) * strideWidth + filterWidth;
-  const plane = hp * wp;
-  const len = n * plane;
-  const halo = (filterHeight - 1) * wp + filterWidth - 1;
-  const chunk = convGradientTuning.chunk;
-  const chunks = len <= 1.5 * chunk ? 1 : Math.ceil(len / chunk);
-  const step = chunks === 1 ? len : chunk;
-  const sizeOf = (q: number) => Math.min(step, len - q * step);
-  // Chunk q of X starts at xOff[q] (c rows of sizeOf(q) + halo, then halo floats of slack for the
-  // last row's shifted read); chunk q of D starts at dOff[q] (sizeOf(q) + halo rows of o).
-  const xOff: number[] = [];
-  const dOff: number[] = [];
-  let xTotal = 0;
-  let dTotal = 0;
-  for (let q = 0; q < chunks; q++) {
-    xOff.push(xTotal);
-    dOff.push(dTotal);
-    xTotal += c * (sizeOf(q) + halo) + halo;
-    dTotal += (sizeOf(q) + halo) * o;
-  }
-  // X channel-major over the padded grid: xt[ch*len + b*plane + (y + top)*wp + xx + left] =
-  // x[b, y, xx, ch] (contiguous writes, reads strided by c); chunked copies of it when chunks > 1.
-  const xt = k.adopt(backend.makeOutput([c * len + halo], 'float32'));
-  const xb = chunks > 1 ? k.adopt(backend.makeOutput([xTotal], 'float32')) : xt;
-  const d = k.adopt(backend.makeOutput([dTotal], 'float32'));
-  const partial = chunks > 1 ? k.adopt(backend.makeOutput([c * o], 'float32')) : undefined;
-  const dw = backend.makeOutput([filterHeight, filterWidth, c, o], 'float32');
-  {
-    const xs = backend.typedArrayFromHeap(x);
-    const xtA = backend.typedArrayFromHeap(xt);
-    xtA.fill(0);
-    const rows = Math.min(inH, hp - padInfo.top);
-    const cols = Math.min(inW, wp - padInfo.left);
-    for (let ch = 0; ch < c; ch++) {
-      for (let b = 0; b < n; b++) {
-        for (let y = 0; y < rows; y++) {
-          let src = ((b * inH + y) * inW) * c + ch;
-          let dst = ch * len + b * plane + (y + padInfo.top) * wp + padInfo.left;
-          for (let xx = 0; xx < cols; xx++, src += c, dst++) xtA[dst] = xs[src];
-        }
-      }
-    }
-    if (chunks > 1) {
-      const xbA = backend.typedArrayFromHeap(xb);
-      xbA.fill(0);
-      for (let q = 0; q < chunks; q++) {
-        const rowLen = sizeOf(q) + halo;
-        const copy = Math.min(rowLen, len - q * step);
-        for (let ch = 0; ch < c; ch++) {
-          const from = ch * len + q * step;
-          xbA.set(xtA.subarray(from, from + copy), xOff[q] + ch * rowLen);
-        }
-      }
-    }
-    const dys = backend.typedArrayFromHeap(dy);
-    const dA = backend.typedArrayFromHeap(d);
-    dA.fill(0);
-    for (let b = 0; b < n; b++) {
-      for (let y = 0; y < outHeight; y++) {
-        for (let xx = 0; xx < outWidth; xx++) {
-          const p = b * plane + y * strideHeight * wp + xx * strideWidth;
-          const q = Math.floor(p / step);
-          const src = ((b * outHeight + y) * outWidth + xx) * o;
-          const dst = dOff[q] + (p - q * step) * o;
-          for (let ch = 0; ch < o; ch++) dA[dst + ch] = dys[src + ch];
-        }
-      }
-    }
-  }
-  for (let q = 0; q < chunks; q++) {
-    const kq = chunks === 1 ? len : sizeOf(q) + halo;
-    const dq = heapView(backend, d, dOff[q], [kq, o]);
-    for (let i = 0; i < filterHeight; i++) {
-      for (let j = 0; j < filterWidth; j++) {
-        const tap = (i * filterWidth + j) * c * o;
-        const a = heapView(backend, xb, xOff[q] + i * wp + j, [c, kq]);
-        const out = q === 0 ? heapView(backend, dw, tap, [c, o]) : heapView(backend, partial as tf.TensorInfo, 0, [c, o]);
-        xnnMatMul(backend, a, dq, out, c, kq, o);
-        releaseView(backend, a);
-        releaseView(backend, out);
-        if (q > 0) {
-          const dwA = backend.typedArrayFromHeap(dw);
-          const pA = backend.typedArrayFromHeap(partial as tf.TensorInfo);
-          for (let e = 0; e < c * o; e++) dwA[tap + e] += pA[e];
-        }
-      }
-    }
-    releaseView(backend, dq);
-  }
-  return dw;
-}
+/** The weight gradient's form and chunk: tests change them to reach every path with small
+ * tensors. `direct`: the SIMD kernel (else the convolution form); `chunkFloats`: floats of x and dy
+ * per chunk of examples (256 KiB: the k*k*(c/4)*(o/8) passes over a chunk then read it from the
+ * 1 MiB L2 caches measured; 1.7x at 32x32x64 against one chunk). */
+export const convGradientTuning = { direct: true, chunkFloats: 65536 };
 
 function backpropFilter(k: KernelComposer, backend: WasmBackend, x: tf.TensorInfo, dy: tf.TensorInfo, attrs: ConvGradAttrs & { filterShape: Conv4 }): tf.TensorInfo {
   const { filterShape } = attrs;
@@ -151,11 +45,16 @@ function backpropFilter(k: KernelComposer, backend: WasmBackend, x: tf.TensorInf
   const { outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth, padInfo } = info;
   const needH = (outHeight - 1) * strideHeight + filterHeight;
   const needW = (outWidth - 1) * strideWidth + filterWidth;
-  // The matmul form where its padding costs little and the operands are wide enough for
-  // XNNPACK's matmul; measured per shape with `npm run bench:step -- --kernels` (both directions
-  // within ~10-20% of each other elsewhere).
-  const gemm = needH * needW <= convGradientTuning.maxPadding * outHeight * outWidth && Math.min(x.shape[3], dy.shape[3]) >= convGradientTuning.minChannels;
-  if (x.dtype === 'float32' && dy.dtype === 'float32' && gemm) return backpropFilterGemm(k, backend, x, dy, info);
+  const simd = simdKernels(backend);
+  if (x.dtype === 'float32' && dy.dtype === 'float32' && simd !== undefined && convGradientTuning.direct) {
+    const [n, h, w, c] = x.shape;
+    const o = dy.shape[3];
+    const dw = backend.makeOutput([filterHeight, filterWidth, c, o], 'float32');
+    const chunk = Math.max(1, Math.floor(convGradientTuning.chunkFloats / (h * w * c + outHeight * outWidth * o)));
+    simd.conv_filter_grad(heapAddress(backend, x), heapAddress(backend, dy), n, h, w, c, outHeight, outWidth, o,
+      filterHeight, filterWidth, strideHeight, strideWidth, padInfo.top, padInfo.left, chunk, heapAddress(backend, dw));
+    return dw;
+  }
   const [, inH, inW] = x.shape;
   // Exactly the rows and columns the filter taps read: (out - 1) * stride + k.
   const padded = k.run(tf.PadV2, { x }, {

@@ -13,6 +13,8 @@ export interface SimdKernels {
   swish_forward(x: number, len: number, y: number): void;
   swish_backward(dy: number, x: number, len: number, dx: number): void;
   sum_rows(x: number, rows: number, cols: number, out: number, scratch: number): void;
+  conv_filter_grad(x: number, dy: number, n: number, h: number, w: number, c: number, oh: number, ow: number, o: number,
+    kh: number, kw: number, sh: number, sw: number, pt: number, pl: number, chunk: number, dw: number): void;
 }
 
 // tsconfig's lib has no WebAssembly types (no DOM lib); the two constructors used here.

@@ -282,3 +282,130 @@ void sum_rows(const f32 *__restrict x, uint32_t rows, uint32_t cols, f32 *__rest
   }
   for (uint32_t j = 0; j < cols; j++) out[j] = (f32)scratch[j];
 }
+
+/*
+ * One block of the convolution weight gradient for one tap, summed over the output positions
+ * (b, y, xx) with b in [b0, b1), y in [y0, y1), xx in [x0, x1), in that order, into out (the tap's
+ * [c, o] slice), added to what out holds unless b0 = 0.
+ * (dyo, dxo) = (i - pad_top, j - pad_left): the input row and column the tap reads at output
+ * (0, 0). Two layouts of the f32x4 sums:
+ *  - VEC_O: CB (1 or 4) input channels from ci by OB (8, 4 or 1) output channels from co, o along
+ *    the lanes (OB 1: lane 0 alone);
+ *  - VEC_C: output channel co by CB (16 or 4) input channels from ci, c along the lanes: for the
+ *    outputs past the last multiple of 4 (x's rows are contiguous in c).
+ * CB, OB and the layout are constants after inlining, so the sums live in registers (build.js
+ * refuses a build that spills them to the stack).
+ */
+enum { VEC_O, VEC_C };
+static inline __attribute__((always_inline)) void filter_grad_block(
+    const f32 *__restrict x, const f32 *__restrict dy, uint32_t b0, uint32_t b1, uint32_t h, uint32_t w, uint32_t c, uint32_t oh, uint32_t ow,
+    uint32_t o, uint32_t sh, uint32_t sw, int32_t dyo, int32_t dxo, uint32_t y0, uint32_t y1, uint32_t x0, uint32_t x1, uint32_t ci, uint32_t co,
+    f32 *__restrict out, const int layout, const int CB, const int OB) {
+  const int rows = layout == VEC_O ? CB : CB / 4;
+  const int vecs = layout == VEC_O ? (OB + 3) / 4 : 1;
+  v128_t acc[4][2];
+  for (int k = 0; k < rows; k++) {
+    f32 *at = out + (uintptr_t)(ci + (layout == VEC_C ? 4 * k : k)) * o + co;
+    for (int v = 0; v < vecs; v++) {
+      // Examples after the first chunk continue the sums where the last chunk left them.
+      acc[k][v] = b0 == 0 ? wasm_f32x4_splat(0.0f)
+                : layout == VEC_C ? wasm_f32x4_make(at[0], at[o], at[2 * o], at[3 * o])
+                : OB == 1 ? wasm_v128_load32_splat(at) : wasm_v128_load(at + 4 * v);
+    }
+  }
+  uintptr_t xstep = (uintptr_t)sw * c;
+  for (uint32_t b = b0; b < b1; b++) {
+    for (uint32_t y = y0; y < y1; y++) {
+      const f32 *xp = x + ((((uintptr_t)b * h + (uint32_t)((int32_t)(y * sh) + dyo)) * w + (uint32_t)((int32_t)(x0 * sw) + dxo)) * c + ci);
+      const f32 *dp = dy + (((uintptr_t)b * oh + y) * ow + x0) * o + co;
+      for (uint32_t xx = x0; xx < x1; xx++, xp += xstep, dp += o) {
+        if (layout == VEC_C) {
+          v128_t d = wasm_v128_load32_splat(dp);
+          for (int k = 0; k < rows; k++) acc[k][0] = wasm_f32x4_add(acc[k][0], wasm_f32x4_mul(wasm_v128_load(xp + 4 * k), d));
+          continue;
+        }
+        v128_t d0 = OB == 1 ? wasm_v128_load32_splat(dp) : wasm_v128_load(dp);
+        v128_t d1 = OB == 8 ? wasm_v128_load(dp + 4) : d0;
+        for (int k = 0; k < rows; k++) {
+          v128_t xv = wasm_v128_load32_splat(xp + k);
+          acc[k][0] = wasm_f32x4_add(acc[k][0], wasm_f32x4_mul(xv, d0));
+          if (OB == 8) acc[k][1] = wasm_f32x4_add(acc[k][1], wasm_f32x4_mul(xv, d1));
+        }
+      }
+    }
+  }
+  for (int k = 0; k < rows; k++) {
+    if (layout == VEC_C) {
+      f32 *col = out + (uintptr_t)(ci + 4 * k) * o + co;
+      col[0] = wasm_f32x4_extract_lane(acc[k][0], 0);
+      col[o] = wasm_f32x4_extract_lane(acc[k][0], 1);
+      col[2 * o] = wasm_f32x4_extract_lane(acc[k][0], 2);
+      col[3 * o] = wasm_f32x4_extract_lane(acc[k][0], 3);
+    } else if (OB == 1) {
+      out[(uintptr_t)(ci + k) * o + co] = wasm_f32x4_extract_lane(acc[k][0], 0);
+    } else {
+      for (int v = 0; v < vecs; v++) wasm_v128_store(out + (uintptr_t)(ci + k) * o + co + 4 * v, acc[k][v]);
+    }
+  }
+}
+
+/* First output index q with q * s + off >= 0, and one past the last with q * s + off < size (at most
+ * count): the output rows (or columns) at which a tap reads inside the input. */
+static inline uint32_t first_inside(int32_t off, uint32_t s) {
+  return off >= 0 ? 0 : (uint32_t)(-off + (int32_t)s - 1) / s;
+}
+static inline uint32_t end_inside(int32_t off, uint32_t s, uint32_t size, uint32_t count) {
+  int32_t last = (int32_t)size - 1 - off;
+  if (last < 0) return 0;
+  uint32_t end = (uint32_t)last / s + 1;
+  return end < count ? end : count;
+}
+
+/*
+ * The convolution's weight gradient, NHWC: dw[i, j, ci, co] = sum over (b, y, xx) of
+ * x[b, y*sh + i - pt, xx*sw + j - pl, ci] dy[b, y, xx, co], input positions outside x skipped (they
+ * are the zero padding), each sum in f32 over (b, y, xx) in order, whatever `chunk` (examples per
+ * pass, at least 1). x [n, h, w, c], dy [n, oh, ow, o], dw [kh, kw, c, o]. Blocks of 4 input by 8
+ * (or 4) output channels keep their sums in f32x4 registers; output channels past the last multiple
+ * of 4 take input channels 16 or 4 at a time.
+ */
+EXPORT(conv_filter_grad)
+void conv_filter_grad(const f32 *__restrict x, const f32 *__restrict dy, uint32_t n, uint32_t h, uint32_t w, uint32_t c, uint32_t oh, uint32_t ow,
+                      uint32_t o, uint32_t kh, uint32_t kw, uint32_t sh, uint32_t sw, uint32_t pt, uint32_t pl, uint32_t chunk, f32 *__restrict dw) {
+  /* Examples in chunks (the caller sizes them to fit a cache), so that the k*k*(c/4)*(o/8) passes
+   * over a chunk read it from cache; each sum still runs over (b, y, xx) in order. */
+  for (uint32_t b0 = 0; b0 < n; b0 += chunk) {
+    uint32_t b1 = n - b0 < chunk ? n : b0 + chunk;
+    for (uint32_t i = 0; i < kh; i++) {
+      int32_t dyo = (int32_t)i - (int32_t)pt;
+      uint32_t y0 = first_inside(dyo, sh);
+      uint32_t y1 = end_inside(dyo, sh, h, oh);
+      for (uint32_t j = 0; j < kw; j++) {
+        int32_t dxo = (int32_t)j - (int32_t)pl;
+        uint32_t x0 = first_inside(dxo, sw);
+        uint32_t x1 = end_inside(dxo, sw, w, ow);
+        if (y1 < y0) y1 = y0;
+        if (x1 < x0) x1 = x0;
+        f32 *out = dw + (uintptr_t)(i * kw + j) * c * o;
+        uint32_t o8 = o & ~7u;
+        uint32_t o4 = o & ~3u;
+#define BLOCK(ci, co, layout, CB, OB) filter_grad_block(x, dy, b0, b1, h, w, c, oh, ow, o, sh, sw, dyo, dxo, y0, y1, x0, x1, ci, co, out, layout, CB, OB)
+        uint32_t ci = 0;
+        for (; ci + 4 <= c; ci += 4) {
+          for (uint32_t co = 0; co < o8; co += 8) BLOCK(ci, co, VEC_O, 4, 8);
+          if (o8 < o4) BLOCK(ci, o8, VEC_O, 4, 4);
+        }
+        for (; ci < c; ci++) {
+          for (uint32_t co = 0; co < o8; co += 8) BLOCK(ci, co, VEC_O, 1, 8);
+          if (o8 < o4) BLOCK(ci, o8, VEC_O, 1, 4);
+        }
+        for (uint32_t co = o4; co < o; co++) {
+          for (ci = 0; ci + 16 <= c; ci += 16) BLOCK(ci, co, VEC_C, 16, 1);
+          for (; ci + 4 <= c; ci += 4) BLOCK(ci, co, VEC_C, 4, 1);
+          for (; ci < c; ci++) BLOCK(ci, co, VEC_O, 1, 1);
+        }
+#undef BLOCK
+      }
+    }
+  }
+}
