@@ -195,10 +195,12 @@ describe('swish', () => {
 // ---- conv, nin and dense with a fused bias ---------------------------------------------------------
 
 describe('conv, nin and dense layers (fused bias) equal conv2d/matMul + add', () => {
-  type Layer = 'conv s1' | 'conv s2' | 'nin' | 'dense';
+  type Layer = 'conv s1' | 'conv s2' | 'conv s1, 13 outputs' | 'nin' | 'dense';
   const setups: Record<Layer, { xShape: number[]; kShape: number[]; ref: (x: tf.Tensor, k: tf.Tensor, b: tf.Tensor) => tf.Tensor; mine: (p: Params, x: tf.Tensor) => tf.Tensor }> = {
     'conv s1': { xShape: [2, 5, 5, 3], kShape: [3, 3, 3, 4], ref: (x, k, b) => tf.add(tf.conv2d(x as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), b), mine: (p, x) => conv(p, 'l', x as tf.Tensor4D) },
     'conv s2': { xShape: [2, 6, 6, 3], kShape: [3, 3, 3, 4], ref: (x, k, b) => tf.add(tf.conv2d(x as tf.Tensor4D, k as tf.Tensor4D, 2, 'same'), b), mine: (p, x) => conv(p, 'l', x as tf.Tensor4D, 2) },
+    // wasm's direct kernel: bias in blocks of 8, 4 and 1 outputs, rows of 4 columns and 1.
+    'conv s1, 13 outputs': { xShape: [2, 5, 5, 6], kShape: [3, 3, 6, 13], ref: (x, k, b) => tf.add(tf.conv2d(x as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), b), mine: (p, x) => conv(p, 'l', x as tf.Tensor4D) },
     nin: { xShape: [2, 3, 3, 5], kShape: [5, 4], ref: (x, k, b) => tf.add(tf.conv2d(x as tf.Tensor4D, tf.reshape(k, [1, 1, 5, 4]) as tf.Tensor4D, 1, 'valid'), b), mine: (p, x) => nin(p, 'l', x as tf.Tensor4D) },
     dense: { xShape: [3, 5], kShape: [5, 4], ref: (x, k, b) => tf.add(tf.matMul(x as tf.Tensor2D, k as tf.Tensor2D), b), mine: (p, x) => dense(p, 'l', x) },
   };
@@ -206,14 +208,14 @@ describe('conv, nin and dense layers (fused bias) equal conv2d/matMul + add', ()
     const { xShape, kShape, ref, mine } = setups[layer];
     const x = tf.tensor(gaussian(size(xShape), 71), xShape);
     const k = tf.tensor(gaussian(size(kShape), 72), kShape);
-    const b = tf.tensor1d(gaussian(4, 73));
+    const b = tf.tensor1d(gaussian(kShape[kShape.length - 1], 73));
     const f = (xv: tf.Tensor, kv: tf.Tensor, bv: tf.Tensor) => (useRef ? ref(xv, kv, bv) : mine({ 'l/kernel': kv, 'l/bias': bv }, xv));
     const y = f(x, k, b);
     const r = tf.tensor(gaussian(y.size, 74), y.shape);
     const grads = tf.grads((xv: tf.Tensor, kv: tf.Tensor, bv: tf.Tensor) => tf.sum(tf.mul(f(xv, kv, bv), r)) as tf.Scalar)([x, k, b]);
     return [y, ...grads].map((t) => t.dataSync() as Float32Array);
   });
-  it.each(['conv s1', 'conv s2', 'nin', 'dense'] as Layer[])('%s on cpu and on wasm equals the cpu reference (values and gradients)', async (layer) => {
+  it.each(['conv s1', 'conv s2', 'conv s1, 13 outputs', 'nin', 'dense'] as Layer[])('%s on cpu and on wasm equals the cpu reference (values and gradients)', async (layer) => {
     await tf.setBackend('cpu');
     const expected = run(layer, true);
     const onCpu = run(layer, false);
@@ -353,6 +355,8 @@ describe('wasm convolution gradients at the U-Net\'s strides and kernel sizes', 
     ['k3 s1 same 2x5x5x6 -> 13', [2, 5, 5, 6], 13, 3, 1, 'same'],
     // 21 -> 2: outputs below 4 take input channels 16, 4 and 1 at a time.
     ['k3 s2 same 2x6x6x21 -> 2', [2, 6, 6, 21], 2, 3, 2, 'same'],
+    // 60 inputs: wasm's direct forward convolution runs them in chunks of 56 (its sums continue).
+    ['k3 s1 same 1x4x5x60 -> 9', [1, 4, 5, 60], 9, 3, 1, 'same'],
   ];
   // The weight gradient's forms (src/backend/convGradients.ts): the direct SIMD kernel, over all
   // examples at once and in chunks of one example (its sums then continue across chunks), and the

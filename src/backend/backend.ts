@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 // bundles its ESM gradient registrations at build time (they share tfjs's global registry).
 import './generated/registerGradients';
 import { registerConvGradients } from './convGradients';
+import { registerDirectConv } from './wasmConv';
 import { registerWasmKernels } from './wasmKernels';
 import { findVulkanLoader } from './vulkan';
 import { createGpu, dawnBackendFromEnv, type DawnBackend } from './webgpu/dawn';
@@ -98,6 +99,7 @@ async function initWebgpu(): Promise<void> {
 
 async function initWasm(): Promise<void> {
   require('@tensorflow/tfjs-backend-wasm');
+  registerDirectConv('wasm');
   registerConvGradients('wasm');
   registerWasmKernels('wasm');
   if (!(await tf.setBackend('wasm'))) throw new BackendUnavailableError(`backend 'wasm' did not initialise`);

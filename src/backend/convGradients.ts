@@ -1,7 +1,7 @@
 /**
- * Convolution gradients for the wasm backend, built from its fast XNNPACK forward convolution.
- * tfjs's wasm backend has no Conv2DBackpropFilter and a slow scalar Conv2DBackpropInput
- * (PERFORMANCE.md). Both gradients are themselves convolutions:
+ * Convolution gradients for the wasm backend, on this project's WebAssembly SIMD kernels. tfjs's
+ * wasm backend has no Conv2DBackpropFilter and a slow scalar Conv2DBackpropInput (PERFORMANCE.md).
+ * Both gradients are themselves convolutions:
  *  - weight gradient: dW[i,j,c,o] = sum_{n,y,x} x[n, y*s+i-top, x*s+j-left, c] dy[n,y,x,o], taps in
  *    the padding skipped: a WebAssembly SIMD kernel (simd/kernels.c, conv_filter_grad) keeps each
  *    block of 4 input by 8 output channels' sums in f32x4 registers over the output positions,
@@ -10,14 +10,15 @@
  *    channel-major copy; a convolution with dy as the filter). Without wasm SIMD, the latter:
  *    a valid convolution of xpad viewed as [C, H, W, N] with dy as the filter [outH, outW, N, O],
  *    dilated by the stride;
- *  - input gradient: dx = conv(pad(dy), W flipped in space with in/out swapped) for stride 1; for
- *    stride s the same over dy dilated by s (s - 1 zeros between neighbours), built in one pass.
- *    The dilated convolution multiplies many zeros (3/4 of them at stride 2), but runs in XNNPACK
- *    at ~27 GFLOP/s, where tfjs's own kernel ran at ~2.4 (scripts/step-bench --kernels).
+ *  - input gradient: dx = the valid convolution of dy, dilated by the strides (s - 1 zeros between
+ *    neighbours) and padded by k - 1 - pad, with W flipped in space and in/out swapped, on the
+ *    forward convolution's SIMD kernel (wasmConv.ts). At stride 2 it multiplies many zeros (3/4 of
+ *    them), still faster than tfjs's scalar kernel (~2.4 GFLOP/s, scripts/step-bench --kernels).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { KernelComposer, replaceKernel } from './kernelComposer';
 import { simdKernels } from './simdKernels';
+import { directConv } from './wasmConv';
 import { WasmBackend, heapAddress } from './wasmHeap';
 
 export type Conv4 = [number, number, number, number];
@@ -70,32 +71,6 @@ function backpropFilter(k: KernelComposer, backend: WasmBackend, x: tf.TensorInf
   return k.run(tf.Transpose, { x: dwT }, { perm: [1, 2, 0, 3] });
 }
 
-/**
- * dy [N, H, W, C] dilated by the strides and placed at (top, left) in zeros of [N, outH, outW, C];
- * positions past the bottom or right edge are dropped (they never reach dx).
- */
-function dilatePad(backend: WasmBackend, dy: tf.TensorInfo, strideH: number, strideW: number, top: number, left: number, outH: number, outW: number): tf.TensorInfo {
-  const [n, h, w, c] = dy.shape;
-  const out = backend.makeOutput([n, outH, outW, c], 'float32');
-  const o = backend.typedArrayFromHeap(out);
-  const d = backend.typedArrayFromHeap(dy);
-  o.fill(0);
-  for (let b = 0; b < n; b++) {
-    for (let y = 0; y < h; y++) {
-      const py = top + y * strideH;
-      if (py >= outH) break;
-      for (let x = 0; x < w; x++) {
-        const px = left + x * strideW;
-        if (px >= outW) break;
-        const src = ((b * h + y) * w + x) * c;
-        const dst = ((b * outH + py) * outW + px) * c;
-        for (let ch = 0; ch < c; ch++) o[dst + ch] = d[src + ch];
-      }
-    }
-  }
-  return out;
-}
-
 /** W [kh, kw, C, O] flipped in space with in/out swapped: out[i, j, o, c] = W[kh-1-i, kw-1-j, c, o],
  * in one pass (tfjs's wasm Reverse took ~30 ns per element: 4.6 ms for a 3x3x128x128 filter). */
 function flipSwap(backend: WasmBackend, filter: tf.TensorInfo): tf.TensorInfo {
@@ -117,21 +92,18 @@ function flipSwap(backend: WasmBackend, filter: tf.TensorInfo): tf.TensorInfo {
 
 function backpropInput(k: KernelComposer, backend: WasmBackend, dy: tf.TensorInfo, filter: tf.TensorInfo, attrs: ConvGradAttrs & { inputShape: Conv4 }): tf.TensorInfo | undefined {
   const info = tf.backend_util.computeConv2DInfo(attrs.inputShape, filter.shape as Conv4, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
-  const { strideHeight, strideWidth, filterHeight, filterWidth, padInfo, inHeight, inWidth, outHeight, outWidth } = info;
+  const { strideHeight, strideWidth, filterHeight, filterWidth, padInfo, inHeight, inWidth } = info;
   const top = filterHeight - 1 - padInfo.top;
   const left = filterWidth - 1 - padInfo.left;
   if (Math.min(top, left) < 0 || dy.dtype !== 'float32' || filter.dtype !== 'float32') return undefined;
+  const simd = simdKernels(backend);
+  if (simd === undefined) return undefined;
   const swapped = k.adopt(flipSwap(backend, filter));
-  if (strideHeight === 1 && strideWidth === 1) {
-    const bottom = inHeight - outHeight + padInfo.top;
-    const right = inWidth - outWidth + padInfo.left;
-    if (Math.min(bottom, right) < 0) return undefined;
-    // XNNPACK pads implicitly: no padded copy of dy.
-    return k.run(tf.Conv2D, { x: dy, filter: swapped }, { ...conv2dAttrs([1, 1]), pad: [[0, 0], [top, bottom], [left, right], [0, 0]] });
-  }
-  // The valid convolution of a (inH + kh - 1)-row input gives the inH rows of dx.
-  const padded = k.adopt(dilatePad(backend, dy, strideHeight, strideWidth, top, left, inHeight + filterHeight - 1, inWidth + filterWidth - 1));
-  return k.run(tf.Conv2D, { x: padded, filter: swapped }, conv2dAttrs([1, 1]));
+  // dy dilated by the strides (s - 1 zeros between neighbours) at (top, left) in zeros of
+  // inH + kh - 1 rows: its valid convolution gives the inH rows of dx. dy rows placed past the
+  // bottom (or columns past the right) only reach rows of dx past inH: dropped.
+  const placement = { top, left, dilH: strideHeight, dilW: strideWidth, height: inHeight + filterHeight - 1, width: inWidth + filterWidth - 1 };
+  return directConv(backend, simd, dy, swapped, undefined, placement, [1, 1], [inHeight, inWidth]);
 }
 
 /**

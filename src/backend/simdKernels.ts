@@ -15,6 +15,9 @@ export interface SimdKernels {
   sum_rows(x: number, rows: number, cols: number, out: number, scratch: number): void;
   conv_filter_grad(x: number, dy: number, n: number, h: number, w: number, c: number, oh: number, ow: number, o: number,
     kh: number, kw: number, sh: number, sw: number, pt: number, pl: number, chunk: number, dw: number): void;
+  pad_dilate(x: number, n: number, h: number, w: number, c: number, dh: number, dw: number, top: number, left: number, hp: number, wp: number, out: number): void;
+  conv_valid(x: number, n: number, h: number, w: number, c: number, wt: number, kh: number, kw: number, o: number, sh: number, sw: number,
+    bias: number, oh: number, ow: number, y: number): void;
 }
 
 // tsconfig's lib has no WebAssembly types (no DOM lib); the two constructors used here.

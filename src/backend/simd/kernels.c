@@ -1,7 +1,7 @@
 /*
  * WebAssembly SIMD kernels that run on tfjs-backend-wasm's own memory (the module imports it), for
  * src/backend/simdKernels.ts. Built by src/backend/simd/build.js (clang --target=wasm32
- * -msimd128) into src/backend/simd/kernels.wasm.ts; the build is checked in, so nothing here is
+ * -msimd128) into src/backend/simd/kernelsWasm.ts; the build is checked in, so nothing here is
  * needed to build or run the project.
  *
  * Rules for this file, since the module shares memory with tfjs and owns none of it:
@@ -408,4 +408,119 @@ void conv_filter_grad(const f32 *__restrict x, const f32 *__restrict dy, uint32_
       }
     }
   }
+}
+
+/*
+ * out [n, hp, wp, c] = x [n, h, w, c] placed at (top, left) with dh - 1 (dw - 1) zero rows
+ * (columns) between neighbours, zeros elsewhere; rows and columns past hp, wp dropped. The input of
+ * conv_valid for a padded convolution (dh = dw = 1) and for a strided one's input gradient.
+ */
+EXPORT(pad_dilate)
+void pad_dilate(const f32 *__restrict x, uint32_t n, uint32_t h, uint32_t w, uint32_t c, uint32_t dh, uint32_t dw, uint32_t top, uint32_t left,
+                uint32_t hp, uint32_t wp, f32 *__restrict out) {
+  uintptr_t total = (uintptr_t)n * hp * wp * c;
+  v128_t zero = wasm_f32x4_splat(0.0f);
+  uintptr_t e = 0;
+  for (; e + 4 <= total; e += 4) wasm_v128_store(out + e, zero);
+  for (; e < total; e++) out[e] = 0;
+  uint32_t c4 = c & ~3u;
+  for (uint32_t b = 0; b < n; b++) {
+    for (uint32_t y = 0; y < h && top + y * dh < hp; y++) {
+      for (uint32_t xx = 0; xx < w && left + xx * dw < wp; xx++) {
+        const f32 *src = x + (((uintptr_t)b * h + y) * w + xx) * c;
+        f32 *dst = out + (((uintptr_t)b * hp + top + y * dh) * wp + left + xx * dw) * c;
+        uint32_t ch = 0;
+        for (; ch < c4; ch += 4) wasm_v128_store(dst + ch, wasm_v128_load(src + ch));
+        for (; ch < c; ch++) dst[ch] = src[ch];
+      }
+    }
+  }
+}
+
+/*
+ * P output positions (consecutive columns from ox) by OB output channels from co (8 or 4: o along
+ * the lanes; 1: lane 0 alone) of conv_valid over input channels [c0, c1), each sum started at the
+ * bias (c0 = 0) or at what yb holds, and run over (i, j, ci) in that order, into yb (example b's
+ * output [oh, ow, o]). P, OB constants after inlining: the sums stay in registers.
+ */
+static inline __attribute__((always_inline)) void conv_block(
+    const f32 *__restrict x, uint32_t h, uint32_t w, uint32_t c, const f32 *__restrict wt, uint32_t kh, uint32_t kw, uint32_t o,
+    uint32_t sh, uint32_t sw, const f32 *__restrict bias, uint32_t b, uint32_t oy, uint32_t ox, uint32_t co, uint32_t ow, f32 *__restrict yb,
+    uint32_t c0, uint32_t c1, const int P, const int OB) {
+  const int vecs = (OB + 3) / 4;
+  v128_t acc[4][2];
+  for (int p = 0; p < P; p++) {
+    f32 *at = yb + ((uintptr_t)oy * ow + ox + p) * o + co;
+    for (int v = 0; v < vecs; v++) {
+      // Channels after the first chunk continue the sums where the last chunk left them.
+      acc[p][v] = c0 > 0 ? (OB == 1 ? wasm_v128_load32_splat(at) : wasm_v128_load(at + 4 * v))
+                : bias == 0 ? wasm_f32x4_splat(0.0f) : OB == 1 ? wasm_v128_load32_splat(bias + co) : wasm_v128_load(bias + co + 4 * v);
+    }
+  }
+  uintptr_t pstep = (uintptr_t)sw * c;
+  for (uint32_t i = 0; i < kh; i++) {
+    for (uint32_t j = 0; j < kw; j++) {
+      const f32 *xr = x + (((uintptr_t)b * h + oy * sh + i) * w + ox * sw + j) * c;
+      const f32 *wr = wt + ((uintptr_t)(i * kw + j) * c + c0) * o + co;
+      for (uint32_t ci = c0; ci < c1; ci++, wr += o) {
+        v128_t w0 = OB == 1 ? wasm_v128_load32_splat(wr) : wasm_v128_load(wr);
+        v128_t w1 = OB == 8 ? wasm_v128_load(wr + 4) : w0;
+        for (int p = 0; p < P; p++) {
+          v128_t xv = wasm_v128_load32_splat(xr + p * pstep + ci);
+          acc[p][0] = wasm_f32x4_add(acc[p][0], wasm_f32x4_mul(xv, w0));
+          if (OB == 8) acc[p][1] = wasm_f32x4_add(acc[p][1], wasm_f32x4_mul(xv, w1));
+        }
+      }
+    }
+  }
+  for (int p = 0; p < P; p++) {
+    f32 *out = yb + ((uintptr_t)oy * ow + ox + p) * o + co;
+    if (OB == 1) out[0] = wasm_f32x4_extract_lane(acc[p][0], 0);
+    else for (int v = 0; v < vecs; v++) wasm_v128_store(out + 4 * v, acc[p][v]);
+  }
+}
+
+/*
+ * A valid convolution, NHWC: y[b, oy, ox, co] = bias[co] + sum over input-channel chunks, and in
+ * each over (i, j, ci) in that order, of x[b, oy*sh + i, ox*sw + j, ci] w[i, j, ci, co] (a fixed
+ * order for given shapes). x [n, h, w, c] (padded already: pad_dilate), w [kh, kw, c, o],
+ * y [n, oh, ow, o]; bias: o floats, or 0 for none. Blocks of 4 output columns by 8 output
+ * channels: each weight vector loaded serves 4 positions.
+ */
+EXPORT(conv_valid)
+void conv_valid(const f32 *__restrict x, uint32_t n, uint32_t h, uint32_t w, uint32_t c, const f32 *__restrict wt, uint32_t kh, uint32_t kw,
+                uint32_t o, uint32_t sh, uint32_t sw, const f32 *__restrict bias, uint32_t oh, uint32_t ow, f32 *__restrict y) {
+  uint32_t o8 = o & ~7u;
+  uint32_t o4 = o & ~3u;
+  uint32_t ow4 = ow & ~3u;
+  /* Input channels in chunks whose weights for one block of 8 outputs (16 KiB) stay in the L1
+   * cache while the example's positions pass over them. */
+  uint32_t chunk = 4096 / (kh * kw * 8);
+  if (chunk < 4) chunk = 4;
+#define CONV(ox, P, OB) conv_block(x, h, w, c, wt, kh, kw, o, sh, sw, bias, b, oy, ox, co, ow, yb, c0, c1, P, OB)
+  /* A row: blocks of 4 columns, then its last 1-3 columns as one block. */
+#define ROW(OB)                                              \
+  do {                                                       \
+    for (uint32_t ox = 0; ox < ow4; ox += 4) CONV(ox, 4, OB); \
+    switch (ow - ow4) {                                      \
+      case 3: CONV(ow4, 3, OB); break;                       \
+      case 2: CONV(ow4, 2, OB); break;                       \
+      case 1: CONV(ow4, 1, OB); break;                       \
+    }                                                        \
+  } while (0)
+  for (uint32_t b = 0; b < n; b++) {
+    f32 *yb = y + (uintptr_t)b * oh * ow * o;
+    for (uint32_t co = 0; co < o; co = co < o8 ? co + 8 : co < o4 ? co + 4 : co + 1) {
+      for (uint32_t c0 = 0; c0 < c; c0 += chunk) {
+        uint32_t c1 = c - c0 < chunk ? c : c0 + chunk;
+        for (uint32_t oy = 0; oy < oh; oy++) {
+          if (co < o8) ROW(8);
+          else if (co < o4) ROW(4);
+          else ROW(1);
+        }
+      }
+    }
+  }
+#undef ROW
+#undef CONV
 }
