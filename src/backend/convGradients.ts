@@ -37,7 +37,7 @@ function conv2dAttrs(dilations: [number, number]) {
 /** The weight gradient's form and chunk: tests change them to reach every path with small
  * tensors. `direct`: the SIMD kernel (else the convolution form); `chunkFloats`: floats of x and dy
  * per chunk of examples (256 KiB: the k*k*(c/4)*(o/8) passes over a chunk then read it from the
- * 1 MiB L2 caches measured; 1.7x at 32x32x64 against one chunk). */
+ * 1 MiB L2 caches measured: 32x32x64 -> 64 at batch 16 took 70 ms in one chunk, 36 in these). */
 export const convGradientTuning = { direct: true, chunkFloats: 65536 };
 
 function backpropFilter(k: KernelComposer, backend: WasmBackend, x: tf.TensorInfo, dy: tf.TensorInfo, attrs: ConvGradAttrs & { filterShape: Conv4 }): tf.TensorInfo {
