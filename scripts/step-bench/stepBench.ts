@@ -324,8 +324,9 @@ async function benchConfig(name: string, flags: Flags) {
   }
   const tensorsBefore = tf.memory().numTensors;
   const load = new LoadMeter(torch?.pid);
+  // Steps run back to back, as in training: no forced full GC before each (a step right after one
+  // took 35-40 ms longer on mnist-fast, a third of its step, which training never pays).
   for (let r = 0; r < flags.repeats; r++) {
-    global.gc?.();
     times.tfjs.push(await tfjsStep());
     if (torch) for (const t of flags.torchThreads) times.torch[t].push(await torch.step(t));
     process.stdout.write('.');
