@@ -44,27 +44,26 @@ function backpropFilter(k: KernelComposer, backend: WasmBackend, x: tf.TensorInf
   const { filterShape } = attrs;
   const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
   const { outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth, padInfo } = info;
-  const needH = (outHeight - 1) * strideHeight + filterHeight;
-  const needW = (outWidth - 1) * strideWidth + filterWidth;
+  const [n, inH, inW, c] = x.shape;
+  const o = dy.shape[3];
   const simd = simdKernels(backend);
   if (x.dtype === 'float32' && dy.dtype === 'float32' && simd !== undefined && convGradientTuning.direct) {
-    const [n, h, w, c] = x.shape;
-    const o = dy.shape[3];
     const dw = backend.makeOutput([filterHeight, filterWidth, c, o], 'float32');
-    const chunk = Math.max(1, Math.floor(convGradientTuning.chunkFloats / (h * w * c + outHeight * outWidth * o)));
-    simd.conv_filter_grad(heapAddress(backend, x), heapAddress(backend, dy), n, h, w, c, outHeight, outWidth, o,
+    const chunk = Math.max(1, Math.floor(convGradientTuning.chunkFloats / (inH * inW * c + outHeight * outWidth * o)));
+    simd.conv_filter_grad(heapAddress(backend, x), heapAddress(backend, dy), n, inH, inW, c, outHeight, outWidth, o,
       filterHeight, filterWidth, strideHeight, strideWidth, padInfo.top, padInfo.left, chunk, heapAddress(backend, dw));
     return dw;
   }
-  const [, inH, inW] = x.shape;
-  // Exactly the rows and columns the filter taps read: (out - 1) * stride + k.
+  // The convolution form. Exactly the rows and columns the filter taps read: (out - 1) * stride + k.
+  const needH = (outHeight - 1) * strideHeight + filterHeight;
+  const needW = (outWidth - 1) * strideWidth + filterWidth;
   const padded = k.run(tf.PadV2, { x }, {
     paddings: [[0, 0], [padInfo.top, Math.max(needH - padInfo.top - inH, 0)], [padInfo.left, Math.max(needW - padInfo.left - inW, 0)], [0, 0]],
     constantValue: 0,
   });
   const cropped = padded.shape[1] === needH && padded.shape[2] === needW
     ? padded
-    : k.run(tf.Slice, { x: padded }, { begin: [0, 0, 0, 0], size: [x.shape[0], needH, needW, x.shape[3]] });
+    : k.run(tf.Slice, { x: padded }, { begin: [0, 0, 0, 0], size: [n, needH, needW, c] });
   const xT = k.run(tf.Transpose, { x: cropped }, { perm: [3, 1, 2, 0] });
   const dyT = k.run(tf.Transpose, { x: dy }, { perm: [1, 2, 0, 3] });
   const dwT = k.run(tf.Conv2D, { x: xT, filter: dyT }, conv2dAttrs([strideHeight, strideWidth]));
