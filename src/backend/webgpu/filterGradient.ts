@@ -17,7 +17,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { StridedSumProgram, stridedSumUniforms } from './programs';
+import { StridedSumProgram, int32Uniforms, stridedSumUniforms } from './programs';
 
 /** Tile edge in m and n, and rows of k staged per barrier. A 16x16 workgroup, 4x4 outputs per thread. */
 const TILE = 64;
@@ -151,8 +151,8 @@ export function filterGradient(backend: WebGPUBackend, x: tf.TensorInfo, dy: tf.
   const k = c.batchSize * c.outHeight * c.outWidth;
   const { splits, sliceRows } = planSplits(m, n, k);
   const partial = backend.runWebGPUProgram(new FilterGradPartialProgram(m, n, splits), [x, dy], 'float32',
-    [m, n, k, sliceRows / SLAB, c.outHeight * c.outWidth, c.outWidth, c.inHeight, c.inWidth, c.inChannels, c.filterWidth,
-      c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left].map((v) => ({ type: 'int32', data: [v] })));
+    int32Uniforms(m, n, k, sliceRows / SLAB, c.outHeight * c.outWidth, c.outWidth, c.inHeight, c.inWidth, c.inChannels, c.filterWidth,
+      c.strideHeight, c.strideWidth, c.padInfo.top, c.padInfo.left));
   // The slices' partial tiles summed in order: out[i] = sum over s of partial[s * m * n + i].
   const out = backend.runWebGPUProgram(new StridedSumProgram([c.filterHeight, c.filterWidth, c.inChannels, c.outChannels]), [partial], 'float32',
     stridedSumUniforms(splits, m * n, 1, 0));

@@ -19,7 +19,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend, WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
-import { ElementwiseProgram, SWISH_WGSL, StridedSumProgram, stridedSumUniforms } from './programs';
+import { ElementwiseProgram, SWISH_WGSL, StridedSumProgram, int32Uniforms, stridedSumUniforms } from './programs';
 
 const REDUCE_THREADS = 256;
 /** coef's fields per (example, channel). */
@@ -60,12 +60,7 @@ const TREE_SUM = `
 const DIMS_UNIFORMS = 'hw : i32, channels : i32, groups : i32, groupSize : i32,';
 
 function dimsUniforms(d: GroupNormDims): Array<{ type: string; data: number[] }> {
-  return [
-    { type: 'int32', data: [d.hw] },
-    { type: 'int32', data: [d.channels] },
-    { type: 'int32', data: [d.groups] },
-    { type: 'int32', data: [d.channels / d.groups] },
-  ];
+  return int32Uniforms(d.hw, d.channels, d.groups, d.channels / d.groups);
 }
 
 /** One workgroup per (example, group): element e of the group is pixel e / groupSize, channel

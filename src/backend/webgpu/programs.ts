@@ -57,6 +57,11 @@ export class StridedSumProgram extends ElementwiseProgram {
   }
 }
 
+/** A program's i32 uniforms, in the order its `uniforms` declares them. */
+export function int32Uniforms(...values: number[]): Array<{ type: string; data: number[] }> {
+  return values.map((v) => ({ type: 'int32', data: [v] }));
+}
+
 export function stridedSumUniforms(count: number, outerStride: number, innerStride: number, offset: number): Array<{ type: string; data: number[] }> {
-  return [count, outerStride, innerStride, offset].map((v) => ({ type: 'int32', data: [v] }));
+  return int32Uniforms(count, outerStride, innerStride, offset);
 }

@@ -14,7 +14,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { ElementwiseProgram, StridedSumProgram, stridedSumUniforms } from './programs';
+import { ElementwiseProgram, StridedSumProgram, int32Uniforms, stridedSumUniforms } from './programs';
 
 /** Shorter chunks spend more on pass 2's reads than they save in pass 1. */
 const MIN_CHUNK_ROWS = 32;
@@ -62,7 +62,7 @@ class RowChunkSumProgram extends ElementwiseProgram {
 /** x (float32, `outer * rows * cols` values) summed over rows, shaped outShape (outer * cols values). */
 export function sumRows(backend: WebGPUBackend, x: tf.TensorInfo, outer: number, rows: number, cols: number, outShape: number[]): tf.TensorInfo {
   const { chunks, chunkRows } = planRowChunks(rows);
-  const uniforms = [rows, cols, outer * cols, chunkRows].map((v) => ({ type: 'int32', data: [v] }));
+  const uniforms = int32Uniforms(rows, cols, outer * cols, chunkRows);
   if (chunks === 1) return backend.runWebGPUProgram(new RowChunkSumProgram(outShape), [x], 'float32', uniforms);
   const partial = backend.runWebGPUProgram(new RowChunkSumProgram([chunks, outer * cols]), [x], 'float32', uniforms);
   const out = backend.runWebGPUProgram(new StridedSumProgram(outShape), [partial], 'float32', stridedSumUniforms(chunks, outer * cols, 1, 0));
