@@ -21,10 +21,10 @@ import { UNetConfig, isPresetName, presetConfig, validateConfig } from '../../sr
 import { initParams } from '../../src/model/init';
 import { parameterCount } from '../../src/model/paramSpecs';
 import { UNetModel } from '../../src/model/unetModel';
-import { makeSchedule } from '../../src/schedule';
-import { UnitGradientComputer } from '../../src/training/unitGradients';
+import type { UnitGradientComputer } from '../../src/training/unitGradients';
 import { WorkUnit } from '../../src/training/workUnit';
-import { ComputeThreads } from '../../src/worker/computeThreads';
+import { ComputeThreads, ThreadInit } from '../../src/worker/computeThreads';
+import { gradientComputer } from '../../src/worker/unitComputer';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const BENCH_DIR = process.env.STEP_BENCH_DIR ?? path.join(ROOT, 'scripts', 'step-bench');
@@ -283,11 +283,13 @@ async function benchConfig(name: string, flags: Flags) {
 
   const flat = new Float32Array(model.size);
   initParams(model.specs, 1, { noZeroInit: true }).forEach((v, i) => flat.set(v, model.offsets[i]));
-  const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000), { prediction: 'eps', snrGamma: 0 });
+  // What a worker computes with, here and on --threads' compute threads.
+  const init: ThreadInit = { backend: tf.getBackend(), model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps', snrGamma: 0 };
+  const computer = gradientComputer(init);
   computer.setParams(flat, 0);
   const unit = makeUnit(config, flags.batch);
   // --threads k: k units of batch/k at once on k compute threads, their gradients summed here.
-  const threads = flags.threads > 1 ? await ComputeThreads.start(flags.threads, { backend: tf.getBackend(), model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps', snrGamma: 0 }) : undefined;
+  const threads = flags.threads > 1 ? await ComputeThreads.start(flags.threads, init) : undefined;
   threads?.setParams(flat, 0);
   const parts = Array.from({ length: flags.threads }, (_, i) => ({ ...makeUnit(config, flags.batch / flags.threads), unitId: i }));
   // Every step computes the same unit from the same parameters: the gradient's bits must not
