@@ -14,6 +14,7 @@ import { KernelComposer } from '../src/backend/kernelComposer';
 import { countDispatches } from '../src/backend/webgpu/dispatchCount';
 import { planSplits } from '../src/backend/webgpu/filterGradient';
 import { planRowChunks } from '../src/backend/webgpu/rowSum';
+import { readInto } from '../src/backend/readBack';
 import { groupNormAct, swish } from '../src/model/layers';
 import { CASES, ConvCase, caseData, convCase, convGrads } from './helpers/convCases';
 import { initTestBackends } from './helpers/backends';
@@ -31,6 +32,12 @@ const LARGE: ConvCase[] = [
 ];
 
 beforeAll(() => initTestBackends('cpu', 'webgpu'), 60_000);
+
+function values(shape: number[], seed: number): Float32Array {
+  const n = shape.reduce((a, b) => a * b, 1);
+  // Mean 0.5 and a spread: a sum that drops or doubles a row is off by O(1) relative.
+  return Float32Array.from({ length: n }, (_, i) => 0.5 + Math.sin(i * 12.9898 + seed * 78.233) * 0.75);
+}
 
 describe('planSplits cuts k into slices', () => {
   it.each([
@@ -205,12 +212,6 @@ describe('Sum on webgpu', () => {
     { shape: [3, 4, 5], axis: null, keepDims: false, programs: ['ReduceProgram'] },
   ];
 
-  function values(shape: number[], seed: number): Float32Array {
-    const n = shape.reduce((a, b) => a * b, 1);
-    // Mean 0.5 and a spread: a sum that drops or doubles a row is off by O(1) relative.
-    return Float32Array.from({ length: n }, (_, i) => 0.5 + Math.sin(i * 12.9898 + seed * 78.233) * 0.75);
-  }
-
   async function sumOn(backend: string, c: SumCase, x: Float32Array): Promise<{ shape: number[]; data: Float32Array; dispatches?: Record<string, number> }> {
     await tf.setBackend(backend);
     const { result: y, dispatches } = await countDispatches(async () => tf.tidy(() => tf.sum(tf.tensor(x, c.shape), c.axis ?? undefined, c.keepDims)));
@@ -254,5 +255,47 @@ describe('Sum on webgpu', () => {
     for (let i = 0; i < 3; i++) expect(Buffer.compare(await once(), first)).toBe(0);
     expect(backend.numDataIds()).toBe(before);
     x.dispose();
+  });
+});
+
+describe('readInto: many tensors back from the GPU in one round trip', () => {
+  const read = async (backendName: string) => {
+    await tf.setBackend(backendName);
+    // Past WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD (1,000 values), so that webgpu computes them on the GPU.
+    const onGpu = tf.tidy(() => [tf.add(tf.tensor(values([3, 25, 17], 11), [3, 25, 17]), 1), tf.mul(tf.tensor(values([1301], 12), [1301]), 2)]);
+    const onCpu = tf.tensor(values([4, 9], 13), [4, 9]); // fresh: webgpu keeps its values on the CPU until a kernel uses them
+    const ints = tf.tensor1d([5, -3, 8], 'int32');
+    const empty = tf.zeros([0, 4]);
+    const tensors = [onGpu[0], onCpu, empty, onGpu[1], ints];
+    const offsets = tensors.map((_, i) => tensors.slice(0, i).reduce((n, t) => n + t.size, 0));
+    const flat = new Float32Array(tensors.reduce((n, t) => n + t.size, 0));
+    const backend = tf.backend() as unknown as { bufferManager?: { getNumUsedBuffers(): number }; tensorMap?: { get(id: object): { values: unknown } } };
+    const heldOnGpu = tensors.map((t) => backend.tensorMap?.get(t.dataId)?.values == null);
+    const targets = tensors.map((tensor, i) => ({ tensor, out: flat.subarray(offsets[i], offsets[i] + tensor.size) }));
+    // The first read's submit also releases buffers of earlier work: count from the second.
+    await readInto(targets);
+    const buffersBefore = backend.bufferManager?.getNumUsedBuffers();
+    await readInto(targets);
+    const buffersAfter = backend.bufferManager?.getNumUsedBuffers();
+    const expected = new Float32Array(flat.length);
+    for (const [i, t] of tensors.entries()) expected.set(await t.data(), offsets[i]);
+    tf.dispose([...tensors]);
+    return { flat, expected, buffersBefore, buffersAfter, heldOnGpu };
+  };
+
+  it.each(['webgpu', 'cpu'])('on %s: each tensor\'s values (on the GPU, held on the CPU, int32, empty) land at its place', async (backendName) => {
+    const { flat, expected, buffersBefore, buffersAfter, heldOnGpu } = await read(backendName);
+    if (backendName === 'webgpu') expect(heldOnGpu).toEqual([true, false, false, true, false]);
+    expect(expected[0]).not.toBe(0);
+    expect(Array.from(flat)).toEqual(Array.from(expected));
+    // The staging buffer goes back to the pool.
+    expect(buffersAfter).toBe(buffersBefore);
+  });
+
+  it('names a tensor whose target has the wrong length', async () => {
+    await tf.setBackend('webgpu');
+    const t = tf.ones([2, 3]);
+    await expect(readInto([{ tensor: t, out: new Float32Array(5) }])).rejects.toThrow('readInto: a tensor of 6 values into 5');
+    t.dispose();
   });
 });

@@ -1,47 +1,107 @@
 #!/usr/bin/env bash
 # The webgpu measurements of README "Worker compute speed", in one call on a GPU host (the device
-# machine). First, this project's kernels against the cpu backend on the card (kernelCheck.ts).
-# Then the ch64 U-Net's batch-64 training step on tfjs webgpu against PyTorch CUDA fp32 on the
-# same card, each with a tf.profile, a count of GPU programs dispatched and whether the gradient's
-# bits repeat from step to step (the same unit each step). Variants, most important first (a run
-# cut short still reports the first):
-#   project         this project's webgpu kernels (the default: fused GroupNorm, tiled conv gradients,
-#                   bias-gradient sums without a transpose)
-#   tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline on the same card
-#   project-matmul  the conv weight gradient as k*k tfjs matmuls (DDPM_WEBGPU_CONV_FILTER=matmul)
-# Then single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, for project and tfjs,
-# and the host time of one kernel call.
-# All of it within one 600 s call: check <= 90 s, steps <= 120 s each, kernels <= 60 s each.
+# machine). Sections (SECTIONS, default all, in this order; a run cut short still reports the first):
+#   check    this project's kernels and readInto against the cpu backend's values on the card
+#            (kernelCheck.ts; the references are computed beforehand without a GPU)
+#   steps    the ch64 U-Net's batch-64 training step on tfjs webgpu against PyTorch CUDA fp32 (TF32
+#            off) on the same card, each with a tf.profile, a count of GPU programs dispatched and
+#            whether the gradient's bits repeat from step to step (the same unit each step):
+#              project         this project's webgpu kernels (the default)
+#              tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline
+#              project-matmul  the conv weight gradient as k*k tfjs matmuls (DDPM_WEBGPU_CONV_FILTER=matmul)
+#   host     the project's step without tf.profile under V8's CPU profiler: where the host's time
+#            goes (scripts/gpu/cpuProfileTop.js)
+#   submit   the project's step with tfjs submitting its commands every SUBMIT_SIZES dispatches
+#   before   side by side, alternating: the step bench built from an earlier commit
+#            (.gpu-build/before/stepBench.js, if present) and this one
+#   tuning   side by side, alternating with the default: tfjs sending every kernel to the GPU
+#            (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD=0) and V8 with a 64 MiB young generation
+#   kernels  single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, project and tfjs
 # Prepared here:
-#   npm run gpu:build && bash ../shared/gpu/pack-runtime.sh .gpu-runtime
-# then run: bash scripts/gpu/device-bench.sh   (carry .gpu-runtime and .gpu-build). Results in $OUT.
+#   npm run gpu:build && node .gpu-build/kernelCheck.js --write-references .gpu-build/kernel-references.bin
+#   bash ../shared/gpu/pack-runtime.sh .gpu-runtime
+# then run: bash scripts/gpu/device-bench.sh   (carry .gpu-runtime and .gpu-build). Everything
+# lands in $OUT/bench.log (the lines that matter) and $OUT/results.tgz (every log, JSON and profile),
+# repacked after each phase so that a run stopped at its limit still returns what it finished.
 set -uo pipefail
 out=${OUT:-bench-results/gpu}
-mkdir -p "$out"
+work=/tmp/device-bench
+rm -rf "$work" && mkdir -p "$work" "$out"
+log=$out/bench.log
+sections=" ${SECTIONS:-check steps host submit before tuning kernels} "
+repeats=${REPEATS:-5}
 export STEP_BENCH_DIR=$PWD/scripts/step-bench
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >"$out/gpu.csv" 2>&1
-python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))' >"$out/torch.txt" 2>&1
-# First, correctness on this card: the project's kernels against the cpu backend (kernelCheck.ts).
-timeout "${CHECK_TIMEOUT:-90}" bash .gpu-runtime/run.sh .gpu-build/kernelCheck.js >"$out/kernel-check.log" 2>&1
-echo "kernel check: exit $?"
-grep -E '^(FAIL|[0-9]+ of)' "$out/kernel-check.log"
-for variant in project tfjs project-matmul; do
-  unset DDPM_WEBGPU_KERNELS DDPM_WEBGPU_CONV_FILTER
-  case $variant in
-    tfjs) export DDPM_WEBGPU_KERNELS=tfjs ;;
-    project-matmul) export DDPM_WEBGPU_CONV_FILTER=matmul ;;
-  esac
-  timeout "${STEP_TIMEOUT:-120}" bash .gpu-runtime/run.sh .gpu-build/stepBench.js --backend webgpu --preset ch64 --batch 64 \
-    --warmup 2 --repeats 5 --torch-threads 1 --python python3 --torch-device cuda --shapes 25 \
-    --json "$out/ch64-$variant.json" >"$out/ch64-$variant.log" 2>&1
-  echo "ch64 ($variant): exit $?"
-  grep -E '^\| ch64|ms/step|GPU programs|gradient bits' "$out/ch64-$variant.log"
-done
-for variant in project tfjs; do
-  if [[ $variant == tfjs ]]; then export DDPM_WEBGPU_KERNELS=tfjs; else unset DDPM_WEBGPU_KERNELS; fi
-  unset DDPM_WEBGPU_CONV_FILTER
-  timeout "${KERNEL_TIMEOUT:-60}" bash .gpu-runtime/run.sh .gpu-build/kernelBench.js --backend=webgpu --batch=64 --repeats=5 \
-    >"$out/kernels-$variant.log" 2>&1
-  echo "kernels ($variant): exit $?"
-  grep -E 'Conv2DBackprop|GroupNorm|Sum over|per kernel call' "$out/kernels-$variant.log"
-done
+pack() { tar -czf "$out/results.tgz.tmp" -C "$work" . && mv "$out/results.tgz.tmp" "$out/results.tgz"; }
+want() { [[ $sections == *" $1 "* ]]; }
+{
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1
+  python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name(0))' 2>&1
+} | tee -a "$log"
+
+if want check; then
+  timeout 45 bash .gpu-runtime/run.sh .gpu-build/kernelCheck.js --references .gpu-build/kernel-references.bin >"$work/kernel-check.log" 2>&1
+  echo "kernel check: exit $?" | tee -a "$log"
+  grep -E '^(PASS|FAIL|[0-9]+ of)' "$work/kernel-check.log" | tee -a "$log"
+  pack
+fi
+
+# step NAME TIMEOUT [--bundle FILE] ARGS...: one run of the step bench, its log in $work, its key lines in bench.log.
+step() {
+  local name=$1 limit=$2 bundle=.gpu-build/stepBench.js
+  shift 2
+  if [[ ${1:-} == --bundle ]]; then bundle=$2; shift 2; fi
+  timeout "$limit" bash .gpu-runtime/run.sh "$bundle" --backend webgpu --preset ch64 --batch 64 \
+    --warmup 2 --torch-threads 1 --python python3 --torch-device cuda --json "$work/ch64-$name.json" "$@" \
+    >"$work/ch64-$name.log" 2>&1
+  echo "ch64 ($name): exit $?" | tee -a "$log"
+  grep -E '^\| [A-Z_]|ms/step|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
+  pack
+}
+
+if want steps; then
+  step project 110 --repeats "$repeats" --shapes 25
+  DDPM_WEBGPU_KERNELS=tfjs step tfjs 110 --repeats "$repeats" --shapes 10
+  DDPM_WEBGPU_CONV_FILTER=matmul step project-matmul 70 --repeats "$repeats" --no-torch
+fi
+
+if want host; then
+  step project-host 60 --repeats 3 --no-torch --no-profile --cpu-profile "$work/host.cpuprofile"
+  if [[ -f $work/host.cpuprofile ]]; then
+    /tmp/gpu-node scripts/gpu/cpuProfileTop.js "$work/host.cpuprofile" 30 >"$work/host-profile.txt" 2>&1
+    head -70 "$work/host-profile.txt" | tee -a "$log"
+    pack
+  fi
+fi
+
+if want submit; then
+  for n in ${SUBMIT_SIZES:-15 32 64 128}; do
+    step "submit-$n" 50 --repeats 7 --no-torch --no-profile --tf-flag WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE="$n"
+  done
+fi
+
+if want before && [[ -f .gpu-build/before/stepBench.js ]]; then
+  for round in 1 2; do
+    step "before-$round" 50 --bundle .gpu-build/before/stepBench.js --repeats "$repeats" --no-torch --no-profile
+    step "after-$round" 50 --repeats "$repeats" --no-torch --no-profile
+  done
+fi
+
+if want tuning; then
+  for round in 1 2; do
+    step "default-$round" 50 --repeats "$repeats" --no-torch --no-profile
+    step "no-cpu-handoff-$round" 50 --repeats "$repeats" --no-torch --no-profile --tf-flag WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD=0
+    NODE_OPTIONS=--max-semi-space-size=64 step "semi-space-64-$round" 50 --repeats "$repeats" --no-torch --no-profile
+  done
+fi
+
+if want kernels; then
+  for variant in project tfjs; do
+    if [[ $variant == tfjs ]]; then export DDPM_WEBGPU_KERNELS=tfjs; else unset DDPM_WEBGPU_KERNELS; fi
+    timeout 40 bash .gpu-runtime/run.sh .gpu-build/kernelBench.js --backend=webgpu --batch=64 --repeats=5 \
+      >"$work/kernels-$variant.log" 2>&1
+    echo "kernels ($variant): exit $?" | tee -a "$log"
+    grep -E 'Conv2DBackprop|GroupNorm|Sum over|per kernel call' "$work/kernels-$variant.log" | tee -a "$log"
+    pack
+  done
+  unset DDPM_WEBGPU_KERNELS
+fi

@@ -5,11 +5,17 @@
  * in workgroup memory that a CPU rasterizer's scheduling hides would show here. One line per
  * check; exit 1 if any is off.
  *
- *   node kernelCheck.js [--quick]   (--quick: the small shapes only, for a CPU run)
+ *   node kernelCheck.js [--quick] [--write-references FILE | --references FILE]
+ *   --quick: the small shapes only, for a CPU run. The cpu backend's references take minutes of one
+ *   core at the U-Net's shapes: --write-references computes them here (no GPU needed) and the GPU
+ *   run reads them with --references, so device time goes to the GPU's side.
  */
+import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/backend/backend';
+import { readInto } from '../../src/backend/readBack';
 import { groupNormAct } from '../../src/model/layers';
+import { unetParamSpecs } from '../../src/model/paramSpecs';
 import { Rng } from '../../src/rng/rng';
 // The comparison the tests make (test/webgpuKernels.test.ts): a NaN (empty reference) fails too.
 import { relativeMax } from '../../test/helpers/numeric';
@@ -65,10 +71,71 @@ async function values(backend: string, check: Check): Promise<Float32Array[]> {
   return read;
 }
 
+/** References file: one JSON header line ({check name: output lengths}), then the float32 values in order. */
+function writeReferences(file: string, refs: Map<string, Float32Array[]>): void {
+  const header = JSON.stringify(Object.fromEntries([...refs].map(([name, outs]) => [name, outs.map((o) => o.length)])));
+  const parts: Uint8Array[] = [Buffer.from(`${header}\n`)];
+  for (const outs of refs.values()) for (const o of outs) parts.push(new Uint8Array(o.buffer, o.byteOffset, o.byteLength));
+  fs.writeFileSync(`${file}.tmp`, Buffer.concat(parts));
+  fs.renameSync(`${file}.tmp`, file);
+}
+
+function readReferences(file: string): Map<string, Float32Array[]> {
+  const bytes = fs.readFileSync(file);
+  const newline = bytes.indexOf(10);
+  const header = JSON.parse(bytes.subarray(0, newline).toString()) as Record<string, number[]>;
+  const refs = new Map<string, Float32Array[]>();
+  let offset = newline + 1;
+  for (const [name, lengths] of Object.entries(header)) {
+    refs.set(name, lengths.map((n) => {
+      const out = new Float32Array(n);
+      new Uint8Array(out.buffer).set(bytes.subarray(offset, offset + n * 4));
+      offset += n * 4;
+      return out;
+    }));
+  }
+  return refs;
+}
+
+function flag(name: string): string | undefined {
+  const i = process.argv.indexOf(name);
+  return i < 0 ? undefined : process.argv[i + 1];
+}
+
+/** readInto (one GPU round trip for many tensors) against tfjs's data(), tensor by tensor: the
+ * U-Net's parameter shapes, computed on the GPU, read back as a worker reads its gradient. */
+async function readIntoCheck(): Promise<boolean> {
+  await tf.setBackend('webgpu');
+  const specs = unetParamSpecs({ imageSize: 32, imageChannels: 3, channels: 64, channelMult: [1, 2, 2], resBlocks: 2, attentionResolutions: [16], dropout: 0, normGroups: 32 });
+  const tensors = specs.map((spec, i) => tf.tidy(() => tf.mul(data(spec.shape, 100 + i), 3)));
+  const model = { offsets: [] as number[], size: 0 };
+  for (const t of tensors) {
+    model.offsets.push(model.size);
+    model.size += t.size;
+  }
+  const flat = new Float32Array(model.size);
+  const t0 = performance.now();
+  await readInto(tensors.map((t, i) => ({ tensor: t, out: flat.subarray(model.offsets[i], model.offsets[i] + t.size) })));
+  const ms = performance.now() - t0;
+  let mismatches = 0;
+  for (const [i, t] of tensors.entries()) {
+    const v = (await t.data()) as Float32Array;
+    if (!Buffer.from(v.buffer, v.byteOffset, v.byteLength).equals(Buffer.from(flat.buffer, model.offsets[i] * 4, v.byteLength))) mismatches += 1;
+  }
+  tf.dispose(tensors);
+  const ok = mismatches === 0;
+  console.log(`${ok ? 'PASS' : 'FAIL'} readInto of the ch64 U-Net's ${tensors.length} parameter shapes (${model.size} values): ` +
+    `${ok ? 'the same bits as data()' : `${mismatches} tensors DIFFER from data()`} (${ms.toFixed(1)} ms)`);
+  return ok;
+}
+
 async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
+  const writeTo = flag('--write-references');
+  const readFrom = flag('--references');
+  const stored = readFrom === undefined ? undefined : readReferences(readFrom);
   await initBackend('cpu');
-  await initBackend('webgpu');
+  if (writeTo === undefined) await initBackend('webgpu');
   const batch = quick ? 2 : 8;
   const checks: Check[] = [
     // Tiles cut at the edges in m and n, and k cut into slices with a short last one.
@@ -87,10 +154,17 @@ async function main(): Promise<void> {
     groupNormCheck([batch, 32, 32, 64], 32),
     groupNormCheck([batch, 8, 8, 128], 32),
   ];
+  if (writeTo !== undefined) {
+    const refs = new Map<string, Float32Array[]>();
+    for (const check of checks) refs.set(check.name, await values('cpu', check));
+    writeReferences(writeTo, refs);
+    console.log(`wrote the cpu backend's values for ${checks.length} checks to ${writeTo}`);
+    return;
+  }
   let failed = 0;
   for (const check of checks) {
     const t0 = performance.now();
-    const reference = await values('cpu', check);
+    const reference = stored?.get(check.name) ?? await values('cpu', check);
     const gpu = await values('webgpu', check);
     const again = await values('webgpu', check);
     const errors = gpu.map((v, i) => relativeMax(v, reference[i]));
@@ -100,7 +174,9 @@ async function main(): Promise<void> {
     console.log(`${ok ? 'PASS' : 'FAIL'} ${check.name}: max relative error ${errors.map((e) => e.toExponential(1)).join(', ')}; ` +
       `bits ${repeats ? 'repeat' : 'DIFFER between two runs'} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }
-  console.log(`${checks.length - failed} of ${checks.length} checks passed (tolerance ${TOLERANCE} relative to the largest value)`);
+  if (!(await readIntoCheck())) failed += 1;
+  const total = checks.length + 1;
+  console.log(`${total - failed} of ${total} checks passed (tolerance ${TOLERANCE} relative to the largest value)`);
   if (failed > 0) process.exitCode = 1;
 }
 

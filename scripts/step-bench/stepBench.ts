@@ -11,6 +11,7 @@
  */
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
+import * as inspector from 'inspector';
 import * as os from 'os';
 import * as path from 'path';
 import * as readline from 'readline';
@@ -49,13 +50,15 @@ interface Flags {
   torchDevice: string;
   json: string;
   threads: number;
+  tfFlags: Record<string, number | boolean | string>;
+  cpuProfile: string;
 }
 
 const USAGE = `npm run bench:step -- [--preset ch64,mnist-fast] [--batch 16] [--backend wasm] [--repeats 5]
   presets: ${['ch64', 'ch32', 'tiny', 'mnist-fast', 'mnist', 'cifar10'].join(', ')}`;
 
 function parseFlags(argv: string[]): Flags {
-  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json', threads: 1 };
+  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json', threads: 1, tfFlags: {}, cpuProfile: '' };
   const help = `${USAGE}
 flags:
   --preset LIST        configs, comma-separated (default ch64,mnist-fast)
@@ -72,6 +75,10 @@ flags:
   --json PATH          results file (default bench-results/step.json)
   --threads N          tfjs computes the batch as N units of batch/N, each on its own thread at once
                        (what \`ddpm worker --threads N\` does; default 1: one unit, this thread)
+  --tf-flag NAME=VALUE set a tfjs environment flag once the backend has loaded (repeatable), e.g.
+                       WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64
+  --cpu-profile PATH   a V8 CPU profile of this process over the timed steps (where the host's time
+                       goes; scripts/gpu/cpuProfileTop.js summarises it)
   --kernels [--small]  instead: single-kernel GFLOP/s at ch64's (mnist-fast's) shapes`;
   for (let i = 0; i < argv.length; i++) {
     const m = /^--([^=]+)(?:=(.*))?$/.exec(argv[i]);
@@ -93,6 +100,13 @@ flags:
       case 'torch-device': f.torchDevice = value(); break;
       case 'json': f.json = value(); break;
       case 'threads': f.threads = Number(value()); break;
+      case 'cpu-profile': f.cpuProfile = value(); break;
+      case 'tf-flag': {
+        const [flag, raw] = value().split('=');
+        if (!flag || raw === undefined) throw new Error('--tf-flag takes NAME=VALUE');
+        f.tfFlags[flag] = raw === 'true' ? true : raw === 'false' ? false : Number.isNaN(Number(raw)) ? raw : Number(raw);
+        break;
+      }
       default: throw new Error(`unknown flag --${key}\n${help}`);
     }
   }
@@ -153,7 +167,31 @@ class LoadMeter {
   }
 }
 
+/** The V8 profiler of this very process, through the inspector protocol. */
+class CpuProfiler {
+  private constructor(private readonly session: inspector.Session) {}
+  private post(method: string): Promise<unknown> {
+    return new Promise((resolve, reject) => this.session.post(method, (err, result) => (err ? reject(err) : resolve(result))));
+  }
+  static async start(): Promise<CpuProfiler> {
+    const session = new inspector.Session();
+    session.connect();
+    const p = new CpuProfiler(session);
+    await p.post('Profiler.enable');
+    await p.post('Profiler.start');
+    return p;
+  }
+  async stopTo(file: string): Promise<void> {
+    const { profile } = (await this.post('Profiler.stop')) as { profile: unknown };
+    this.session.disconnect();
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, JSON.stringify(profile));
+  }
+}
+
 // ---- PyTorch child ---------------------------------------------------------------------------------
+
+interface TorchInfo { params: number; torch: string; parallel: string[]; tf32: boolean }
 
 class TorchChild {
   private readonly proc: ChildProcess;
@@ -192,9 +230,9 @@ class TorchChild {
     });
   }
 
-  async ready(): Promise<{ params: number; torch: string; parallel: string[] }> {
+  async ready(): Promise<TorchInfo> {
     const e = await this.next();
-    return e as unknown as { params: number; torch: string; parallel: string[] };
+    return e as unknown as TorchInfo;
   }
 
   async step(threads: number): Promise<number> {
@@ -275,7 +313,7 @@ async function benchConfig(name: string, flags: Flags) {
   if (expected !== undefined && tfjsParams !== expected) throw new Error(`${name}: tfjs model has ${tfjsParams} parameters, expected ${expected}`);
 
   const torch = flags.torch ? new TorchChild(flags.python, config, flags.batch, flags.torchDevice) : undefined;
-  let torchInfo: { params: number; torch: string; parallel: string[] } | undefined;
+  let torchInfo: TorchInfo | undefined;
   if (torch) {
     torchInfo = await torch.ready();
     if (torchInfo.params !== tfjsParams) throw new Error(`${name}: PyTorch model has ${torchInfo.params} parameters, tfjs ${tfjsParams}`);
@@ -326,6 +364,7 @@ async function benchConfig(name: string, flags: Flags) {
   }
   const tensorsBefore = tf.memory().numTensors;
   const load = new LoadMeter(torch?.pid);
+  const profiler = flags.cpuProfile ? await CpuProfiler.start() : undefined;
   // Steps run back to back, as in training: no forced full GC before each (a step right after one
   // took 35-40 ms longer on mnist-fast, a third of its step, which training never pays).
   for (let r = 0; r < flags.repeats; r++) {
@@ -334,6 +373,7 @@ async function benchConfig(name: string, flags: Flags) {
     process.stdout.write('.');
   }
   process.stdout.write('\n');
+  if (profiler) await profiler.stopTo(path.resolve(flags.cpuProfile));
   const othersCores = load.othersCores();
   const leaked = tf.memory().numTensors - tensorsBefore;
   const profile = flags.profile ? await profileStep(computer, unit) : undefined;
@@ -344,7 +384,7 @@ async function benchConfig(name: string, flags: Flags) {
   const tfjsMs = median(times.tfjs);
   const torchMs = Object.fromEntries(flags.torchThreads.map((t) => [t, median(times.torch[t])]));
   return {
-    name, config, batch: flags.batch, threads: flags.threads, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo?.torch,
+    name, config, batch: flags.batch, threads: flags.threads, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo && `${torchInfo.torch} (${flags.torchDevice}${torchInfo.tf32 ? ', TF32 on' : ''})`,
     tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, gradientSteps: flags.warmup + flags.repeats, stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
   };
 }
@@ -353,10 +393,13 @@ async function main() {
   const flags = parseFlags(process.argv.slice(2));
   if (!isBackendName(flags.backend)) throw new Error(`unknown backend ${flags.backend}`);
   const backend = await initBackend(flags.backend as BackendName);
+  // A backend's flags exist once its module has loaded; its kernels read them as they run.
+  for (const [flag, v] of Object.entries(flags.tfFlags)) tf.env().set(flag, v);
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? os.cpus()[0]?.model;
   const load0 = os.loadavg();
   console.log(`# step bench: tfjs ${tf.version_core} on ${backend}, ${os.availableParallelism()} CPU(s) ${cpuModel}, Node ${process.version}`);
   console.log(`# load average at start: ${load0.map((l) => l.toFixed(2)).join(' ')}`);
+  if (Object.keys(flags.tfFlags).length > 0) console.log(`# tfjs flags: ${Object.entries(flags.tfFlags).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   const results = [];
   for (const name of flags.preset) {
     console.log(`## ${name}, batch ${flags.batch}`);

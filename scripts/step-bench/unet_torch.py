@@ -173,6 +173,10 @@ def main():
     cfg = json.loads(sys.argv[1])
     batch = int(sys.argv[2])
     device = torch.device(sys.argv[3] if len(sys.argv) > 3 else 'cpu')
+    # Strict fp32 on a GPU, as tfjs's webgpu computes: cuDNN's convolutions default to TF32 (10-bit
+    # mantissa) on Ampere and later, which would time a less precise step.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     torch.manual_seed(0)
     torch.set_num_interop_threads(1)
     model = UNet(cfg).to(device)
@@ -199,7 +203,8 @@ def main():
         loss.backward()
         return loss
 
-    print(json.dumps({'event': 'ready', 'params': params, 'torch': torch.__version__, 'parallel': torch.__config__.parallel_info().splitlines()[:4]}), flush=True)
+    print(json.dumps({'event': 'ready', 'params': params, 'torch': torch.__version__, 'parallel': torch.__config__.parallel_info().splitlines()[:4],
+                      'tf32': torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32}), flush=True)
     for line in sys.stdin:
         cmd = line.split()
         if not cmd:

@@ -4,6 +4,7 @@ import { UNetConfig } from './config';
 import { ParamSpec, paramSize, unetParamSpecs } from './paramSpecs';
 import { Params } from './layers';
 import { ForwardOptions, unetForward } from './unet';
+import { ReadTarget, readInto } from '../backend/readBack';
 
 export class UNetModel {
   readonly specs: ParamSpec[];
@@ -37,11 +38,15 @@ export class UNetModel {
     return unetForward(this.config, this.paramMap(tensors), x, timesteps, opts);
   }
 
+  /** Where each parameter's tensor goes in the flat vector `out`, for readInto. */
+  flatTargets(tensors: readonly tf.Tensor[], out: Float32Array): ReadTarget[] {
+    return tensors.map((tensor, i) => ({ tensor, out: out.subarray(this.offsets[i], this.offsets[i] + tensor.size) }));
+  }
+
   /** Copies per-parameter gradients (or values) into one flat vector. Reads asynchronously:
-   * webgpu has no synchronous read in Node, and its reads then overlap. */
+   * webgpu has no synchronous read in Node; there all of them come back in one round trip. */
   async flatten(tensors: readonly tf.Tensor[], out = new Float32Array(this.size)): Promise<Float32Array> {
-    const values = await Promise.all(tensors.map((t) => t.data()));
-    values.forEach((v, i) => out.set(v as Float32Array, this.offsets[i]));
+    await readInto(this.flatTargets(tensors, out));
     return out;
   }
 }

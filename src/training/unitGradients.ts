@@ -8,6 +8,7 @@ import { DiffusionSchedule } from '../schedule';
 import { perExampleLoss } from '../diffusion/forward';
 import type { Objective } from '../diffusion/types';
 import { Rng } from '../rng/rng';
+import { readInto } from '../backend/readBack';
 import { LOSS_BUCKETS, UnitResult, WorkUnit, bucketOf } from './workUnit';
 
 /** x_0 in [-1, 1] from uint8 pixels, flipped horizontally where asked (proto/README.md). */
@@ -73,10 +74,11 @@ export class UnitGradientComputer {
       return tf.grads(lossOf)(this.params);
     });
     const lossTensor = perExample as unknown as tf.Tensor1D;
-    let gradSum: Float32Array;
-    let losses: Float32Array;
+    const gradSum = new Float32Array(this.model.size);
+    const losses = new Float32Array(unit.count);
     try {
-      [gradSum, losses] = await Promise.all([this.model.flatten(grads), lossTensor.data() as Promise<Float32Array>]);
+      // One read for everything (on webgpu one GPU round trip, not one per tensor).
+      await readInto([...this.model.flatTargets(grads, gradSum), { tensor: lossTensor, out: losses }]);
     } finally {
       tf.dispose([...grads, lossTensor]);
     }
