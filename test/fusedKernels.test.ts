@@ -17,9 +17,8 @@
  * vm context makes the cpu backend ~10x slower than plain Node.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { backpropFilterMatMul, convGradientTuning } from '../src/backend/convGradients';
+import { convGradientTuning } from '../src/backend/convGradients';
 import { GROUP_NORM, SWISH } from '../src/backend/fusedKernels';
-import { KernelComposer } from '../src/backend/kernelComposer';
 import { Params, conv, dense, groupNormAct, groupNormComposite, nin, swish, swishComposite } from '../src/model/layers';
 import { Rng } from '../src/rng/rng';
 import { initTestBackends } from './helpers/backends';
@@ -405,33 +404,6 @@ describe('wasm convolution gradients at the U-Net\'s strides and kernel sizes', 
     const chunked = weightGradient(1);
     Object.assign(convGradientTuning, saved);
     expect(whole.equals(chunked)).toBe(true);
-  });
-});
-
-describe('the matmul form of the conv weight gradient (opt-in on webgpu), on cpu', () => {
-  const cases: [string, [number, number, number, number], number, number, 1 | 2, 'same' | 'valid'][] = [
-    ['k3 s1 same 2x6x6x5 -> 7', [2, 6, 6, 5], 7, 3, 1, 'same'],
-    ['k3 s2 same 2x6x6x4 -> 3', [2, 6, 6, 4], 3, 3, 2, 'same'],
-    ['k3 s2 same 1x7x7x3 -> 2', [1, 7, 7, 3], 2, 3, 2, 'same'],
-    ['k1 s1 2x4x4x6 -> 5', [2, 4, 4, 6], 5, 1, 1, 'valid'],
-    ['k3 s2 valid 1x8x8x2 -> 3', [1, 8, 8, 2], 3, 3, 2, 'valid'],
-  ];
-  it.each(cases)('%s equals tfjs\'s own cpu kernel', async (_name, xShape, cout, k, stride, pad) => {
-    await tf.setBackend('cpu');
-    const out = Math.ceil((pad === 'same' ? xShape[1] : xShape[1] - k + 1) / stride);
-    const outW = Math.ceil((pad === 'same' ? xShape[2] : xShape[2] - k + 1) / stride);
-    const [expected, actual] = tf.tidy(() => {
-      const x = tf.tensor4d(gaussian(size(xShape), 61), xShape);
-      const dy = tf.tensor4d(gaussian(xShape[0] * out * outW * cout, 62), [xShape[0], out, outW, cout]);
-      const attrs = { strides: stride, pad, dataFormat: 'NHWC' as const, filterShape: [k, k, xShape[3], cout] as [number, number, number, number] };
-      const reference = tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor;
-      const composer = new KernelComposer(tf.backend() as never, 'cpu');
-      const info = composer.finish(backpropFilterMatMul(composer, x, dy, attrs));
-      const mine = tf.engine().makeTensorFromTensorInfo(info);
-      expect(mine.shape).toEqual(reference.shape);
-      return [reference.dataSync() as Float32Array, mine.dataSync() as Float32Array];
-    });
-    expectClose(actual, expected, 'matmul filter gradient');
   });
 });
 

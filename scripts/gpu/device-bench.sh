@@ -8,10 +8,10 @@
 #            whether the gradient's bits repeat from step to step (the same unit each step):
 #              project         this project's webgpu kernels (the default)
 #              tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline
-#              project-matmul  the conv weight gradient as k*k tfjs matmuls (DDPM_WEBGPU_CONV_FILTER=matmul)
 #   host     the project's step without tf.profile under V8's CPU profiler: where the host's time
 #            goes (scripts/gpu/cpuProfileTop.js)
-#   submit   the project's step with tfjs submitting its commands every SUBMIT_SIZES dispatches
+#   submit   the project's step with tfjs submitting its commands every N dispatches, N from
+#            SUBMIT_SIZES taking turns step by step in one process (--sweep)
 #   before   side by side, alternating: the step bench built from an earlier commit
 #            (.gpu-build/before/stepBench.js, if present) and this one
 #   tuning   side by side, alternating with the default: tfjs sending every kernel to the GPU
@@ -54,14 +54,13 @@ step() {
     --warmup 2 --torch-threads 1 --python python3 --torch-device cuda --json "$work/ch64-$name.json" "$@" \
     >"$work/ch64-$name.log" 2>&1
   echo "ch64 ($name): exit $?" | tee -a "$log"
-  grep -E '^\| [A-Z_]|ms/step|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
+  grep -E '^\| [A-Z_]|ms/step|^WEBGPU|issuing|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
   pack
 }
 
 if want steps; then
   step project 110 --repeats "$repeats" --shapes 25
   DDPM_WEBGPU_KERNELS=tfjs step tfjs 110 --repeats "$repeats" --shapes 10
-  DDPM_WEBGPU_CONV_FILTER=matmul step project-matmul 70 --repeats "$repeats" --no-torch
 fi
 
 if want host; then
@@ -74,9 +73,7 @@ if want host; then
 fi
 
 if want submit; then
-  for n in ${SUBMIT_SIZES:-15 32 64 128}; do
-    step "submit-$n" 50 --repeats 7 --no-torch --no-profile --tf-flag WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE="$n"
-  done
+  step submit 120 --repeats "$repeats" --no-torch --no-profile --sweep WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE="${SUBMIT_SIZES:-8,15,32,64,128,1000}"
 fi
 
 if want before && [[ -f .gpu-build/before/stepBench.js ]]; then

@@ -47,7 +47,7 @@ async function main() {
   const batch = Number(process.argv.find((a) => a.startsWith('--batch='))?.slice(8) ?? 16);
   await initBackend(backend);
   const choice = backend === 'webgpu' ? webgpuKernelChoiceFromEnv() : undefined;
-  const variant = choice ? ` (DDPM_WEBGPU_KERNELS=${choice.kernels}, DDPM_WEBGPU_CONV_FILTER=${choice.convFilter})` : '';
+  const variant = choice ? ` (DDPM_WEBGPU_KERNELS=${choice.kernels})` : '';
   console.log(`# kernel bench on ${backend}${variant}, batch ${batch}, median of ${repeats} runs of ${CALLS_PER_RUN} calls`);
   console.log('| op | shape | ms | GFLOP/s |\n|---|---|---|---|');
   const row = (op: string, shape: string, ms: number, flops: number) => console.log(`| ${op} | ${shape} | ${ms.toFixed(1)} | ${(flops / ms / 1e6).toFixed(1)} |`);

@@ -51,6 +51,7 @@ interface Flags {
   json: string;
   threads: number;
   tfFlags: Record<string, number | boolean | string>;
+  sweep: { flag: string; values: number[] } | undefined;
   cpuProfile: string;
 }
 
@@ -58,7 +59,7 @@ const USAGE = `npm run bench:step -- [--preset ch64,mnist-fast] [--batch 16] [--
   presets: ${['ch64', 'ch32', 'tiny', 'mnist-fast', 'mnist', 'cifar10'].join(', ')}`;
 
 function parseFlags(argv: string[]): Flags {
-  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json', threads: 1, tfFlags: {}, cpuProfile: '' };
+  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json', threads: 1, tfFlags: {}, sweep: undefined, cpuProfile: '' };
   const help = `${USAGE}
 flags:
   --preset LIST        configs, comma-separated (default ch64,mnist-fast)
@@ -77,6 +78,10 @@ flags:
                        (what \`ddpm worker --threads N\` does; default 1: one unit, this thread)
   --tf-flag NAME=VALUE set a tfjs environment flag once the backend has loaded (repeatable), e.g.
                        WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE=64
+  --sweep NAME=V1,V2   instead of one value of a numeric tfjs flag that kernels read as they run
+                       (WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE), several in one process: each repeat
+                       runs one step with each value in turn, so the values are compared pairwise
+                       under the same load, heap and GPU state; a median for each
   --cpu-profile PATH   a V8 CPU profile of this process over the timed steps (where the host's time
                        goes; scripts/gpu/cpuProfileTop.js summarises it)
   --kernels [--small]  instead: single-kernel GFLOP/s at ch64's (mnist-fast's) shapes`;
@@ -101,6 +106,13 @@ flags:
       case 'json': f.json = value(); break;
       case 'threads': f.threads = Number(value()); break;
       case 'cpu-profile': f.cpuProfile = value(); break;
+      case 'sweep': {
+        const [flag, raw] = value().split('=');
+        const values = (raw ?? '').split(',').filter(Boolean).map(Number);
+        if (!flag || values.length < 2 || values.some((v) => !Number.isFinite(v))) throw new Error('--sweep takes NAME=V1,V2,... (two or more numbers)');
+        f.sweep = { flag, values };
+        break;
+      }
       case 'tf-flag': {
         const [flag, raw] = value().split('=');
         if (!flag || raw === undefined) throw new Error('--tf-flag takes NAME=VALUE');
@@ -334,6 +346,7 @@ async function benchConfig(name: string, flags: Flags) {
   // change (the README's claim of bit-identical training for any number of workers rests on it).
   let firstGrad: Buffer | undefined;
   let stepsWithOtherBits = 0;
+  let issueMs = NaN;
   const tfjsStep = async () => {
     const t0 = performance.now();
     let lossSum: number;
@@ -347,6 +360,7 @@ async function benchConfig(name: string, flags: Flags) {
       const result = await computer.compute(unit);
       grad = result.gradSum;
       lossSum = result.lossSum;
+      issueMs = computer.lastIssueSeconds * 1000;
     }
     const ms = performance.now() - t0;
     if (!Number.isFinite(lossSum)) throw new Error(`${name}: loss is ${lossSum}`);
@@ -356,7 +370,8 @@ async function benchConfig(name: string, flags: Flags) {
     return ms;
   };
 
-  const times: { tfjs: number[]; torch: Record<number, number[]> } = { tfjs: [], torch: {} };
+  const times: { tfjs: number[]; tfjsIssue: number[]; torch: Record<number, number[]>; sweep: Record<number, number[]> } = { tfjs: [], tfjsIssue: [], torch: {}, sweep: {} };
+  for (const v of flags.sweep?.values ?? []) times.sweep[v] = [];
   for (const t of flags.torchThreads) times.torch[t] = [];
   for (let i = 0; i < flags.warmup; i++) {
     await tfjsStep();
@@ -368,7 +383,16 @@ async function benchConfig(name: string, flags: Flags) {
   // Steps run back to back, as in training: no forced full GC before each (a step right after one
   // took 35-40 ms longer on mnist-fast, a third of its step, which training never pays).
   for (let r = 0; r < flags.repeats; r++) {
+    if (flags.sweep) {
+      for (const v of flags.sweep.values) {
+        tf.env().set(flags.sweep.flag, v);
+        times.sweep[v].push(await tfjsStep());
+      }
+      process.stdout.write('.');
+      continue;
+    }
     times.tfjs.push(await tfjsStep());
+    times.tfjsIssue.push(issueMs);
     if (torch) for (const t of flags.torchThreads) times.torch[t].push(await torch.step(t));
     process.stdout.write('.');
   }
@@ -385,7 +409,7 @@ async function benchConfig(name: string, flags: Flags) {
   const torchMs = Object.fromEntries(flags.torchThreads.map((t) => [t, median(times.torch[t])]));
   return {
     name, config, batch: flags.batch, threads: flags.threads, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo && `${torchInfo.torch} (${flags.torchDevice}${torchInfo.tf32 ? ', TF32 on' : ''})`,
-    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, gradientSteps: flags.warmup + flags.repeats, stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
+    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, gradientSteps: flags.warmup + flags.repeats * (flags.sweep?.values.length ?? 1), stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
   };
 }
 
@@ -407,7 +431,11 @@ async function main() {
     results.push(r);
     const ratio = (t: number) => (r.torchMs[t] / r.tfjsMs).toFixed(3);
     console.log(`params: tfjs ${r.params}${r.torchParams !== undefined ? `, PyTorch ${r.torchParams} (${r.torchParams === r.params ? 'equal' : 'DIFFERENT'})` : ''}`);
-    console.log(`tfjs ${backend}${r.threads > 1 ? ` (${r.threads} threads)` : ''}: ${fmt(r.tfjsMs)} ms/step (samples ${r.samples.tfjs.map((x) => fmt(x)).join(' ')})`);
+    if (!flags.sweep) console.log(`tfjs ${backend}${r.threads > 1 ? ` (${r.threads} threads)` : ''}: ${fmt(r.tfjsMs)} ms/step (samples ${r.samples.tfjs.map((x) => fmt(x)).join(' ')})`);
+    if (flags.sweep) {
+      for (const v of flags.sweep.values) console.log(`${flags.sweep.flag}=${v}: ${fmt(median(r.samples.sweep[v]))} ms/step (samples ${r.samples.sweep[v].map((x) => fmt(x)).join(' ')})`);
+    }
+    if (r.threads === 1 && !flags.sweep) console.log(`  of which issuing every kernel (host time until the last was issued): ${fmt(median(r.samples.tfjsIssue))} ms (samples ${r.samples.tfjsIssue.map((x) => fmt(x)).join(' ')})`);
     for (const t of flags.torchThreads) {
       if (r.torchMs[t] === undefined || Number.isNaN(r.torchMs[t])) continue;
       console.log(`PyTorch ${r.torchVersion} ${t} thread(s): ${fmt(r.torchMs[t])} ms/step (samples ${r.samples.torch[t].map((x) => fmt(x)).join(' ')}); speed ratio tfjs/PyTorch = ${ratio(t)}x`);

@@ -105,60 +105,6 @@ function backpropInput(k: KernelComposer, backend: WasmBackend, dy: tf.TensorInf
   return directConv(backend, simd, dy, swapped, undefined, placement, [1, 1], [inHeight, inWidth]);
 }
 
-/**
- * The weight gradient from any backend's own kernels, as k*k matmuls with a long inner dimension:
- * dW[i,j] = X_ij^T dy over the N*outH*outW output positions, X_ij the strided window of the
- * padded input that tap (i, j) reads. Meant for webgpu, where tfjs's own kernel was 85% of a
- * step's kernel time and its matmul runs at ~11 TFLOP/s (PERFORMANCE.md); costs 3k^2 + 4
- * dispatches. Not measured on a GPU yet: opt-in (backend.ts, DDPM_WEBGPU_CONV_FILTER=matmul).
- */
-export function backpropFilterMatMul(k: KernelComposer, x: tf.TensorInfo, dy: tf.TensorInfo, attrs: ConvGradAttrs & { filterShape: Conv4 }): tf.TensorInfo {
-  const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, attrs.filterShape, attrs.strides, 1, attrs.pad, attrs.dimRoundingMode, false, 'channelsLast');
-  const { outHeight, outWidth, strideHeight, strideWidth, filterHeight, filterWidth, padInfo } = info;
-  const [n, inH, inW, c] = x.shape;
-  const o = dy.shape[3];
-  const rows = n * outHeight * outWidth;
-  const needH = (outHeight - 1) * strideHeight + filterHeight;
-  const needW = (outWidth - 1) * strideWidth + filterWidth;
-  const padded = k.run(tf.PadV2, { x }, {
-    paddings: [[0, 0], [padInfo.top, Math.max(needH - padInfo.top - inH, 0)], [padInfo.left, Math.max(needW - padInfo.left - inW, 0)], [0, 0]],
-    constantValue: 0,
-  });
-  const dy2 = k.run(tf.Reshape, { x: dy }, { shape: [rows, o] });
-  const taps: tf.TensorInfo[] = [];
-  for (let i = 0; i < filterHeight; i++) {
-    for (let j = 0; j < filterWidth; j++) {
-      const window = k.run(tf.StridedSlice, { x: padded }, {
-        begin: [0, i, j, 0], end: [n, i + (outHeight - 1) * strideHeight + 1, j + (outWidth - 1) * strideWidth + 1, c], strides: [1, strideHeight, strideWidth, 1],
-        beginMask: 0, endMask: 0, ellipsisMask: 0, newAxisMask: 0, shrinkAxisMask: 0,
-      });
-      const x2 = k.run(tf.Reshape, { x: window }, { shape: [rows, c] });
-      taps.push(k.run(tf.BatchMatMul, { a: x2, b: dy2 }, { transposeA: true, transposeB: false }));
-    }
-  }
-  const stacked = taps.length === 1 ? taps[0] : k.run(tf.Concat, taps, { axis: 0 });
-  return k.run(tf.Reshape, { x: stacked }, { shape: [filterHeight, filterWidth, c, o] });
-}
-
-/** Replaces `backendName`'s Conv2DBackpropFilter (NHWC) with backpropFilterMatMul. */
-export function registerMatMulConvFilterGradient(backendName: string): void {
-  replaceKernel(tf.Conv2DBackpropFilter, backendName, (original) => ({
-    kernelName: tf.Conv2DBackpropFilter,
-    backendName,
-    setupFunc: original?.setupFunc,
-    kernelFunc: (args) => {
-      const a = args.attrs as unknown as ConvGradAttrs & { filterShape: Conv4 };
-      const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-      if (a.dataFormat !== 'NHWC') {
-        if (original === undefined) throw new Error(`Conv2DBackpropFilter on ${backendName}: no fallback for ${a.dataFormat}`);
-        return original.kernelFunc(args);
-      }
-      const k = new KernelComposer(args.backend as never, backendName);
-      return k.finish(backpropFilterMatMul(k, x, dy, a));
-    },
-  }));
-}
-
 /** Registers (or replaces) both conv gradient kernels on `backendName`. Idempotent. */
 export function registerConvGradients(backendName: string): void {
   const marker = `__ddpmConvGradients_${backendName}`;

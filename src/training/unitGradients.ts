@@ -39,6 +39,9 @@ export function unitNoise(unit: WorkUnit, perImage: number): Float32Array {
 export class UnitGradientComputer {
   private params: tf.Tensor[] = [];
   private version = -1;
+  /** Host time of the last compute until its last kernel was issued (the rest waited for the
+   * device and read back): on a GPU, whether a step is bound by the host or by the device. */
+  lastIssueSeconds = 0;
 
   constructor(readonly model: UNetModel, readonly schedule: DiffusionSchedule, readonly objective: Objective) {}
 
@@ -74,6 +77,7 @@ export class UnitGradientComputer {
       return tf.grads(lossOf)(this.params);
     });
     const lossTensor = perExample as unknown as tf.Tensor1D;
+    this.lastIssueSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     const gradSum = new Float32Array(this.model.size);
     const losses = new Float32Array(unit.count);
     try {

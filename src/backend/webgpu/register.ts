@@ -1,16 +1,17 @@
 /**
  * The kernels tfjs's webgpu backend runs. `DDPM_WEBGPU_KERNELS=project` (default) adds this
- * project's: the fused GroupNorm (+ swish) and swish (groupNorm.ts), the conv weight gradient
- * that `DDPM_WEBGPU_CONV_FILTER` picks (`tiled`, default: filterGradient.ts; or `matmul`: k*k
- * tfjs matmuls, convGradients.ts), Sum over adjacent non-innermost axes without a transpose
- * (rowSum.ts: the bias gradients), and tfjs's tiled conv input gradient in place of its naive
- * default (a thread per input element walking every tap and output channel, no reuse through
- * workgroup memory). `tfjs` leaves tfjs's own kernels alone: the baseline in benchmarks.
+ * project's: the fused GroupNorm (+ swish) and swish (groupNorm.ts), the tiled conv weight
+ * gradient (filterGradient.ts; on an H100 12 ms of a ch64 step's kernel time where k*k tfjs
+ * matmuls took 229 ms, summed with float atomics in a varying order), Sum over adjacent
+ * non-innermost axes without a transpose (rowSum.ts: the bias gradients), and tfjs's tiled conv
+ * input gradient in place of its naive default (a thread per input element walking every tap and
+ * output channel, no reuse through workgroup memory); and 64 dispatches per queue submit, not 15.
+ * `tfjs` leaves tfjs's own kernels and settings alone: the baseline in benchmarks.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { replaceKernel } from '../kernelComposer';
-import { Conv4, ConvGradAttrs, registerMatMulConvFilterGradient } from '../convGradients';
+import { Conv4, ConvGradAttrs } from '../convGradients';
 import { filterGradient } from './filterGradient';
 import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, checkFloat, groupNormDims, registerFusedGradients } from '../fusedKernels';
 import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
@@ -18,17 +19,22 @@ import { swishKernel } from './swish';
 import { rowSumView, sumRows } from './rowSum';
 import { envChoice } from '../../util/envChoice';
 
+/**
+ * Dispatches per queue submit. A ch64 step is bound by the host's time to issue its ~1,100
+ * dispatches, and each submit cost Dawn ~0.3 ms of it on an H100 host; fewer submits start the
+ * GPU later, though. Measured there, each size in turn step by step in one process (12 steps
+ * each, medians): 8: 169 ms, 15 (tfjs's default): 167, 32: 138, 64: 138, 128: 158, 1000: 187;
+ * 64 beat 15 in 11 of the 12 pairs.
+ */
+export const SUBMIT_BATCH_SIZE = 64;
+
 export interface WebgpuKernelChoice {
   kernels: 'project' | 'tfjs';
-  convFilter: 'tiled' | 'matmul';
 }
 
-/** The choice from DDPM_WEBGPU_KERNELS and DDPM_WEBGPU_CONV_FILTER; a bad value throws one line. */
+/** The choice from DDPM_WEBGPU_KERNELS; a bad value throws one line. */
 export function webgpuKernelChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): WebgpuKernelChoice {
-  return {
-    kernels: envChoice('DDPM_WEBGPU_KERNELS', ['project', 'tfjs'] as const, env),
-    convFilter: envChoice('DDPM_WEBGPU_CONV_FILTER', ['tiled', 'matmul'] as const, env),
-  };
+  return { kernels: envChoice('DDPM_WEBGPU_KERNELS', ['project', 'tfjs'] as const, env) };
 }
 
 function registerTiledConvFilterGradient(): void {
@@ -123,7 +129,7 @@ function registerRowSum(): void {
 export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   const g = globalThis as Record<string, unknown>;
   const marker = '__ddpmWebgpuKernels';
-  const key = `${choice.kernels}/${choice.convFilter}`;
+  const key = choice.kernels;
   if (g[marker] !== undefined) {
     if (g[marker] !== key) throw new Error(`webgpu kernels already registered as ${String(g[marker])}, not ${key}`);
     return;
@@ -131,8 +137,8 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   g[marker] = key;
   if (choice.kernels === 'tfjs') return;
   tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
+  tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', SUBMIT_BATCH_SIZE);
   registerFusedWebgpuKernels();
   registerRowSum();
-  if (choice.convFilter === 'tiled') registerTiledConvFilterGradient();
-  else registerMatMulConvFilterGradient('webgpu');
+  registerTiledConvFilterGradient();
 }
