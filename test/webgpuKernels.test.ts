@@ -282,3 +282,36 @@ describe('readInto: many tensors back from the GPU in one round trip', () => {
     t.dispose();
   });
 });
+
+describe('uploads through queue.writeBuffer (upload.ts)', () => {
+  type Internals = { device: GPUDevice; tensorMap: { get(id: object): { resource?: unknown; values: unknown } } };
+
+  it.each([
+    ['float32', (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e3)],
+    ['int32', (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919) % 100_003 - 50_000)],
+    ['bool', (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31) % 3 === 0 ? 1 : 0)],
+  ] as const)('%s: the values arrive whole, written into the tensor\'s own buffer', async (dtype, make) => {
+    await tf.setBackend('webgpu');
+    const backend = tf.backend() as unknown as Internals;
+    const queue = backend.device.queue;
+    const written: unknown[] = [];
+    const writeBuffer = queue.writeBuffer;
+    queue.writeBuffer = function (this: GPUQueue, buffer: GPUBuffer, ...rest: unknown[]) {
+      written.push(buffer);
+      return (writeBuffer as (...a: unknown[]) => undefined).call(this, buffer, ...rest);
+    } as typeof queue.writeBuffer;
+    const n = 3001; // past WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD: the kernel runs on the GPU
+    const values = make(n);
+    const x = tf.tensor1d(values, dtype);
+    let out: tf.Tensor;
+    try {
+      // A GPU kernel reads x: it is uploaded first.
+      out = dtype === 'bool' ? tf.logicalNot(tf.logicalNot(x)) : tf.add(x, tf.zerosLike(x));
+    } finally {
+      queue.writeBuffer = writeBuffer;
+    }
+    expect(written).toContain(backend.tensorMap.get(x.dataId)?.resource);
+    expect(Array.from(await out.data())).toEqual(Array.from(values));
+    tf.dispose([x, out]);
+  });
+});

@@ -5,7 +5,8 @@
  * matmuls took 229 ms, summed with float atomics in a varying order), Sum over adjacent
  * non-innermost axes without a transpose (rowSum.ts: the bias gradients), and tfjs's tiled conv
  * input gradient in place of its naive default (a thread per input element walking every tap and
- * output channel, no reuse through workgroup memory); and 64 dispatches per queue submit, not 15.
+ * output channel, no reuse through workgroup memory); 64 dispatches per queue submit, not 15; and
+ * uploads through queue.writeBuffer (upload.ts).
  * `tfjs` leaves tfjs's own kernels and settings alone: the baseline in benchmarks.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,6 +17,7 @@ import { filterGradient } from './filterGradient';
 import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, checkFloat, groupNormDims, registerFusedGradients } from '../fusedKernels';
 import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
 import { swishKernel } from './swish';
+import { installWriteBufferUpload } from './upload';
 import { rowSumView, sumRows } from './rowSum';
 import { envChoice } from '../../util/envChoice';
 
@@ -138,6 +140,8 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   if (choice.kernels === 'tfjs') return;
   tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
   tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', SUBMIT_BATCH_SIZE);
+  // Loaded by now (backend.ts requires it before registering): the class whose uploads change.
+  installWriteBufferUpload((require('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: { prototype: WebGPUBackend } }).WebGPUBackend);
   registerFusedWebgpuKernels();
   registerRowSum();
   registerTiledConvFilterGradient();
