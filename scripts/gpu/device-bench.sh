@@ -7,7 +7,11 @@
 #            off) on the same card, each with a tf.profile, a count of GPU programs dispatched and
 #            whether the gradient's bits repeat from step to step (the same unit each step):
 #              project         this project's webgpu kernels (the default)
+#              project-alone   the same with no PyTorch steps in between
 #              tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline
+#                              (TFJS_BASELINE=0 skips it)
+#   batch128 the project's step and PyTorch's at batch 128 (the host's share of a step does not grow
+#            with the batch)
 #   host     the project's step without tf.profile under V8's CPU profiler: where the host's time
 #            goes (scripts/gpu/cpuProfileTop.js)
 #   submit   the project's step with tfjs submitting its commands every N dispatches, N from
@@ -28,8 +32,9 @@ out=${OUT:-bench-results/gpu}
 work=/tmp/device-bench
 rm -rf "$work" && mkdir -p "$work" "$out"
 log=$out/bench.log
-sections=" ${SECTIONS:-check steps host submit before tuning kernels} "
+sections=" ${SECTIONS:-check steps batch128 host submit before tuning kernels} "
 repeats=${REPEATS:-5}
+warmup=${WARMUP:-2}
 export STEP_BENCH_DIR=$PWD/scripts/step-bench
 pack() { tar -czf "$out/results.tgz.tmp" -C "$work" . && mv "$out/results.tgz.tmp" "$out/results.tgz"; }
 want() { [[ $sections == *" $1 "* ]]; }
@@ -51,7 +56,7 @@ step() {
   shift 2
   if [[ ${1:-} == --bundle ]]; then bundle=$2; shift 2; fi
   timeout "$limit" bash .gpu-runtime/run.sh "$bundle" --backend webgpu --preset ch64 --batch 64 \
-    --warmup 2 --torch-threads 1 --python python3 --torch-device cuda --json "$work/ch64-$name.json" "$@" \
+    --warmup "$warmup" --torch-threads 1 --python python3 --torch-device cuda --json "$work/ch64-$name.json" "$@" \
     >"$work/ch64-$name.log" 2>&1
   echo "ch64 ($name): exit $?" | tee -a "$log"
   grep -E '^\| [A-Z_]|ms/step|^WEBGPU|issuing|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
@@ -60,7 +65,13 @@ step() {
 
 if want steps; then
   step project 110 --repeats "$repeats" --shapes 25
-  DDPM_WEBGPU_KERNELS=tfjs step tfjs 110 --repeats "$repeats" --shapes 10
+  # The same without PyTorch's steps between tfjs's (the two processes share the GPU).
+  step project-alone 60 --repeats "$repeats" --no-torch --no-profile
+  if [[ ${TFJS_BASELINE:-1} == 1 ]]; then DDPM_WEBGPU_KERNELS=tfjs step tfjs 110 --repeats "$repeats" --shapes 10; fi
+fi
+
+if want batch128; then
+  step project-batch128 110 --repeats "$repeats" --batch 128 --no-profile
 fi
 
 if want host; then
