@@ -25,109 +25,50 @@ export interface ReadTarget {
   out: Float32Array;
 }
 
-/** A read under way: the GPU's copies are submitted; the values land in arrays given later. */
-export interface PendingRead {
-  /** Waits for the values and copies tensor i's into outs[i] (its length is the tensor's size). */
-  into(outs: Float32Array[]): Promise<void>;
-  /** Gives up the read (its staging memory goes back) if `into` was not called. */
-  discard(): Promise<void>;
-}
-
-/**
- * Starts reading `tensors` back. The caller can allocate the arrays for them, and touch their
- * fresh pages, while the GPU finishes (a worker's 26 MB gradient: ~15 ms of page faults on a
- * 2-vCPU VM, the host's idle time at the end of a GPU step), then calls `into`.
- */
-export function startRead(tensors: tf.TensorInfo[]): PendingRead {
-  if (tf.getBackend() === 'webgpu') return startGpuRead(tf.backend() as unknown as WebGPUBackend, tensors);
-  const backend = tf.engine().backend;
-  const values = tensors.map((t) => backend.read(t.dataId) as Promise<Float32Array>);
-  return {
-    into: async (outs) => {
-      checkLengths(tensors, outs);
-      (await Promise.all(values)).forEach((v, i) => outs[i].set(v));
-    },
-    discard: async () => {
-      await Promise.allSettled(values);
-    },
-  };
-}
-
 /** Each target's tensor's values into its `out`: on webgpu in one round trip, elsewhere by `data()`. */
 export async function readInto(targets: ReadTarget[]): Promise<void> {
-  checkLengths(targets.map((t) => t.tensor), targets.map((t) => t.out));
-  await startRead(targets.map((t) => t.tensor)).into(targets.map((t) => t.out));
-}
-
-function checkLengths(tensors: tf.TensorInfo[], outs: Float32Array[]): void {
-  if (outs.length !== tensors.length) throw new Error(`readInto: ${tensors.length} tensors into ${outs.length} arrays`);
-  tensors.forEach((t, i) => {
-    const size = tf.util.sizeFromShape(t.shape);
-    if (size !== outs[i].length) throw new Error(`readInto: a tensor of ${size} values into ${outs[i].length}`);
-  });
+  for (const t of targets) {
+    const size = tf.util.sizeFromShape(t.tensor.shape);
+    if (size !== t.out.length) throw new Error(`readInto: a tensor of ${size} values into ${t.out.length}`);
+  }
+  if (tf.getBackend() === 'webgpu') return readBackInto(tf.backend() as unknown as WebGPUBackend, targets);
+  await Promise.all(targets.map(async (t) => t.out.set((await tf.engine().backend.read(t.tensor.dataId)) as Float32Array)));
 }
 
 function isGpuBuffer(x: unknown): x is GPUBuffer {
   return typeof x === 'object' && x !== null && typeof (x as GPUBuffer).mapAsync === 'function';
 }
 
-/** One staging buffer for every tensor that lives on the GPU: one copy pass, one submit, one map. */
-function startGpuRead(backend: WebGPUBackend, tensors: tf.TensorInfo[]): PendingRead {
+/** Copies each target's tensor into its `out`: one submit and one map for all that live on the GPU. */
+async function readBackInto(backend: WebGPUBackend, targets: ReadTarget[]): Promise<void> {
   const b = backend as unknown as BackendInternals;
-  const onGpu: { index: number; buffer: GPUBuffer; offset: number; length: number }[] = [];
-  const elsewhere: { index: number; values: Promise<Float32Array> }[] = [];
+  const onGpu: { buffer: GPUBuffer; out: Float32Array; offset: number }[] = [];
+  const elsewhere: ReadTarget[] = [];
   let bytes = 0;
-  tensors.forEach((tensor, index) => {
-    const data = b.tensorMap.get(tensor.dataId);
-    const length = tf.util.sizeFromShape(tensor.shape);
-    if (data !== undefined && data.values == null && data.dtype === 'float32' && isGpuBuffer(data.resource) && length > 0) {
-      onGpu.push({ index, buffer: data.resource, offset: bytes, length });
-      bytes += length * 4;
+  for (const target of targets) {
+    const data = b.tensorMap.get(target.tensor.dataId);
+    if (data !== undefined && data.values == null && data.dtype === 'float32' && isGpuBuffer(data.resource) && target.out.length > 0) {
+      onGpu.push({ buffer: data.resource, out: target.out, offset: bytes });
+      bytes += target.out.length * 4;
     } else {
-      // Values held on the CPU, or not float32: tfjs's own read.
-      elsewhere.push({ index, values: backend.read(tensor.dataId) as Promise<Float32Array> });
+      elsewhere.push(target); // values held on the CPU, or not float32: tfjs's own read
     }
-  });
-  let staging: GPUBuffer | undefined;
-  let mapped: Promise<void> = Promise.resolve();
+  }
+  const rest = Promise.all(elsewhere.map(async (t) => t.out.set((await backend.read(t.tensor.dataId)) as Float32Array)));
   if (onGpu.length > 0) {
-    staging = b.bufferManager.acquireBuffer(bytes, GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ);
+    const staging = b.bufferManager.acquireBuffer(bytes, GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ);
     b.ensureCommandEncoderReady();
     b.endComputePassEncoder();
-    for (const part of onGpu) b.commandEncoder.copyBufferToBuffer(part.buffer, 0, staging, part.offset, part.length * 4);
+    for (const part of onGpu) b.commandEncoder.copyBufferToBuffer(part.buffer, 0, staging, part.offset, part.out.length * 4);
     b.submitQueue();
-    mapped = staging.mapAsync(GPUMapMode.READ, 0, bytes);
-  }
-  let settled = false;
-  const finish = async (use: ((range: Float32Array) => void) | undefined) => {
-    if (settled) throw new Error('startRead: the read was already taken');
-    settled = true;
     try {
-      await mapped;
-      if (staging !== undefined) {
-        if (use !== undefined) use(new Float32Array(staging.getMappedRange(0, bytes)));
-        staging.unmap();
-      }
+      await staging.mapAsync(GPUMapMode.READ, 0, bytes);
+      const mapped = new Float32Array(staging.getMappedRange(0, bytes));
+      for (const part of onGpu) part.out.set(mapped.subarray(part.offset / 4, part.offset / 4 + part.out.length));
+      staging.unmap();
     } finally {
-      if (staging !== undefined) b.bufferManager.releaseBuffer(staging);
+      b.bufferManager.releaseBuffer(staging);
     }
-  };
-  return {
-    into: async (outs) => {
-      try {
-        checkLengths(tensors, outs);
-      } catch (err) {
-        await finish(undefined);
-        throw err;
-      }
-      await finish((range) => {
-        for (const part of onGpu) outs[part.index].set(range.subarray(part.offset / 4, part.offset / 4 + part.length));
-      });
-      for (const e of elsewhere) outs[e.index].set(await e.values);
-    },
-    discard: async () => {
-      await finish(undefined);
-      await Promise.allSettled(elsewhere.map((e) => e.values));
-    },
-  };
+  }
+  await rest;
 }

@@ -4,7 +4,7 @@ import { UNetConfig } from './config';
 import { ParamSpec, paramSize, unetParamSpecs } from './paramSpecs';
 import { Params } from './layers';
 import { ForwardOptions, unetForward } from './unet';
-import { startRead } from '../backend/readBack';
+import { ReadTarget, readInto } from '../backend/readBack';
 
 export class UNetModel {
   readonly specs: ParamSpec[];
@@ -38,15 +38,15 @@ export class UNetModel {
     return unetForward(this.config, this.paramMap(tensors), x, timesteps, opts);
   }
 
-  /** Each parameter's place in the flat vector `out`: views, in parameter-spec order. */
-  flatViews(out: Float32Array): Float32Array[] {
-    return this.specs.map((s, i) => out.subarray(this.offsets[i], this.offsets[i] + paramSize(s.shape)));
+  /** Where each parameter's tensor goes in the flat vector `out`, for readInto. */
+  flatTargets(tensors: readonly tf.Tensor[], out: Float32Array): ReadTarget[] {
+    return tensors.map((tensor, i) => ({ tensor, out: out.subarray(this.offsets[i], this.offsets[i] + tensor.size) }));
   }
 
   /** Copies per-parameter gradients (or values) into one flat vector. Reads asynchronously:
    * webgpu has no synchronous read in Node; there all of them come back in one round trip. */
   async flatten(tensors: readonly tf.Tensor[], out = new Float32Array(this.size)): Promise<Float32Array> {
-    await startRead([...tensors]).into(this.flatViews(out));
+    await readInto(this.flatTargets(tensors, out));
     return out;
   }
 }

@@ -8,7 +8,7 @@ import { DiffusionSchedule } from '../schedule';
 import { perExampleLoss } from '../diffusion/forward';
 import type { Objective } from '../diffusion/types';
 import { Rng } from '../rng/rng';
-import { startRead } from '../backend/readBack';
+import { readInto } from '../backend/readBack';
 import { LOSS_BUCKETS, UnitResult, WorkUnit, bucketOf } from './workUnit';
 
 /** x_0 in [-1, 1] from uint8 pixels, flipped horizontally where asked (proto/README.md). */
@@ -78,19 +78,12 @@ export class UnitGradientComputer {
     });
     const lossTensor = perExample as unknown as tf.Tensor1D;
     this.lastIssueSeconds = Number(process.hrtime.bigint() - started) / 1e9;
-    // One read for everything (on webgpu one GPU round trip, not one per tensor), started first:
-    // the 26 MB (ch64) gradient's fresh pages are touched while the GPU finishes the step, not
-    // while the values are copied in.
-    const reading = startRead([...grads, lossTensor]);
-    let gradSum: Float32Array;
+    const gradSum = new Float32Array(this.model.size);
     const losses = new Float32Array(unit.count);
-    let taken = false;
     try {
-      gradSum = new Float32Array(this.model.size).fill(0);
-      taken = true;
-      await reading.into([...this.model.flatViews(gradSum), losses]);
+      // One read for everything (on webgpu one GPU round trip, not one per tensor).
+      await readInto([...this.model.flatTargets(grads, gradSum), { tensor: lossTensor, out: losses }]);
     } finally {
-      if (!taken) await reading.discard();
       tf.dispose([...grads, lossTensor]);
     }
     const lossByBucket = new Float64Array(LOSS_BUCKETS);
