@@ -12,6 +12,7 @@ import { registerDirectConv } from './wasmConv';
 import { registerWasmKernels } from './wasmKernels';
 import { findVulkanLoader } from './vulkan';
 import { createGpu, dawnBackendFromEnv, type DawnBackend } from './webgpu/dawn';
+import { setReferenceSavedTensors } from './savedTensors';
 import { registerWebgpuKernels, webgpuKernelChoiceFromEnv, type WebgpuKernelChoice } from './webgpu/register';
 
 export const BACKEND_NAMES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
@@ -133,6 +134,7 @@ export async function initBackend(name: BackendName, log: (line: string) => void
   if (!isBackendName(name)) throw new BackendUnavailableError(`unknown backend "${String(name)}" (allowed: ${BACKEND_NAMES.join(', ')})`);
   // PROD silences tfjs's console advice (e.g. to install tfjs-node); errors still throw.
   tf.env().set('PROD', true);
+  setReferenceSavedTensors(true);
   if (name !== 'auto') {
     await initConcrete(name);
     await tf.ready();
