@@ -7,7 +7,9 @@
  *
  * Also: the parameter counts of both models (they must agree; the ch64 config must have
  * 6,472,195), a tf.profile of one step (kernel time by kernel name), the wasm heap size, and the
- * load from other processes during the run (CPU time of the whole machine minus ours).
+ * load from other processes during the run (CPU time of the whole machine minus ours). On webgpu:
+ * the host's time to issue the step's kernels (a step bound by the host has it close to the
+ * whole), and with --sweep, values of a tfjs flag compared step by step in one process.
  */
 import { ChildProcess, spawn } from 'child_process';
 import * as fs from 'fs';
@@ -435,7 +437,8 @@ async function main() {
     if (flags.sweep) {
       for (const v of flags.sweep.values) console.log(`${flags.sweep.flag}=${v}: ${fmt(median(r.samples.sweep[v]))} ms/step (samples ${r.samples.sweep[v].map((x) => fmt(x)).join(' ')})`);
     }
-    if (r.threads === 1 && !flags.sweep) console.log(`  of which issuing every kernel (host time until the last was issued): ${fmt(median(r.samples.tfjsIssue))} ms (samples ${r.samples.tfjsIssue.map((x) => fmt(x)).join(' ')})`);
+    // On a GPU the kernels run after the host issues them; on a CPU backend issuing is running.
+    if (backend === 'webgpu' && r.threads === 1 && !flags.sweep) console.log(`  of which issuing every kernel (host time until the last was issued): ${fmt(median(r.samples.tfjsIssue))} ms (samples ${r.samples.tfjsIssue.map((x) => fmt(x)).join(' ')})`);
     for (const t of flags.torchThreads) {
       if (r.torchMs[t] === undefined || Number.isNaN(r.torchMs[t])) continue;
       console.log(`PyTorch ${r.torchVersion} ${t} thread(s): ${fmt(r.torchMs[t])} ms/step (samples ${r.samples.torch[t].map((x) => fmt(x)).join(' ')}); speed ratio tfjs/PyTorch = ${ratio(t)}x`);
