@@ -287,10 +287,12 @@ describe('uploads through queue.writeBuffer (upload.ts)', () => {
   type Internals = { device: GPUDevice; tensorMap: { get(id: object): { resource?: unknown; values: unknown } } };
 
   it.each([
-    ['float32', (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e3)],
-    ['int32', (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919) % 100_003 - 50_000)],
-    ['bool', (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31) % 3 === 0 ? 1 : 0)],
-  ] as const)('%s: the values arrive whole, written into the tensor\'s own buffer', async (dtype, make) => {
+    ['float32', 'float32', (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e3)],
+    ['int32', 'int32', (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919) % 100_003 - 50_000)],
+    ['bool', 'bool', (n: number) => Uint8Array.from({ length: n }, (_, i) => (i * 31) % 3 === 0 ? 1 : 0)],
+    // A parameter tensor is a view into the flat parameter vector.
+    ['float32 view at an offset into a larger array', 'float32', (n: number) => Float32Array.from({ length: n + 37 }, (_, i) => i * 0.25 - 100).subarray(29, 29 + n)],
+  ] as const)('%s: the values arrive whole, written into the tensor\'s own buffer', async (_label, dtype, make) => {
     await tf.setBackend('webgpu');
     const backend = tf.backend() as unknown as Internals;
     const queue = backend.device.queue;
