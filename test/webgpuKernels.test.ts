@@ -14,6 +14,7 @@ import { planSplits } from '../src/backend/webgpu/filterGradient';
 import { planRowChunks } from '../src/backend/webgpu/rowSum';
 import { readInto } from '../src/backend/readBack';
 import { SUBMIT_BATCH_SIZE } from '../src/backend/webgpu/register';
+import { webgpuInternals } from '../src/backend/webgpu/internals';
 import { groupNormAct, swish } from '../src/model/layers';
 import { CASES, ConvCase, caseData, convCase, convGrads } from './helpers/convCases';
 import { initTestBackends } from './helpers/backends';
@@ -284,8 +285,6 @@ describe('readInto: many tensors back from the GPU in one round trip', () => {
 });
 
 describe('uploads through queue.writeBuffer (upload.ts)', () => {
-  type Internals = { device: GPUDevice; tensorMap: { get(id: object): { resource?: unknown; values: unknown } } };
-
   it.each([
     ['float32', 'float32', (n: number) => Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 1e3)],
     ['int32', 'int32', (n: number) => Int32Array.from({ length: n }, (_, i) => (i * 7919) % 100_003 - 50_000)],
@@ -294,7 +293,7 @@ describe('uploads through queue.writeBuffer (upload.ts)', () => {
     ['float32 view at an offset into a larger array', 'float32', (n: number) => Float32Array.from({ length: n + 37 }, (_, i) => i * 0.25 - 100).subarray(29, 29 + n)],
   ] as const)('%s: the values arrive whole, written into the tensor\'s own buffer', async (_label, dtype, make) => {
     await tf.setBackend('webgpu');
-    const backend = tf.backend() as unknown as Internals;
+    const backend = webgpuInternals(tf.backend() as unknown as WebGPUBackend);
     const queue = backend.device.queue;
     const written: unknown[] = [];
     const writeBuffer = queue.writeBuffer;

@@ -8,16 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-
-/** The parts of tfjs's WebGPUBackend (4.x) that a batched copy needs; `data()` uses the same. */
-interface BackendInternals {
-  tensorMap: { get(dataId: object): { values: unknown; resource?: unknown; dtype: string } | undefined };
-  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer; releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void };
-  commandEncoder: GPUCommandEncoder;
-  ensureCommandEncoderReady(): void;
-  endComputePassEncoder(): void;
-  submitQueue(): void;
-}
+import { webgpuInternals } from './webgpu/internals';
 
 export interface ReadTarget {
   tensor: tf.TensorInfo;
@@ -41,7 +32,7 @@ function isGpuBuffer(x: unknown): x is GPUBuffer {
 
 /** Copies each target's tensor into its `out`: one submit and one map for all that live on the GPU. */
 async function readBackInto(backend: WebGPUBackend, targets: ReadTarget[]): Promise<void> {
-  const b = backend as unknown as BackendInternals;
+  const b = webgpuInternals(backend);
   const onGpu: { buffer: GPUBuffer; out: Float32Array; offset: number }[] = [];
   const elsewhere: ReadTarget[] = [];
   let bytes = 0;

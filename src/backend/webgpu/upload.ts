@@ -13,13 +13,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-
-interface UploadInternals {
-  tensorMap: { get(dataId: object): { values: tf.backend_util.BackendValues | null; resource?: unknown; dtype: tf.DataType; shape: number[] } | undefined };
-  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer };
-  device: GPUDevice;
-  uploadToGPU(dataId: object): void;
-}
+import type { WebgpuInternals } from './internals';
 
 /** tfjs keeps int32 and bool as 32-bit integers on the GPU. */
 function gpuValues(values: tf.backend_util.BackendValues, dtype: tf.DataType): Float32Array | Int32Array | undefined {
@@ -30,11 +24,11 @@ function gpuValues(values: tf.backend_util.BackendValues, dtype: tf.DataType): F
 
 /** Replaces WebGPUBackend's uploadToGPU (on its prototype, for every instance). Idempotent. */
 export function installWriteBufferUpload(backendClass: { prototype: WebGPUBackend }): void {
-  const proto = backendClass.prototype as unknown as UploadInternals & { __ddpmWriteBufferUpload?: boolean };
+  const proto = backendClass.prototype as unknown as WebgpuInternals & { __ddpmWriteBufferUpload?: boolean };
   if (proto.__ddpmWriteBufferUpload) return;
   proto.__ddpmWriteBufferUpload = true;
   const tfjsUpload = proto.uploadToGPU;
-  proto.uploadToGPU = function uploadToGPU(this: UploadInternals, dataId: object): void {
+  proto.uploadToGPU = function uploadToGPU(this: WebgpuInternals, dataId: object): void {
     const data = this.tensorMap.get(dataId);
     const values = data !== undefined && data.resource == null && data.values != null ? gpuValues(data.values, data.dtype) : undefined;
     if (data === undefined || values === undefined || values.length === 0) {

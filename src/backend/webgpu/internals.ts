@@ -1,0 +1,31 @@
+/**
+ * The parts of tfjs's WebGPUBackend (4.22) beyond its public API that this project's readback
+ * (../readBack.ts) and uploads (upload.ts) use: its tensor records, buffer pool, command encoder
+ * and queue. tfjs's own `read` and `uploadToGPU` use the same members.
+ */
+import type * as tf from '@tensorflow/tfjs-core';
+import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
+
+export interface WebgpuTensorData {
+  /** The values while they live on the CPU; null once uploaded. */
+  values: tf.backend_util.BackendValues | null;
+  /** The GPUBuffer once on the GPU. */
+  resource?: unknown;
+  dtype: tf.DataType;
+  shape: number[];
+}
+
+export interface WebgpuInternals {
+  device: GPUDevice;
+  tensorMap: { get(dataId: object): WebgpuTensorData | undefined };
+  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer; releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void };
+  commandEncoder: GPUCommandEncoder;
+  ensureCommandEncoderReady(): void;
+  endComputePassEncoder(): void;
+  submitQueue(): void;
+  uploadToGPU(dataId: object): void;
+}
+
+export function webgpuInternals(backend: WebGPUBackend): WebgpuInternals {
+  return backend as unknown as WebgpuInternals;
+}
