@@ -13,7 +13,6 @@ import { minSnrWeights, perExampleLoss, qSample, qStep } from '../src/diffusion/
 import { sample } from '../src/diffusion/samplers';
 import { Denoiser, PREDICTION_TARGETS, PredictionTarget } from '../src/diffusion/types';
 import { presetConfig } from '../src/model/config';
-import { initParams } from '../src/model/init';
 import { UNetModel } from '../src/model/unetModel';
 import { Rng } from '../src/rng/rng';
 import { DiffusionSchedule, ddimTimesteps, makeSchedule } from '../src/schedule';
@@ -403,8 +402,7 @@ describe('DDIM sampling with a fixed initial noise', () => {
 
 describe('generateImages', () => {
   const model = new UNetModel(presetConfig('tiny'));
-  const params = new Float32Array(model.size);
-  initParams(model.specs, 5, { noZeroInit: true }).forEach((v, i) => params.set(v, model.offsets[i]));
+  const params = model.initialParams(5, { noZeroInit: true });
   const schedule = makeSchedule('linear', 100);
   // eta = 1 so that every step draws noise, not only x_T.
   const generate = (seed: number) => generateImages(model, params, schedule, { n: 2, seed, sampler: 'ddim', prediction: 'eps', steps: 3, eta: 1 });

@@ -12,7 +12,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { perExampleLoss } from '../src/diffusion/forward';
 import type { Objective } from '../src/diffusion/types';
 import { presetConfig } from '../src/model/config';
-import { initParams } from '../src/model/init';
 import { upsampleNearest } from '../src/model/layers';
 import { paramSize } from '../src/model/paramSpecs';
 import { UNetModel } from '../src/model/unetModel';
@@ -32,9 +31,7 @@ const EPS: Objective = { prediction: 'eps', snrGamma: 0 };
 const IMAGE = 8 * 8 * 1;
 
 function initialParams(noZeroInit: boolean): Float32Array {
-  const flat = new Float32Array(model.size);
-  initParams(model.specs, 1, { noZeroInit }).forEach((values, i) => flat.set(values, model.offsets[i]));
-  return flat;
+  return model.initialParams(1, { noZeroInit });
 }
 
 /** A unit of `count` random 8x8 images with spread-out timesteps, every other one flipped. */

@@ -24,9 +24,7 @@ function performanceConfig(channels: number): UNetConfig {
 const MNIST_LIKE: UNetConfig = { imageSize: 28, imageChannels: 1, channels: 8, channelMult: [1, 2, 2, 2], resBlocks: 1, attentionResolutions: [7], dropout: 0, normGroups: 4 };
 
 function flatParams(model: UNetModel, seed: number, noZeroInit: boolean): Float32Array {
-  const flat = new Float32Array(model.size);
-  initParams(model.specs, seed, { noZeroInit }).forEach((values, i) => flat.set(values, model.offsets[i]));
-  return flat;
+  return model.initialParams(seed, { noZeroInit });
 }
 
 function randomTensor(shape: [number, number, number, number], seed: number): tf.Tensor4D {

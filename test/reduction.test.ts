@@ -5,7 +5,6 @@
 import { initBackend } from '../src/backend/backend';
 import { presetConfig } from '../src/model/config';
 import { UNetModel } from '../src/model/unetModel';
-import { initParams } from '../src/model/init';
 import { makeSchedule } from '../src/schedule';
 import { UnitGradientComputer } from '../src/training/unitGradients';
 import { BatchPlanner } from '../src/training/batchPlan';
@@ -28,8 +27,7 @@ describe('reduction over work units', () => {
   it('equals the gradient of the mean loss over the whole global batch to float tolerance', async () => {
     await initBackend('wasm');
     const model = new UNetModel(presetConfig('tiny'));
-    const flat = new Float32Array(model.size);
-    initParams(model.specs, 11, { noZeroInit: true }).forEach((p, i) => flat.set(p, model.offsets[i]));
+    const flat = model.initialParams(11, { noZeroInit: true });
     const computer = new UnitGradientComputer(model, makeSchedule('linear', 1000), { prediction: 'eps', snrGamma: 0 });
     computer.setParams(flat, 0);
     const pixels = new Uint8Array(40 * 64).map((_, i) => (i * 53 + 7) % 256);

@@ -6,7 +6,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { referenceSavedTensors, setReferenceSavedTensors } from '../src/backend/savedTensors';
 import { presetConfig } from '../src/model/config';
-import { initParams } from '../src/model/init';
 import { UNetModel } from '../src/model/unetModel';
 import { WorkUnit } from '../src/training/workUnit';
 import { gradientComputer } from '../src/worker/unitComputer';
@@ -27,8 +26,7 @@ async function unitGradient(backend: string, reference: boolean): Promise<{ grad
   await tf.setBackend(backend);
   setReferenceSavedTensors(reference);
   const model = new UNetModel(config);
-  const flat = new Float32Array(model.size);
-  initParams(model.specs, 1, { noZeroInit: true }).forEach((v, i) => flat.set(v, model.offsets[i]));
+  const flat = model.initialParams(1, { noZeroInit: true });
   const computer = gradientComputer({ backend, model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps', snrGamma: 0 });
   computer.setParams(flat, 0);
   const engine = tf.engine() as unknown as { runKernel(name: string, ...rest: unknown[]): unknown };

@@ -15,7 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/backend/backend';
 import { readInto } from '../../src/backend/readBack';
 import { groupNormAct } from '../../src/model/layers';
-import { unetParamSpecs } from '../../src/model/paramSpecs';
+import { UNetModel } from '../../src/model/unetModel';
 import { Rng } from '../../src/rng/rng';
 // The comparison the tests make (test/webgpuKernels.test.ts): a NaN (empty reference) fails too.
 import { relativeMax } from '../../test/helpers/numeric';
@@ -106,16 +106,11 @@ function flag(name: string): string | undefined {
  * U-Net's parameter shapes, computed on the GPU, read back as a worker reads its gradient. */
 async function readIntoCheck(): Promise<boolean> {
   await tf.setBackend('webgpu');
-  const specs = unetParamSpecs({ imageSize: 32, imageChannels: 3, channels: 64, channelMult: [1, 2, 2], resBlocks: 2, attentionResolutions: [16], dropout: 0, normGroups: 32 });
-  const tensors = specs.map((spec, i) => tf.tidy(() => tf.mul(data(spec.shape, 100 + i), 3)));
-  const model = { offsets: [] as number[], size: 0 };
-  for (const t of tensors) {
-    model.offsets.push(model.size);
-    model.size += t.size;
-  }
+  const model = new UNetModel({ imageSize: 32, imageChannels: 3, channels: 64, channelMult: [1, 2, 2], resBlocks: 2, attentionResolutions: [16], dropout: 0, normGroups: 32 });
+  const tensors = model.specs.map((spec, i) => tf.tidy(() => tf.mul(data(spec.shape, 100 + i), 3)));
   const flat = new Float32Array(model.size);
   const t0 = performance.now();
-  await readInto(tensors.map((t, i) => ({ tensor: t, out: flat.subarray(model.offsets[i], model.offsets[i] + t.size) })));
+  await readInto(model.flatTargets(tensors, flat));
   const ms = performance.now() - t0;
   let mismatches = 0;
   for (const [i, t] of tensors.entries()) {

@@ -21,7 +21,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { BackendName, initBackend, isBackendName } from '../../src/backend/backend';
 import { countDispatches } from '../../src/backend/webgpu/dispatchCount';
 import { UNetConfig, isPresetName, presetConfig, validateConfig } from '../../src/model/config';
-import { initParams } from '../../src/model/init';
 import { parameterCount } from '../../src/model/paramSpecs';
 import { UNetModel } from '../../src/model/unetModel';
 import type { UnitGradientComputer } from '../../src/training/unitGradients';
@@ -333,8 +332,7 @@ async function benchConfig(name: string, flags: Flags) {
     if (torchInfo.params !== tfjsParams) throw new Error(`${name}: PyTorch model has ${torchInfo.params} parameters, tfjs ${tfjsParams}`);
   }
 
-  const flat = new Float32Array(model.size);
-  initParams(model.specs, 1, { noZeroInit: true }).forEach((v, i) => flat.set(v, model.offsets[i]));
+  const flat = model.initialParams(1, { noZeroInit: true });
   // What a worker computes with, here and on --threads' compute threads.
   const init: ThreadInit = { backend: tf.getBackend(), model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps', snrGamma: 0 };
   const computer = gradientComputer(init);

@@ -9,7 +9,6 @@ import { OrderedReducer, ReducedStep } from '../training/reduce';
 import { OptimizerState, UpdateStats, applyUpdate, initialOptimizerState } from '../training/optimizer';
 import { UnitResult, WorkUnit } from '../training/workUnit';
 import { UNetModel } from '../model/unetModel';
-import { initParams } from '../model/init';
 import { ImageDataset } from '../data/dataset';
 import { CheckpointStore } from '../checkpoint/store';
 import { CheckpointError } from '../checkpoint/errors';
@@ -100,8 +99,7 @@ export class Coordinator {
         log?.(`resumed from ${loaded.dir} at step ${loaded.state.step}`);
       } else {
         if (resume) log?.('no checkpoint to resume from: starting at step 0');
-        const params = new Float32Array(this.model.size);
-        initParams(this.model.specs, config.seed).forEach((p, i) => params.set(p, this.model.offsets[i]));
+        const params = this.model.initialParams(config.seed);
         this.state = initialOptimizerState(params);
       }
       const lanes = this.opts.updateThreads ?? 1;

@@ -4,6 +4,7 @@ import { UNetConfig } from './config';
 import { ParamSpec, paramSize, unetParamSpecs } from './paramSpecs';
 import { Params } from './layers';
 import { ForwardOptions, unetForward } from './unet';
+import { InitOptions, initParams } from './init';
 import { ReadTarget, readInto } from '../backend/readBack';
 
 export class UNetModel {
@@ -20,6 +21,13 @@ export class UNetModel {
       offset += paramSize(s.shape);
     }
     this.size = offset;
+  }
+
+  /** The initial parameters (init.ts) as one flat vector. */
+  initialParams(seed: number, opts: InitOptions = {}): Float32Array {
+    const flat = new Float32Array(this.size);
+    initParams(this.specs, seed, opts).forEach((values, i) => flat.set(values, this.offsets[i]));
+    return flat;
   }
 
   /** One tensor per parameter, copied out of the flat vector. */
