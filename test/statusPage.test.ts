@@ -54,9 +54,11 @@ describe('the status page of a training run with --sample-every 2', () => {
     await page.waitForFunction('/^\\d+ \\/ 10000$/.test(document.getElementById("step").textContent)', null, { timeout: 15_000 });
     const shownStep = parseInt((await page.textContent('#step')) ?? '', 10);
     expect(shownStep).toBeGreaterThanOrEqual(status.step);
-    await page.waitForFunction('(() => { const i = document.getElementById("grid"); return !i.hidden && i.complete && i.naturalWidth > 0; })()', null, { timeout: 15_000 });
     // The browser decoded the grid the coordinator serves: its width is the PNG's (IHDR bytes 16..19).
-    expect(await page.evaluate('document.getElementById("grid").naturalWidth')).toBe(png.readUInt32BE(16));
+    // Read in the same evaluation that sees it loaded: with a grid every 2 steps the page may swap
+    // in a newer one (not yet decoded, width 0) between two evaluations.
+    const decoded = await page.waitForFunction('(() => { const i = document.getElementById("grid"); return !i.hidden && i.complete && i.naturalWidth > 0 && i.naturalWidth; })()', null, { timeout: 15_000 });
+    expect(await decoded.jsonValue()).toBe(png.readUInt32BE(16));
     expect(await page.textContent('#workers')).toContain('in-process');
     expect(Number(await page.textContent('#loss'))).toBeGreaterThan(0);
     // No reload: the page's own polling of /status.json moves the step on.
