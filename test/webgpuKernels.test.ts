@@ -10,6 +10,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { countDispatches } from '../src/backend/webgpu/dispatchCount';
+import { choosesSplitK } from '../src/backend/webgpu/deterministicMatMul';
 import { planSplits } from '../src/backend/webgpu/filterGradient';
 import { planRowChunks } from '../src/backend/webgpu/rowSum';
 import { readInto } from '../src/backend/readBack';
@@ -117,6 +118,45 @@ describe('the tiled weight gradient', () => {
     const before = backend.numDataIds();
     for (let i = 0; i < 5; i++) await convGrads(c, data);
     expect(backend.numDataIds()).toBe(before);
+  });
+});
+
+describe('matmuls without float atomics (deterministicMatMul.ts)', () => {
+  it.each([
+    [{ batch: 1, m: 64, n: 128, k: 2304 }, 8, true],
+    [{ batch: 1, m: 64, n: 128, k: 1999 }, 8, false],
+    [{ batch: 2, m: 64, n: 128, k: 2304 }, 8, false],
+    [{ batch: 1, m: 8, n: 16, k: 4096 }, 8, false], // 128 outputs: tfjs's reduce program
+    [{ batch: 1, m: 1024, n: 128, k: 2304 }, 8, false], // 128 tiles: the packed program
+    [{ batch: 1, m: 8, n: 512, k: 4096 }, 8, true], // m <= 8: up to twice the threshold
+  ])('%j with threshold %i: tfjs would split K: %s', (dims, threshold, expected) => {
+    expect(choosesSplitK(dims, threshold)).toBe(expected);
+  });
+
+  // The ch64 U-Net at batch 1: a 3x3 conv over 256 channels at 8x8 goes through im2col, K = 2,304.
+  const cases: Array<[string, () => tf.Tensor]> = [
+    ['conv2d 1x8x8x256 * 3x3x256x128 (im2col)', () => tf.conv2d(tf.tensor4d(values([1, 8, 8, 256], 1), [1, 8, 8, 256]), tf.tensor4d(values([3, 3, 256, 128], 2).map((v) => (v - 0.5) * 0.05), [3, 3, 256, 128]), 1, 'same')],
+    ['matMul 64x2304 * 2304x128', () => tf.matMul(tf.tensor2d(values([64, 2304], 3), [64, 2304]), tf.tensor2d(values([2304, 128], 4).map((v) => v - 0.5), [2304, 128]))],
+  ];
+
+  it.each(cases)('%s: no split-K program, the same bits on every call, the cpu reference to 1e-5', async (_name, f) => {
+    await tf.setBackend('cpu');
+    const reference = await tf.tidy(f).data();
+    await tf.setBackend('webgpu');
+    const runs: Float32Array[] = [];
+    for (let i = 0; i < 4; i++) {
+      const { result, dispatches } = await countDispatches(async () => {
+        const y = tf.tidy(f);
+        const v = (await y.data()) as Float32Array;
+        y.dispose();
+        return v;
+      });
+      expect(Object.keys(dispatches ?? {})).not.toContain('MatMulSplitKProgram');
+      expect(Object.keys(dispatches ?? {})).toContain('MatMulSmallOutputSizeProgram');
+      runs.push(result);
+    }
+    expect(relativeMax(runs[0], reference as Float32Array)).toBeLessThan(1e-5);
+    for (const r of runs.slice(1)) expect(Buffer.compare(Buffer.from(r.buffer), Buffer.from(runs[0].buffer))).toBe(0);
   });
 });
 

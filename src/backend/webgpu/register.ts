@@ -6,7 +6,8 @@
  * non-innermost axes without a transpose (rowSum.ts: the bias gradients), and tfjs's tiled conv
  * input gradient in place of its naive default (a thread per input element walking every tap and
  * output channel, no reuse through workgroup memory); 64 dispatches per queue submit, not 15; and
- * uploads through queue.writeBuffer (upload.ts).
+ * uploads through queue.writeBuffer (upload.ts); and matmuls that never add with float atomics
+ * (deterministicMatMul.ts).
  * `tfjs` leaves tfjs's own kernels and settings alone: the baseline in benchmarks.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -19,6 +20,7 @@ import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm'
 import { swishKernel } from './swish';
 import { installWriteBufferUpload } from './upload';
 import { rowSumView, sumRows } from './rowSum';
+import { registerDeterministicMatMul } from './deterministicMatMul';
 import { envChoice } from '../../util/envChoice';
 
 /**
@@ -145,4 +147,5 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   registerFusedWebgpuKernels();
   registerRowSum();
   registerTiledConvFilterGradient();
+  registerDeterministicMatMul();
 }
