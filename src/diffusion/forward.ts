@@ -2,16 +2,23 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { DiffusionSchedule, extract } from '../schedule';
 import { Denoiser, Objective, PredictionTarget } from './types';
+import { timestepTensor } from '../backend/stepInputs';
 
+/** One value per example, broadcast over its pixels. */
 function perExample(values: Float32Array): tf.Tensor4D {
   return tf.tensor4d(values, [values.length, 1, 1, 1]);
+}
+
+/** schedule array[t] per example: a timestep tensor (../backend/stepInputs.ts). */
+function perTimestep(array: Float64Array, timesteps: ArrayLike<number>): tf.Tensor4D {
+  return timestepTensor<tf.Tensor4D>(timesteps, (t) => extract(array, t), [timesteps.length, 1, 1, 1]);
 }
 
 /** Eq. 4 in closed form: x_t = sqrt(abar_t) x_0 + sqrt(1 - abar_t) eps. */
 export function qSample(schedule: DiffusionSchedule, x0: tf.Tensor4D, timesteps: Int32Array, noise: tf.Tensor4D): tf.Tensor4D {
   return tf.tidy(() => tf.add(
-    tf.mul(perExample(extract(schedule.sqrtAlphasCumprod, timesteps)), x0),
-    tf.mul(perExample(extract(schedule.sqrtOneMinusAlphasCumprod, timesteps)), noise),
+    tf.mul(perTimestep(schedule.sqrtAlphasCumprod, timesteps), x0),
+    tf.mul(perTimestep(schedule.sqrtOneMinusAlphasCumprod, timesteps), noise),
   ));
 }
 
@@ -37,8 +44,8 @@ export function predictionTarget(schedule: DiffusionSchedule, target: Prediction
       return x0;
     case 'v':
       return tf.tidy(() => tf.sub(
-        tf.mul(perExample(extract(schedule.sqrtAlphasCumprod, timesteps)), noise),
-        tf.mul(perExample(extract(schedule.sqrtOneMinusAlphasCumprod, timesteps)), x0),
+        tf.mul(perTimestep(schedule.sqrtAlphasCumprod, timesteps), noise),
+        tf.mul(perTimestep(schedule.sqrtOneMinusAlphasCumprod, timesteps), x0),
       ));
     default: {
       const never: never = target;
@@ -53,7 +60,7 @@ export function predictionTarget(schedule: DiffusionSchedule, target: Prediction
  * v loss (SNR_t + 1) times, so their weights are min(SNR_t, gamma) / SNR_t and / (SNR_t + 1): every
  * target then weighs a timestep the same, and no low-noise step dominates.
  */
-export function minSnrWeights(schedule: DiffusionSchedule, prediction: PredictionTarget, gamma: number, timesteps: Int32Array): Float64Array {
+export function minSnrWeights(schedule: DiffusionSchedule, prediction: PredictionTarget, gamma: number, timesteps: ArrayLike<number>): Float64Array {
   return Float64Array.from(timesteps, (t) => {
     const abar = schedule.alphasCumprod[t];
     const snr = abar / (1 - abar);
@@ -73,5 +80,6 @@ export function perExampleLoss(schedule: DiffusionSchedule, model: Denoiser, x0:
   const predicted = model(xt, timesteps);
   const loss = tf.mean(tf.squaredDifference(predictionTarget(schedule, objective.prediction, x0, timesteps, noise), predicted), [1, 2, 3]) as tf.Tensor1D;
   if (!(objective.snrGamma > 0)) return loss;
-  return tf.mul(loss, tf.tensor1d(Float32Array.from(minSnrWeights(schedule, objective.prediction, objective.snrGamma, timesteps))));
+  const weights = timestepTensor<tf.Tensor1D>(timesteps, (t) => Float32Array.from(minSnrWeights(schedule, objective.prediction, objective.snrGamma, t)), [timesteps.length]);
+  return tf.mul(loss, weights);
 }

@@ -9,6 +9,7 @@ import { BlockContext, resBlock } from './resBlock';
 import { attnBlock } from './attention';
 import { timestepEmbedding } from './timeEmbedding';
 import { hashKey } from '../rng/rng';
+import { timestepTensor } from '../backend/stepInputs';
 
 export interface ForwardOptions {
   /** Enables dropout with masks derived from this seed (one per residual block); omit at inference. */
@@ -28,7 +29,7 @@ export function unetForward(config: UNetConfig, params: Params, x: tf.Tensor4D, 
     dropoutSeed: opts.dropoutSeed === undefined ? undefined : hashKey(opts.dropoutSeed, blockIndex++),
   });
 
-  const embInput = tf.tensor2d(timestepEmbedding(timesteps, ch), [timesteps.length, ch]);
+  const embInput = timestepTensor<tf.Tensor2D>(timesteps, (t) => timestepEmbedding(t, ch), [timesteps.length, ch]);
   let temb = dense(params, 'temb/dense0', embInput) as tf.Tensor2D;
   temb = dense(params, 'temb/dense1', swish(temb)) as tf.Tensor2D;
 

@@ -32,8 +32,7 @@ export class UNetModel {
 
   /** One tensor per parameter, copied out of the flat vector. */
   tensorsFromFlat(flat: Float32Array): tf.Tensor[] {
-    if (flat.length !== this.size) throw new RangeError(`parameter vector has ${flat.length} values, model needs ${this.size}`);
-    return this.specs.map((s, i) => tf.tensor(flat.subarray(this.offsets[i], this.offsets[i] + paramSize(s.shape)), s.shape, 'float32'));
+    return this.flatViews(flat).map((values, i) => tf.tensor(values, this.specs[i].shape, 'float32'));
   }
 
   paramMap(tensors: readonly tf.Tensor[]): Params {
@@ -48,7 +47,14 @@ export class UNetModel {
 
   /** Where each parameter's tensor goes in the flat vector `out`, for readInto. */
   flatTargets(tensors: readonly tf.Tensor[], out: Float32Array): ReadTarget[] {
-    return tensors.map((tensor, i) => ({ tensor, out: out.subarray(this.offsets[i], this.offsets[i] + tensor.size) }));
+    const views = this.flatViews(out);
+    return tensors.map((tensor, i) => ({ tensor, out: views[i] }));
+  }
+
+  /** Each parameter's part of a flat vector (a view, not a copy). */
+  flatViews(flat: Float32Array): Float32Array[] {
+    if (flat.length !== this.size) throw new RangeError(`parameter vector has ${flat.length} values, model needs ${this.size}`);
+    return this.specs.map((s, i) => flat.subarray(this.offsets[i], this.offsets[i] + paramSize(s.shape)));
   }
 
   /** Copies per-parameter gradients (or values) into one flat vector. Reads asynchronously:

@@ -10,6 +10,9 @@ import type { Objective } from '../diffusion/types';
 import { Rng } from '../rng/rng';
 import { readInto } from '../backend/readBack';
 import { LOSS_BUCKETS, UnitResult, WorkUnit, bucketOf } from './workUnit';
+import { StepReplay } from '../backend/webgpu/stepReplay';
+import type { ReplayInputs } from '../backend/webgpu/stepGraph';
+import type { StepRecorder, StepRecording } from '../backend/webgpu/stepRecording';
 
 /** x_0 in [-1, 1] from uint8 pixels, flipped horizontally where asked (proto/README.md). */
 export function unitImages(unit: WorkUnit, size: number, channels: number): Float32Array {
@@ -38,7 +41,10 @@ export function unitNoise(unit: WorkUnit, perImage: number): Float32Array {
 
 export class UnitGradientComputer {
   private params: tf.Tensor[] = [];
+  private paramViews: Float32Array[] = [];
   private version = -1;
+  /** On webgpu, steps replayed without tfjs once learnt (backend/webgpu/stepReplay.ts). */
+  private readonly replay = StepReplay.forBackend();
   /** Host time of the last compute until its last kernel was issued (the rest waited for the
    * device and read back): on a GPU, whether a step is bound by the host or by the device. */
   lastIssueSeconds = 0;
@@ -49,10 +55,16 @@ export class UnitGradientComputer {
     return this.version;
   }
 
+  /** Which unit sizes are replayed on webgpu, and why others are not; undefined elsewhere. */
+  get replayStatus(): string | undefined {
+    return this.replay?.describe();
+  }
+
   setParams(flat: Float32Array, version: number): void {
     const next = this.model.tensorsFromFlat(flat);
     tf.dispose(this.params);
     this.params = next;
+    this.paramViews = this.model.flatViews(flat);
     this.version = version;
   }
 
@@ -62,29 +74,23 @@ export class UnitGradientComputer {
     // the version its gradients came from.
     const paramVersion = this.version;
     const started = process.hrtime.bigint();
-    const { imageSize: size, imageChannels: channels } = this.model.config;
-    const perImage = size * size * channels;
-    const shape: [number, number, number, number] = [unit.count, size, size, channels];
-    let perExample: tf.Tensor1D | undefined;
-    const grads = tf.tidy(() => {
-      const x0 = tf.tensor4d(unitImages(unit, size, channels), shape);
-      const noise = tf.tensor4d(unitNoise(unit, perImage), shape);
-      const lossOf = (...params: tf.Tensor[]) => {
-        const losses = perExampleLoss(this.schedule, (xt, t) => this.model.forward(params, xt, t, { dropoutSeed: unit.dropoutSeed }), x0, unit.timesteps, noise, this.objective);
-        perExample = tf.keep(losses);
-        return tf.sum(losses) as tf.Scalar;
-      };
-      return tf.grads(lossOf)(this.params);
-    });
-    const lossTensor = perExample as unknown as tf.Tensor1D;
-    this.lastIssueSeconds = Number(process.hrtime.bigint() - started) / 1e9;
+    const issued = () => { this.lastIssueSeconds = Number(process.hrtime.bigint() - started) / 1e9; };
     const gradSum = new Float32Array(this.model.size);
     const losses = new Float32Array(unit.count);
-    try {
-      // One read for everything (on webgpu one GPU round trip, not one per tensor).
-      await readInto([...this.model.flatTargets(grads, gradSum), { tensor: lossTensor, out: losses }]);
-    } finally {
-      tf.dispose([...grads, lossTensor]);
+    const graph = this.replay?.graph(unit.count);
+    if (graph !== undefined) {
+      await graph.run(this.replayInputs(unit), [...this.model.flatViews(gradSum), losses], issued);
+    } else {
+      const recorder = this.replay?.recorder(unit.count, this.params, unit.timesteps);
+      const recording = await this.eager(unit, gradSum, losses, issued, recorder);
+      if (recorder !== undefined) {
+        await this.replay?.learn(unit.count, recording, recorder.problem, async (learnt) => {
+          const replayed = new Float32Array(this.model.size);
+          const replayedLosses = new Float32Array(unit.count);
+          await learnt.run(this.replayInputs(unit), [...this.model.flatViews(replayed), replayedLosses]);
+          return sameBits(replayed, gradSum) && sameBits(replayedLosses, losses);
+        });
+      }
     }
     const lossByBucket = new Float64Array(LOSS_BUCKETS);
     const countByBucket = new Float64Array(LOSS_BUCKETS);
@@ -104,6 +110,59 @@ export class UnitGradientComputer {
   dispose(): void {
     tf.dispose(this.params);
     this.params = [];
+    this.paramViews = [];
     this.version = -1;
+    this.replay?.dispose();
   }
+
+  /** The step through tfjs: the gradient into gradSum, the per-example losses into losses. */
+  private async eager(unit: WorkUnit, gradSum: Float32Array, losses: Float32Array, issued: () => void, recorder?: StepRecorder): Promise<StepRecording | undefined> {
+    const { imageSize: size, imageChannels: channels } = this.model.config;
+    const perImage = size * size * channels;
+    const shape: [number, number, number, number] = [unit.count, size, size, channels];
+    let perExample: tf.Tensor1D | undefined;
+    let recording: StepRecording | undefined;
+    let grads: tf.Tensor[] = [];
+    try {
+      grads = tf.tidy(() => {
+        const x0 = tf.tensor4d(unitImages(unit, size, channels), shape);
+        const noise = tf.tensor4d(unitNoise(unit, perImage), shape);
+        recorder?.nameInput(x0, 'x0');
+        recorder?.nameInput(noise, 'noise');
+        const lossOf = (...params: tf.Tensor[]) => {
+          const perExampleLosses = perExampleLoss(this.schedule, (xt, t) => this.model.forward(params, xt, t, { dropoutSeed: unit.dropoutSeed }), x0, unit.timesteps, noise, this.objective);
+          perExample = tf.keep(perExampleLosses);
+          return tf.sum(perExampleLosses) as tf.Scalar;
+        };
+        return tf.grads(lossOf)(this.params);
+      });
+      recording = recorder?.stop([...grads, perExample as tf.Tensor1D]);
+    } finally {
+      recorder?.end();
+    }
+    issued();
+    const lossTensor = perExample as unknown as tf.Tensor1D;
+    try {
+      // One read for everything (on webgpu one GPU round trip, not one per tensor).
+      await readInto([...this.model.flatTargets(grads, gradSum), { tensor: lossTensor, out: losses }]);
+    } finally {
+      tf.dispose([...grads, lossTensor]);
+    }
+    return recording;
+  }
+
+  /** What a replayed step reads from this unit and the current parameters. */
+  private replayInputs(unit: WorkUnit): ReplayInputs {
+    const { imageSize: size, imageChannels: channels } = this.model.config;
+    return {
+      named: new Map([['x0', unitImages(unit, size, channels)], ['noise', unitNoise(unit, size * size * channels)]]),
+      timesteps: unit.timesteps,
+      param: (index) => this.paramViews[index],
+      paramVersion: this.version,
+    };
+  }
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }

@@ -29,3 +29,12 @@ export interface WebgpuInternals {
 export function webgpuInternals(backend: WebGPUBackend): WebgpuInternals {
   return backend as unknown as WebgpuInternals;
 }
+
+/**
+ * Whether a tensor's GPU data are float32. tfjs casts int32 to float32 without a copy (the data
+ * stay int32 and tfjs's programs convert as they read), so a float32 tensor may hold int32 data;
+ * this project's programs read float32 only.
+ */
+export function storedAsFloat32(backend: WebGPUBackend, x: tf.TensorInfo): boolean {
+  return x.dtype === 'float32' && webgpuInternals(backend).tensorMap.get(x.dataId)?.dtype === 'float32';
+}

@@ -22,6 +22,7 @@ import { installWriteBufferUpload } from './upload';
 import { rowSumView, sumRows } from './rowSum';
 import { registerDeterministicMatMul } from './deterministicMatMul';
 import { envChoice } from '../../util/envChoice';
+import { storedAsFloat32 } from './internals';
 
 /**
  * Dispatches per queue submit. A ch64 step is bound by the host's time to issue its ~1,100
@@ -48,12 +49,13 @@ function registerTiledConvFilterGradient(): void {
     kernelFunc: function tiledConvFilterGradient(args) {
       const a = args.attrs as unknown as ConvGradAttrs & { filterShape: Conv4 };
       const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-      if (a.dataFormat !== 'NHWC' || x.dtype !== 'float32') {
+      const backend = args.backend as unknown as WebGPUBackend;
+      if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, x) || !storedAsFloat32(backend, dy)) {
         if (original === undefined) throw new Error(`Conv2DBackpropFilter on webgpu: no fallback for ${a.dataFormat} ${x.dtype}`);
         return original.kernelFunc(args);
       }
       const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-      return filterGradient(args.backend as unknown as WebGPUBackend, x, dy, info);
+      return filterGradient(backend, x, dy, info);
     },
   }));
 }
@@ -142,6 +144,11 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   if (choice.kernels === 'tfjs') return;
   tf.env().set('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE', false);
   tf.env().set('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE', SUBMIT_BATCH_SIZE);
+  // Every kernel on the GPU. tfjs runs a kernel whose inputs are all small and still on the CPU
+  // in JavaScript, so a small unit's first kernels (the noising of its images) would run there:
+  // a step recorded for replay (stepRecording.ts) must be GPU programs and uploads only, and its
+  // replayed and unreplayed units must compute alike.
+  tf.env().set('WEBGPU_CPU_FORWARD', false);
   // Loaded by now (backend.ts requires it before registering): the class whose uploads change.
   installWriteBufferUpload((require('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: { prototype: WebGPUBackend } }).WebGPUBackend);
   registerFusedWebgpuKernels();

@@ -50,7 +50,8 @@ class RowChunkSumProgram extends ElementwiseProgram {
           let last = min(first + uniforms.chunkRows, uniforms.rows);
           var total = 0.0;
           for (var r = first; r < last; r = r + 1) {
-            total = total + x[(o * uniforms.rows + r) * uniforms.cols + c];
+            // f32(): x may be a float32 tensor that holds int32 data (tfjs casts int32 without a copy).
+            total = total + f32(x[(o * uniforms.rows + r) * uniforms.cols + c]);
           }
           setOutputAtIndex(index, total);
         }
