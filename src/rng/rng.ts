@@ -95,9 +95,44 @@ export class Rng {
     return r * Math.cos(theta);
   }
 
-  /** n standard normals rounded to float32. */
+  /**
+   * n standard normals rounded to float32: nextGaussian() n times, with the generator inlined (a
+   * worker draws ~200,000 per ch64 unit at batch 64 before its step can start; this takes about
+   * three quarters of the time). Same arithmetic in the same order, so the same bits.
+   */
   gaussianFloat32(n: number, out = new Float32Array(n)): Float32Array {
-    for (let i = 0; i < n; i++) out[i] = this.nextGaussian();
+    let i = 0;
+    if (this.spareGaussian !== null && n > 0) out[i++] = this.nextGaussian();
+    let s0 = this.s0;
+    let s1 = this.s1;
+    let s2 = this.s2;
+    let s3 = this.s3;
+    const words = new Uint32Array(4);
+    for (; i + 1 < n; i += 2) {
+      for (let w = 0; w < 4; w++) {
+        // nextUint32(), xoshiro128**
+        words[w] = Math.imul(rotl(Math.imul(s1, 5), 7), 9);
+        const t = s1 << 9;
+        s2 ^= s0;
+        s3 ^= s1;
+        s1 ^= s2;
+        s0 ^= s3;
+        s2 ^= t;
+        s3 = rotl(s3, 11);
+      }
+      // nextGaussian(): u1 = 1 - U, u2 = U, each U from two words as nextFloat64()
+      const u1 = 1 - ((words[0] >>> 5) * 67108864 + (words[1] >>> 6)) / 9007199254740992;
+      const u2 = ((words[2] >>> 5) * 67108864 + (words[3] >>> 6)) / 9007199254740992;
+      const r = Math.sqrt(-2 * Math.log(u1));
+      const theta = 2 * Math.PI * u2;
+      out[i] = r * Math.cos(theta);
+      out[i + 1] = r * Math.sin(theta);
+    }
+    this.s0 = s0;
+    this.s1 = s1;
+    this.s2 = s2;
+    this.s3 = s3;
+    if (i < n) out[i] = this.nextGaussian(); // an odd count: the pair's second is kept as spare
     return out;
   }
 
