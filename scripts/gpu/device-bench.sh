@@ -10,6 +10,9 @@
 #              project-alone   the same with no PyTorch steps in between
 #              tfjs            tfjs's own kernels only (DDPM_WEBGPU_KERNELS=tfjs): the baseline
 #                              (TFJS_BASELINE=0 skips it)
+#   replay   side by side, alternating: the step replayed without tfjs (the default once two steps
+#            of the size are learnt; src/backend/webgpu/stepReplay.ts) and through tfjs
+#            (DDPM_WEBGPU_REPLAY=off), then PyTorch beside the replayed step
 #   batch128 the project's step and PyTorch's at batch 128 (the host's share of a step does not grow
 #            with the batch)
 #   host     the project's step without tf.profile under V8's CPU profiler: where the host's time
@@ -32,7 +35,7 @@ out=${OUT:-bench-results/gpu}
 work=/tmp/device-bench
 rm -rf "$work" && mkdir -p "$work" "$out"
 log=$out/bench.log
-sections=" ${SECTIONS:-check steps batch128 host submit before tuning kernels} "
+sections=" ${SECTIONS:-check steps replay batch128 host submit before tuning kernels} "
 repeats=${REPEATS:-5}
 warmup=${WARMUP:-2}
 export STEP_BENCH_DIR=$PWD/scripts/step-bench
@@ -59,7 +62,7 @@ step() {
     --warmup "$warmup" --torch-threads 1 --python python3 --torch-device cuda --json "$work/ch64-$name.json" "$@" \
     >"$work/ch64-$name.log" 2>&1
   echo "ch64 ($name): exit $?" | tee -a "$log"
-  grep -E '^\| [A-Z_]|ms/step|^WEBGPU|issuing|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
+  grep -E '^\| [A-Z_]|ms/step|^WEBGPU|issuing|step replay|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
   pack
 }
 
@@ -68,6 +71,14 @@ if want steps; then
   # The same without PyTorch's steps between tfjs's (the two processes share the GPU).
   step project-alone 60 --repeats "$repeats" --no-torch --no-profile
   if [[ ${TFJS_BASELINE:-1} == 1 ]]; then DDPM_WEBGPU_KERNELS=tfjs step tfjs 110 --repeats "$repeats" --shapes 10; fi
+fi
+
+if want replay; then
+  for round in 1 2; do
+    DDPM_WEBGPU_REPLAY=off step "through-tfjs-$round" 50 --repeats "$repeats" --no-torch --no-profile
+    step "replayed-$round" 50 --repeats "$repeats" --no-torch --no-profile
+  done
+  step replayed-torch 80 --repeats "$repeats" --no-profile
 fi
 
 if want batch128; then

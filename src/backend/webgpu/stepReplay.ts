@@ -12,6 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { envChoice } from '../../util/envChoice';
 import { StepGraph } from './stepGraph';
+import { webgpuKernelChoiceFromEnv } from './register';
 import { StepRecorder, StepRecording, recordingsDiffer } from './stepRecording';
 
 /** Unit sizes learnt at most: a worker sees one or two (the last unit of a batch may be smaller). */
@@ -28,10 +29,13 @@ export class StepReplay {
 
   constructor(private readonly backend: WebGPUBackend) {}
 
-  /** A StepReplay on webgpu, unless DDPM_WEBGPU_REPLAY=off (a bad value throws one line). */
+  /**
+   * A StepReplay on webgpu, unless DDPM_WEBGPU_REPLAY=off (a bad value throws one line) or
+   * DDPM_WEBGPU_KERNELS=tfjs (tfjs's own kernels and settings, the benchmarks' baseline).
+   */
   static forBackend(env: NodeJS.ProcessEnv = process.env): StepReplay | undefined {
     const choice = envChoice('DDPM_WEBGPU_REPLAY', ['on', 'off'] as const, env);
-    if (choice === 'off' || tf.getBackend() !== 'webgpu') return undefined;
+    if (choice === 'off' || tf.getBackend() !== 'webgpu' || webgpuKernelChoiceFromEnv(env).kernels === 'tfjs') return undefined;
     return new StepReplay(tf.backend() as unknown as WebGPUBackend);
   }
 
