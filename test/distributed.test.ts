@@ -32,7 +32,8 @@ function expectSameFinalState(dir: string, reference: string): void {
   }
 }
 
-const trained = new Set<string>();
+/** Each run's output (stdout and stderr), by checkpoint directory. */
+const trained = new Map<string, string>();
 
 /** Trains once per (backend, workers, steps, extra flags) in this file and returns the checkpoint directory. */
 async function train(backend: string, workers: number, steps: number, extra: string[] = []): Promise<string> {
@@ -41,7 +42,7 @@ async function train(backend: string, workers: number, steps: number, extra: str
   const p = startDdpm(['train', ...TINY, '--backend', backend, '--steps', String(steps), '--workers', String(workers), '--checkpoint-dir', dir, ...extra]);
   const { code } = await waitExit(p, 150_000);
   if (code !== 0) throw new Error(`train --workers ${workers} exited ${code}:\n${p.output()}`);
-  trained.add(dir);
+  trained.set(dir, p.output());
   return dir;
 }
 
@@ -57,7 +58,15 @@ describe('on the webgpu backend, 5 steps', () => {
   it.each([1, 3])('with %i worker process(es) give the in-process parameters, EMA and Adam state bit for bit', async (workers) => {
     const dir = await train('webgpu', workers, 5);
     expectSameFinalState(dir, inProcess);
+    // Most of those units were replayed without tfjs (src/backend/webgpu/stepReplay.ts): each
+    // worker replays units of size 2 once it has recorded and checked two.
+    const replayed = (trained.get(dir) ?? '').split('\n').filter((l) => l.includes('webgpu step replay by unit size: 2: replayed')).length;
+    expect(replayed).toBe(workers);
   }, 160_000);
+
+  it('in-process: units of size 2 are replayed after the first two', () => {
+    expect(trained.get(inProcess)).toMatch(/webgpu step replay by unit size: 2: replayed \(\d+ programs\)/);
+  });
 });
 
 describe.each(['cpu', 'wasm'])('on the %s backend, 5 steps', (backend) => {

@@ -1,26 +1,43 @@
 /**
- * Tensors of per-example values that are a function of a training step's timesteps alone: the
- * noising coefficients of Eq. 4, the timestep embedding, Min-SNR weights. Made through here, a
- * recorded webgpu step (webgpu/stepRecording.ts) knows how to recompute them for another unit's
- * timesteps when it replays the step without tfjs. `values` must read nothing but its argument and
- * constants (the schedule, the embedding's width).
+ * Tensors of a training step's values that are a function of its work unit alone: of its
+ * timesteps (the noising coefficients of Eq. 4, the timestep embedding, Min-SNR weights) or of
+ * its dropout seed (each residual block's mask seed). Made through here, a recorded webgpu step
+ * (webgpu/stepRecording.ts) knows how to recompute them for another unit when it replays the step
+ * without tfjs. `values` must read nothing but its argument and constants (the schedule, a width,
+ * a block's index).
  */
 import * as tf from '@tensorflow/tfjs-core';
 
-export type TimestepValues = (timesteps: ArrayLike<number>) => Float32Array;
+/** What of a unit such values may depend on. */
+export interface UnitKeys {
+  timesteps: ArrayLike<number>;
+  dropoutSeed: number;
+}
 
-type Observer = (tensor: tf.Tensor, timesteps: ArrayLike<number>, values: TimestepValues) => void;
+export type UnitValues = (unit: UnitKeys) => Float32Array | Int32Array;
+
+export type UnitKeyUse = { key: 'timesteps'; given: ArrayLike<number> } | { key: 'dropoutSeed'; given: number };
+
+type Observer = (tensor: tf.Tensor, use: UnitKeyUse, values: UnitValues) => void;
 
 let observer: Observer | undefined;
 
-export function timestepTensor<T extends tf.Tensor>(timesteps: ArrayLike<number>, values: TimestepValues, shape: number[]): T {
+/** A float32 tensor of values(timesteps). */
+export function timestepTensor<T extends tf.Tensor>(timesteps: ArrayLike<number>, values: (timesteps: ArrayLike<number>) => Float32Array, shape: number[]): T {
   const tensor = tf.tensor(values(timesteps), shape, 'float32') as T;
-  observer?.(tensor, timesteps, values);
+  observer?.(tensor, { key: 'timesteps', given: timesteps }, (unit) => values(unit.timesteps));
   return tensor;
 }
 
-/** Sees every timestepTensor made until called again (with undefined: none). One at a time. */
-export function observeTimestepTensors(next: Observer | undefined): void {
-  if (next !== undefined && observer !== undefined) throw new Error('timestep tensors are observed already');
+/** An int32 tensor of values(the unit's dropout seed). */
+export function dropoutSeedTensor(seed: number, values: (seed: number) => Int32Array, shape: number[]): tf.Tensor {
+  const tensor = tf.tensor(values(seed), shape, 'int32');
+  observer?.(tensor, { key: 'dropoutSeed', given: seed }, (unit) => values(unit.dropoutSeed));
+  return tensor;
+}
+
+/** Sees every such tensor made until called again (with undefined: none). One at a time. */
+export function observeUnitTensors(next: Observer | undefined): void {
+  if (next !== undefined && observer !== undefined) throw new Error('unit tensors are observed already');
   observer = next;
 }

@@ -7,7 +7,7 @@ import { withTrainOptions } from './options';
 import { withClusterOptions, ClusterArgs, remoteWorkerSource, startRemoteExecutor } from './cluster';
 import { JobArgs, effectiveConfig, log, runTrainingJob, withSampleEveryOption } from './trainJob';
 import { MAX_THREADS, availableCores, parseCountFlag, resolveComputeThreads, resolveLocalWorkers, spawnLocalWorkers } from './localWorkers';
-import { startUnitComputer } from '../worker/unitComputer';
+import { replayStatusLogger, startUnitComputer } from '../worker/unitComputer';
 import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
 import { TrainingTelemetry } from '../metrics/trainingTelemetry';
 import { observeUnits } from '../metrics/unitProbe';
@@ -25,9 +25,11 @@ async function trainInProcess(a: TrainCommandArgs, config: TrainConfig, telemetr
   let lastSeen = joinedAt;
   // One worker that never leaves and sends nothing over a wire: the workers gauge reads 1, bytes stay 0.
   telemetry.setWorkers({ count: () => 1, rows: () => [{ name: IN_PROCESS_WORKER, backend, lastSeen, joinedAt }] });
+  const logReplay = replayStatusLogger(log);
   const executor = observeUnits(new InProcessExecutor(computer), (r) => {
     lastSeen = Date.now();
     telemetry.onUnitDone(IN_PROCESS_WORKER, r.computeSeconds);
+    logReplay(computer);
   });
   await runTrainingJob(a, config, executor, { workers: () => 1, telemetry });
 }

@@ -1,6 +1,9 @@
 /** Building blocks of the U-Net over a name -> tensor parameter map (NHWC layout). */
 import * as tf from '@tensorflow/tfjs-core';
 import { GROUP_NORM, GroupNormAttrs, SWISH, hasFusedKernels, registerFusedKernels } from '../backend/fusedKernels';
+import { DROPOUT, dropoutMask } from '../backend/dropoutMask';
+import { dropoutSeedTensor } from '../backend/stepInputs';
+import { hashKey } from '../rng/rng';
 
 // The fused GroupNorm and swish kernels: cpu and wasm register here, webgpu when it starts
 // (src/backend/webgpu/register.ts); elsewhere the same functions compose tfjs ops (with the same
@@ -130,8 +133,17 @@ export function upsampleNearest(x: tf.Tensor4D, size: [number, number]): tf.Tens
   return size[0] === 2 * h && size[1] === 2 * w ? doubled : tf.slice(doubled, [0, 0, 0, 0], [n, size[0], size[1], c]);
 }
 
-/** Inverted dropout with a fixed seed, so every worker drops the same units (DESIGN.md equivalence). */
-export function dropout(x: tf.Tensor4D, rate: number, seed: number | undefined): tf.Tensor4D {
-  if (rate === 0 || seed === undefined) return x;
-  return tf.dropout(x, rate, undefined, seed) as tf.Tensor4D;
+/**
+ * Inverted dropout whose mask is a function of the unit's dropout seed and the block's index
+ * (src/backend/dropoutMask.ts), so every worker drops the same units (DESIGN.md equivalence). On
+ * webgpu the mask is computed in place on the GPU from a one-value seed tensor; elsewhere it is
+ * built on the host and multiplied in.
+ */
+export function dropout(x: tf.Tensor4D, rate: number, unitSeed: number | undefined, block: number): tf.Tensor4D {
+  if (rate === 0 || unitSeed === undefined) return x;
+  if (tf.getKernel(DROPOUT, tf.getBackend()) !== undefined && x.dtype === 'float32') {
+    const seed = dropoutSeedTensor(unitSeed, (s) => Int32Array.of(hashKey(s, block) | 0), [1]);
+    return tf.engine().runKernel(DROPOUT, { x, seed }, { rate } as unknown as tf.NamedAttrMap) as tf.Tensor4D;
+  }
+  return tf.mul(x, tf.tensor(dropoutMask(hashKey(unitSeed, block), x.size, rate), x.shape)) as tf.Tensor4D;
 }

@@ -7,8 +7,10 @@ export interface BlockContext {
   params: Params;
   groups: number;
   dropoutRate: number;
-  /** Seed for this block's dropout mask; undefined at inference. */
+  /** The unit's dropout seed; undefined at inference. */
   dropoutSeed: number | undefined;
+  /** This block's index among the U-Net's residual blocks: its mask's seed is hashKey(dropoutSeed, index). */
+  blockIndex: number;
 }
 
 export function resBlock(ctx: BlockContext, prefix: string, x: tf.Tensor4D, temb: tf.Tensor2D, outCh: number): tf.Tensor4D {
@@ -19,7 +21,7 @@ export function resBlock(ctx: BlockContext, prefix: string, x: tf.Tensor4D, temb
   const t = dense(params, `${prefix}/temb_proj`, swish(temb));
   h = tf.add(h, tf.reshape(t, [t.shape[0], 1, 1, outCh]));
   h = groupNormSwish(params, `${prefix}/norm2`, h, groups);
-  h = dropout(h, ctx.dropoutRate, ctx.dropoutSeed);
+  h = dropout(h, ctx.dropoutRate, ctx.dropoutSeed, ctx.blockIndex);
   h = conv(params, `${prefix}/conv2`, h);
   const shortcut = inCh === outCh ? x : nin(params, `${prefix}/nin_shortcut`, x);
   return tf.add(shortcut, h);

@@ -8,7 +8,6 @@ import { Params, conv, dense, groupNorm, swish, upsampleNearest } from './layers
 import { BlockContext, resBlock } from './resBlock';
 import { attnBlock } from './attention';
 import { timestepEmbedding } from './timeEmbedding';
-import { hashKey } from '../rng/rng';
 import { timestepTensor } from '../backend/stepInputs';
 
 export interface ForwardOptions {
@@ -26,7 +25,8 @@ export function unetForward(config: UNetConfig, params: Params, x: tf.Tensor4D, 
     params,
     groups: config.normGroups,
     dropoutRate: config.dropout,
-    dropoutSeed: opts.dropoutSeed === undefined ? undefined : hashKey(opts.dropoutSeed, blockIndex++),
+    dropoutSeed: opts.dropoutSeed,
+    blockIndex: blockIndex++,
   });
 
   const embInput = timestepTensor<tf.Tensor2D>(timesteps, (t) => timestepEmbedding(t, ch), [timesteps.length, ch]);

@@ -81,7 +81,7 @@ export class UnitGradientComputer {
     if (graph !== undefined) {
       await graph.run(this.replayInputs(unit), [...this.model.flatViews(gradSum), losses], issued);
     } else {
-      const recorder = this.replay?.recorder(unit.count, this.params, unit.timesteps);
+      const recorder = this.replay?.recorder(unit.count, this.params, unit);
       const recording = await this.eager(unit, gradSum, losses, issued, recorder);
       if (recorder !== undefined) {
         await this.replay?.learn(unit.count, recording, recorder.problem, async (learnt) => {
@@ -156,7 +156,7 @@ export class UnitGradientComputer {
     const { imageSize: size, imageChannels: channels } = this.model.config;
     return {
       named: new Map([['x0', unitImages(unit, size, channels)], ['noise', unitNoise(unit, size * size * channels)]]),
-      timesteps: unit.timesteps,
+      unit,
       param: (index) => this.paramViews[index],
       paramVersion: this.version,
     };

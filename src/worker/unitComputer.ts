@@ -15,9 +15,22 @@ export interface UnitComputer {
   readonly slots: number;
   /** The parameter version that units given now are computed with (-1: none yet). */
   readonly paramVersion: number;
+  /** On webgpu: which unit sizes are replayed without tfjs, which not and why (stepReplay.ts). */
+  readonly replayStatus?: string;
   setParams(flat: Float32Array, version: number): void;
   compute(unit: WorkUnit): Promise<UnitResult>;
   dispose(): Promise<void>;
+}
+
+/** Calls `log` with the computer's replay status each time it changes (after a unit). */
+export function replayStatusLogger(log: (line: string) => void): (computer: UnitComputer) => void {
+  let last: string | undefined;
+  return (computer) => {
+    const status = computer.replayStatus;
+    if (status === undefined || status === last) return;
+    last = status;
+    log(`webgpu step replay by unit size: ${status}`);
+  };
 }
 
 /** One slot, in this thread: a unit's kernels run before compute() returns; its results are then
@@ -29,6 +42,10 @@ export class InlineUnitComputer implements UnitComputer {
 
   get paramVersion(): number {
     return this.computer.paramVersion;
+  }
+
+  get replayStatus(): string | undefined {
+    return this.computer.replayStatus;
   }
 
   setParams(flat: Float32Array, version: number): void {

@@ -9,7 +9,7 @@ import { RejectLog } from '../protocol/rejectLog';
 import { DType } from '../protocol/dtypes';
 import { ErrorCode, Kind, Message, ProtocolError, decodeMessage, encodeMessage } from '../protocol/messages';
 import { decodeParameters, decodeWork, encodeResult } from '../protocol/units';
-import { UnitComputer, startUnitComputer } from './unitComputer';
+import { UnitComputer, replayStatusLogger, startUnitComputer } from './unitComputer';
 import { parameterCount } from '../model/paramSpecs';
 import { UNetConfig, validateConfig } from '../model/config';
 import { isScheduleName } from '../schedule';
@@ -58,6 +58,8 @@ export class Worker {
   private log(line: string): void {
     this.opts.log?.(`worker ${this.opts.name}: ${line}`);
   }
+
+  private readonly logReplay = replayStatusLogger((line) => this.log(line));
 
   /** Each reason is logged once: a restarted coordinator can cause many rejections. */
   private readonly rejects = new RejectLog((line) => this.log(line));
@@ -138,6 +140,7 @@ export class Worker {
         const unit = decodeWork(m, run.config, run.timesteps);
         const sent = run.computer.compute(unit).then(async (result) => {
           this.unitsDone++;
+          this.logReplay(run.computer);
           await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
         }).catch((err: Error) => { this.failure ??= err; });
         // On compute threads the result is sent when it is ready, while messages keep coming;

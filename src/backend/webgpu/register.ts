@@ -1,6 +1,7 @@
 /**
  * The kernels tfjs's webgpu backend runs. `DDPM_WEBGPU_KERNELS=project` (default) adds this
- * project's: the fused GroupNorm (+ swish) and swish (groupNorm.ts), the tiled conv weight
+ * project's: the fused GroupNorm (+ swish) and swish (groupNorm.ts), dropout with its mask
+ * computed in place (dropout.ts), the tiled conv weight
  * gradient (filterGradient.ts; on an H100 12 ms of a ch64 step's kernel time where k*k tfjs
  * matmuls took 229 ms, summed with float atomics in a varying order), Sum over adjacent
  * non-innermost axes without a transpose (rowSum.ts: the bias gradients), and tfjs's tiled conv
@@ -18,6 +19,8 @@ import { filterGradient } from './filterGradient';
 import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, checkFloat, groupNormDims, registerFusedGradients } from '../fusedKernels';
 import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
 import { swishKernel } from './swish';
+import { dropoutKernel } from './dropout';
+import { DROPOUT, DropoutAttrs, registerDropoutGradient } from '../dropoutMask';
 import { installWriteBufferUpload } from './upload';
 import { rowSumView, sumRows } from './rowSum';
 import { registerDeterministicMatMul } from './deterministicMatMul';
@@ -111,6 +114,21 @@ function registerFusedWebgpuKernels(): void {
   for (const config of configs) replaceKernel(config.kernelName, 'webgpu', () => config);
 }
 
+/** Dropout with its mask computed on the GPU from a seed tensor (../dropoutMask.ts). */
+function registerDropout(): void {
+  registerDropoutGradient();
+  replaceKernel(DROPOUT, 'webgpu', () => ({
+    kernelName: DROPOUT,
+    backendName: 'webgpu',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { x, seed } = inputs as { x: tf.TensorInfo; seed: tf.TensorInfo };
+      checkFloat(DROPOUT, { x });
+      if (seed.dtype !== 'int32' || tf.util.sizeFromShape(seed.shape) !== 1) throw new Error(`${DROPOUT}: seed must be one int32 value, got ${seed.dtype} [${seed.shape.join(', ')}]`);
+      return dropoutKernel(backend as unknown as WebGPUBackend, x, seed, (attrs as unknown as DropoutAttrs).rate);
+    },
+  }));
+}
+
 /** Sum over adjacent non-innermost axes (bias gradients) without tfjs's transpose (rowSum.ts). */
 function registerRowSum(): void {
   replaceKernel(tf.Sum, 'webgpu', (original) => ({
@@ -152,6 +170,7 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   // Loaded by now (backend.ts requires it before registering): the class whose uploads change.
   installWriteBufferUpload((require('@tensorflow/tfjs-backend-webgpu') as { WebGPUBackend: { prototype: WebGPUBackend } }).WebGPUBackend);
   registerFusedWebgpuKernels();
+  registerDropout();
   registerRowSum();
   registerTiledConvFilterGradient();
   registerDeterministicMatMul();

@@ -1,7 +1,7 @@
 /**
  * A recorded webgpu step (stepRecording.ts) replayed without tfjs: the same pipelines, workgroup
  * counts and uniforms, on buffers of its own, with bind groups made once. A replay writes the
- * step's inputs (images, noise, timestep tensors, and the parameters when they changed), encodes
+ * step's inputs (images, noise, tensors made from the unit's timesteps and dropout seed, and the parameters when they changed), encodes
  * ~1,100 dispatches with three calls each, and reads the results back in one copy and one map.
  *
  * Buffers: the inputs, parameters, constants, tensors resident before the step, and the results
@@ -12,12 +12,14 @@
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { webgpuInternals } from './internals';
 import type { StepRecording } from './stepRecording';
+import type { UnitKeys } from '../stepInputs';
 
 /** Values for one replay, in the order the recording's slots name them. */
 export interface ReplayInputs {
   /** The named inputs' values (the images, the noise). */
   named: ReadonlyMap<string, Float32Array>;
-  timesteps: ArrayLike<number>;
+  /** The unit's timesteps and dropout seed, for the tensors made from them. */
+  unit: UnitKeys;
   /** Each parameter's values, by the index the recording gives it; written only when `paramVersion` changed. */
   param(index: number): Float32Array;
   paramVersion: number;
@@ -179,7 +181,7 @@ export class StepGraph {
 
   private writeInputs(inputs: ReplayInputs): void {
     const queue = this.device.queue;
-    const write = (id: number, values: Float32Array) => {
+    const write = (id: number, values: Float32Array | Int32Array) => {
       if (values.byteLength > this.recording.slots[id].bytes) throw new Error(`step graph: ${values.length} values for a tensor of ${this.recording.slots[id].bytes} bytes`);
       queue.writeBuffer(this.buffers[id], 0, values.buffer, values.byteOffset, values.byteLength);
     };
@@ -190,8 +192,8 @@ export class StepGraph {
         const values = inputs.named.get(source.name);
         if (values === undefined) throw new Error(`step graph: no values for input "${source.name}"`);
         write(slot.id, values);
-      } else if (source.kind === 'timesteps') {
-        write(slot.id, source.values(inputs.timesteps));
+      } else if (source.kind === 'unit') {
+        write(slot.id, source.values(inputs.unit));
       } else if (source.kind === 'param' && writeParams) {
         write(slot.id, inputs.param(source.index));
       }

@@ -11,14 +11,14 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { TimestepValues, observeTimestepTensors } from '../stepInputs';
+import { UnitKeys, UnitValues, observeUnitTensors } from '../stepInputs';
 import { WebgpuInternals, webgpuInternals } from './internals';
 
 /** Where a tensor of the step gets its contents from. */
 export type SlotSource =
   | { kind: 'dispatch' } // written by a program of the step
   | { kind: 'input'; name: string } // uploaded from values the caller names (the images, the noise)
-  | { kind: 'timesteps'; values: TimestepValues } // uploaded from a function of the unit's timesteps
+  | { kind: 'unit'; values: UnitValues } // uploaded from a function of the unit's timesteps or dropout seed
   | { kind: 'param'; index: number } // a parameter
   | { kind: 'constant'; bytes: Uint8Array } // uploaded from values no input changes (scalars, ones)
   | { kind: 'resident'; buffer: GPUBuffer }; // on the GPU before the step began, not a parameter
@@ -75,14 +75,14 @@ export class StepRecorder {
   private readonly slots: Slot[] = [];
   private readonly dispatches: RecordedDispatch[] = [];
   private readonly named = new Map<object, string>();
-  private readonly derived = new Map<object, TimestepValues>();
+  private readonly derived = new Map<object, UnitValues>();
   private readonly restore: Array<() => void> = [];
   private lastUniform: Uint8Array | undefined;
   private stopped = false;
   problem: string | undefined;
 
   /** Starts recording the backend's work; `params` are the step's parameter tensors, in order. */
-  constructor(backend: WebGPUBackend, private readonly params: readonly tf.TensorInfo[], private readonly timesteps: ArrayLike<number>) {
+  constructor(backend: WebGPUBackend, private readonly params: readonly tf.TensorInfo[], private readonly unit: UnitKeys) {
     this.b = webgpuInternals(backend) as BackendMembers;
     const b = this.b;
     const self = this;
@@ -127,11 +127,11 @@ export class StepRecorder {
         return original.call(this, dataId);
       });
     }
-    observeTimestepTensors((tensor, steps, values) => {
-      if (steps !== this.timesteps) this.fail('a timestep tensor of other timesteps');
+    observeUnitTensors((tensor, use, values) => {
+      if (use.given !== this.unit[use.key]) this.fail(`a tensor of another unit's ${use.key}`);
       this.derived.set(tensor.dataId, values);
     });
-    this.restore.push(() => observeTimestepTensors(undefined));
+    this.restore.push(() => observeUnitTensors(undefined));
   }
 
   /** The images, the noise: uploads whose values the replay writes afresh. */
@@ -186,7 +186,7 @@ export class StepRecorder {
     const derived = this.derived.get(dataId);
     if (param >= 0) this.newSlot(dataId, { kind: 'param', index: param });
     else if (name !== undefined) this.newSlot(dataId, { kind: 'input', name });
-    else if (derived !== undefined) this.newSlot(dataId, { kind: 'timesteps', values: derived });
+    else if (derived !== undefined) this.newSlot(dataId, { kind: 'unit', values: derived });
     else {
       const bytes = bytesOf(values);
       if (bytes === undefined) this.fail('an upload of neither float32 nor int32 values');

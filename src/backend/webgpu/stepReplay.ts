@@ -2,7 +2,7 @@
  * When a worker's webgpu steps are replayed (stepGraph.ts) instead of issued through tfjs. For each
  * unit size: the first two steps run through tfjs and are recorded; if the two recordings are the
  * same programs with the same constants (what changed between the units came only through the
- * named inputs, the timestep tensors and the parameters), the second is built into a graph and
+ * named inputs, the tensors made from the unit's timesteps and dropout seed, and the parameters), the second is built into a graph and
  * replayed on the second unit, and only if that replay gives tfjs's bits exactly are later units
  * of that size replayed. Otherwise that size stays with tfjs, and `describe()` says why.
  *
@@ -14,6 +14,7 @@ import { envChoice } from '../../util/envChoice';
 import { StepGraph } from './stepGraph';
 import { webgpuKernelChoiceFromEnv } from './register';
 import { StepRecorder, StepRecording, recordingsDiffer } from './stepRecording';
+import type { UnitKeys } from '../stepInputs';
 
 /** Unit sizes learnt at most: a worker sees one or two (the last unit of a batch may be smaller). */
 const MAX_SIZES = 4;
@@ -45,11 +46,11 @@ export class StepReplay {
   }
 
   /** A recorder for an eager step of this size while it is still being learnt, else undefined. */
-  recorder(count: number, params: readonly tf.TensorInfo[], timesteps: ArrayLike<number>): StepRecorder | undefined {
+  recorder(count: number, params: readonly tf.TensorInfo[], unit: UnitKeys): StepRecorder | undefined {
     const state = this.sizes.get(count);
     if (state === undefined && this.sizes.size >= MAX_SIZES) return undefined;
     if (state?.off !== undefined || state?.graph !== undefined) return undefined;
-    return new StepRecorder(this.backend, params, timesteps);
+    return new StepRecorder(this.backend, params, unit);
   }
 
   /**
