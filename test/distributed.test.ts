@@ -65,7 +65,7 @@ describe('on the webgpu backend, 5 steps', () => {
   }, 160_000);
 
   it('in-process: units of size 2 are replayed after the first two', () => {
-    expect(trained.get(inProcess)).toMatch(/webgpu step replay by unit size: 2: replayed \(\d+ programs\)/);
+    expect(trained.get(inProcess)).toMatch(/webgpu step replay by unit size: 2: replayed \(\d+ programs, \d+ MiB\)/);
   });
 });
 

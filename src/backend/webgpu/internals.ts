@@ -18,7 +18,14 @@ export interface WebgpuTensorData {
 export interface WebgpuInternals {
   device: GPUDevice;
   tensorMap: { get(dataId: object): WebgpuTensorData | undefined };
-  bufferManager: { acquireBuffer(size: number, usage: number): GPUBuffer; releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void };
+  bufferManager: {
+    acquireBuffer(size: number, usage: number): GPUBuffer;
+    releaseBuffer(buffer: GPUBuffer, reuse?: boolean): void;
+    getNumFreeBuffers(): number;
+    freeBuffers: Map<string, GPUBuffer[]>;
+    numFreeBuffers: number;
+    numBytesAllocated: number;
+  };
   commandEncoder: GPUCommandEncoder;
   ensureCommandEncoderReady(): void;
   endComputePassEncoder(): void;
@@ -37,4 +44,25 @@ export function webgpuInternals(backend: WebGPUBackend): WebgpuInternals {
  */
 export function storedAsFloat32(backend: WebGPUBackend, x: tf.TensorInfo): boolean {
   return x.dtype === 'float32' && webgpuInternals(backend).tensorMap.get(x.dataId)?.dtype === 'float32';
+}
+
+/**
+ * Destroys the buffers tfjs's pool keeps for reuse (none is bound to a live tensor), returning
+ * their bytes. tfjs never gives pooled memory back; a worker whose steps are replayed from a
+ * graph's own buffers would hold a step's worth twice. Keys stay (tfjs stops pooling once the map
+ * is empty); Dawn frees a buffer only after work already submitted with it completes.
+ */
+export function releasePooledBuffers(backend: WebGPUBackend): number {
+  const pool = webgpuInternals(backend).bufferManager;
+  let bytes = 0;
+  for (const buffers of pool.freeBuffers.values()) {
+    for (const buffer of buffers) {
+      bytes += buffer.size;
+      buffer.destroy();
+    }
+    buffers.length = 0;
+  }
+  pool.numFreeBuffers = 0;
+  pool.numBytesAllocated -= bytes;
+  return bytes;
 }

@@ -124,6 +124,11 @@ export class StepGraph {
     return this.encoded.length;
   }
 
+  /** GPU memory the graph holds. */
+  get bytes(): number {
+    return this.owned.reduce((total, buffer) => total + buffer.size, 0);
+  }
+
   /**
    * Writes the inputs, issues the step and resolves once `issued` has been called and every
    * output's values are in its target (`targets[i]` receives output i, in float32).

@@ -13,6 +13,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { envChoice } from '../../util/envChoice';
 import { StepGraph } from './stepGraph';
 import { webgpuKernelChoiceFromEnv } from './register';
+import { releasePooledBuffers } from './internals';
 import { StepRecorder, StepRecording, recordingsDiffer } from './stepRecording';
 import type { UnitKeys } from '../stepInputs';
 
@@ -78,6 +79,7 @@ export class StepReplay {
     const graph = new StepGraph(this.backend, recording, () => tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'));
     if (await replayMatches(graph)) {
       state.graph = graph;
+      releasePooledBuffers(this.backend); // the graph has buffers of its own
     } else {
       graph.dispose();
       state.off = 'a replay gave other bits than tfjs';
@@ -87,7 +89,7 @@ export class StepReplay {
   /** One line: which unit sizes are replayed, which are not and why. */
   describe(): string {
     const parts = [...this.sizes.entries()].map(([count, s]) =>
-      s.graph !== undefined ? `${count}: replayed (${s.graph.programs} programs)` : s.off !== undefined ? `${count}: tfjs (${s.off})` : `${count}: learning`);
+      s.graph !== undefined ? `${count}: replayed (${s.graph.programs} programs, ${(s.graph.bytes / 2 ** 20).toFixed(0)} MiB)` : s.off !== undefined ? `${count}: tfjs (${s.off})` : `${count}: learning`);
     return parts.length === 0 ? 'no steps yet' : parts.join('; ');
   }
 
