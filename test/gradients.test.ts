@@ -275,3 +275,25 @@ describe('training the tiny U-Net on 8 fixed images (wasm, Adam lr 1e-3)', () =>
     expect(losses[STEPS]).toBeLessThan(losses[STEPS / 2]);
   });
 });
+
+describe('prepare(): the next unit\'s images and noise made while this one computes (the in-process trainer)', () => {
+  it('a prepared unit gives the gradient of an unprepared one; a unit other than the prepared one does not take its inputs', async () => {
+    await tf.setBackend('cpu');
+    const flat = initialParams(true);
+    const a = makeUnit(2, 21);
+    const b = makeUnit(2, 22);
+    const [freshA, freshB] = await Promise.all([a, b].map(async (u) => Buffer.from((await unitGradient(u, flat)).gradSum.buffer)));
+    const computer = new UnitGradientComputer(model, schedule, EPS);
+    computer.setParams(flat, 0);
+    try {
+      computer.prepare(a);
+      // b, not the prepared a: computed from b's own images and noise.
+      expect(Buffer.from((await computer.compute(b)).gradSum.buffer).equals(freshB)).toBe(true);
+      computer.prepare(a);
+      expect(Buffer.from((await computer.compute(a)).gradSum.buffer).equals(freshA)).toBe(true);
+      expect(freshA.equals(freshB)).toBe(false);
+    } finally {
+      computer.dispose();
+    }
+  });
+});

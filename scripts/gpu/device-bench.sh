@@ -62,7 +62,7 @@ step() {
     --warmup "$warmup" --torch-threads 1 --python python3 --torch-device cuda --json "$work/ch64-$name.json" "$@" \
     >"$work/ch64-$name.log" 2>&1
   echo "ch64 ($name): exit $?" | tee -a "$log"
-  grep -E '^\| [A-Z_]|ms/step|^WEBGPU|issuing|step replay|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
+  grep -E '^\| [A-Z_]|ms/step|^WEBGPU|issuing|images and noise|step replay|GPU programs|gradient bits|profile of|tfjs flags|rror' "$work/ch64-$name.log" | grep -v '^| config' | head -60 | tee -a "$log"
   pack
 }
 

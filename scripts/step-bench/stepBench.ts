@@ -54,13 +54,14 @@ interface Flags {
   tfFlags: Record<string, number | boolean | string>;
   sweep: { flag: string; values: number[] } | undefined;
   cpuProfile: string;
+  pipeline: boolean;
 }
 
 const USAGE = `npm run bench:step -- [--preset ch64,mnist-fast] [--batch 16] [--backend wasm] [--repeats 5]
   presets: ${['ch64', 'ch32', 'tiny', 'mnist-fast', 'mnist', 'cifar10'].join(', ')}`;
 
 function parseFlags(argv: string[]): Flags {
-  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json', threads: 1, tfFlags: {}, sweep: undefined, cpuProfile: '' };
+  const f: Flags = { preset: ['ch64', 'mnist-fast'], batch: 16, backend: 'wasm', repeats: 5, warmup: 1, torchThreads: [1, 2], torch: true, profile: true, shapes: 0, python: '/usr/bin/python3', torchDevice: 'cpu', json: 'bench-results/step.json', threads: 1, tfFlags: {}, sweep: undefined, cpuProfile: '', pipeline: true };
   const help = `${USAGE}
 flags:
   --preset LIST        configs, comma-separated (default ch64,mnist-fast)
@@ -71,6 +72,8 @@ flags:
   --torch-threads LIST PyTorch thread counts (default 1,2)
   --no-torch           tfjs only
   --no-profile         skip the tf.profile step
+  --no-pipeline        make each step's images and noise at its start, not during the step
+                       before (as the in-process trainer does, while a GPU computes)
   --shapes N           also list the N costliest (kernel, input shapes) pairs of the profile
   --python PATH        interpreter with torch (default /usr/bin/python3)
   --torch-device NAME  cpu or cuda (GPU runs: a torch build with CUDA, via --python)
@@ -101,6 +104,7 @@ flags:
       case 'torch-threads': f.torchThreads = value().split(',').filter(Boolean).map(Number); break;
       case 'no-torch': f.torch = false; break;
       case 'no-profile': f.profile = false; break;
+      case 'no-pipeline': f.pipeline = false; break;
       case 'shapes': f.shapes = Number(value()); break;
       case 'python': f.python = value(); break;
       case 'torch-device': f.torchDevice = value(); break;
@@ -347,6 +351,7 @@ async function benchConfig(name: string, flags: Flags) {
   let firstGrad: Buffer | undefined;
   let stepsWithOtherBits = 0;
   let issueMs = NaN;
+  let inputMs = NaN;
   const tfjsStep = async () => {
     const t0 = performance.now();
     let lossSum: number;
@@ -357,10 +362,14 @@ async function benchConfig(name: string, flags: Flags) {
       for (const r of results.slice(1)) for (let i = 0; i < grad.length; i++) grad[i] += r.gradSum[i];
       lossSum = results.reduce((s, r) => s + r.lossSum, 0);
     } else {
-      const result = await computer.compute(unit);
+      const pending = computer.compute(unit);
+      // The next step's unit is this one again: its inputs made while this one computes.
+      if (flags.pipeline) computer.prepare(unit);
+      const result = await pending;
       grad = result.gradSum;
       lossSum = result.lossSum;
       issueMs = computer.lastIssueSeconds * 1000;
+      inputMs = computer.lastInputSeconds * 1000;
     }
     const ms = performance.now() - t0;
     if (!Number.isFinite(lossSum)) throw new Error(`${name}: loss is ${lossSum}`);
@@ -370,7 +379,7 @@ async function benchConfig(name: string, flags: Flags) {
     return ms;
   };
 
-  const times: { tfjs: number[]; tfjsIssue: number[]; torch: Record<number, number[]>; sweep: Record<number, number[]> } = { tfjs: [], tfjsIssue: [], torch: {}, sweep: {} };
+  const times: { tfjs: number[]; tfjsIssue: number[]; tfjsInputs: number[]; torch: Record<number, number[]>; sweep: Record<number, number[]> } = { tfjs: [], tfjsIssue: [], tfjsInputs: [], torch: {}, sweep: {} };
   for (const v of flags.sweep?.values ?? []) times.sweep[v] = [];
   for (const t of flags.torchThreads) times.torch[t] = [];
   for (let i = 0; i < flags.warmup; i++) {
@@ -393,6 +402,7 @@ async function benchConfig(name: string, flags: Flags) {
     }
     times.tfjs.push(await tfjsStep());
     times.tfjsIssue.push(issueMs);
+    times.tfjsInputs.push(inputMs);
     if (torch) for (const t of flags.torchThreads) times.torch[t].push(await torch.step(t));
     process.stdout.write('.');
   }
@@ -442,7 +452,10 @@ async function main() {
     }
     if (r.replayStatus !== undefined) console.log(`  webgpu step replay (DDPM_WEBGPU_REPLAY), by unit size: ${r.replayStatus}`);
     // On a GPU the kernels run after the host issues them; on a CPU backend issuing is running.
-    if (backend === 'webgpu' && r.threads === 1 && !flags.sweep) console.log(`  of which issuing every kernel (host time until the last was issued): ${fmt(median(r.samples.tfjsIssue))} ms (samples ${r.samples.tfjsIssue.map((x) => fmt(x)).join(' ')})`);
+    if (backend === 'webgpu' && r.threads === 1 && !flags.sweep) {
+      console.log(`  of which issuing every kernel (host time until the last was issued): ${fmt(median(r.samples.tfjsIssue))} ms (samples ${r.samples.tfjsIssue.map((x) => fmt(x)).join(' ')})`);
+      console.log(`    of which making the unit's images and noise on the host: ${fmt(median(r.samples.tfjsInputs))} ms`);
+    }
     for (const t of flags.torchThreads) {
       if (r.torchMs[t] === undefined || Number.isNaN(r.torchMs[t])) continue;
       console.log(`PyTorch ${r.torchVersion} ${t} thread(s): ${fmt(r.torchMs[t])} ms/step (samples ${r.samples.torch[t].map((x) => fmt(x)).join(' ')}); speed ratio tfjs/PyTorch = ${ratio(t)}x`);

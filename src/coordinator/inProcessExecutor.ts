@@ -26,7 +26,10 @@ export class InProcessExecutor implements UnitExecutor {
     const queue = [...work.units];
     const lane = async () => {
       for (let unit = queue.shift(); unit !== undefined && !this.cancelled; unit = queue.shift()) {
-        accept(await this.computer.compute(unit));
+        const result = this.computer.compute(unit);
+        // compute() returns once the unit's kernels are issued: on a GPU the host would now wait.
+        if (queue.length > 0) this.computer.prepare?.(queue[0]);
+        accept(await result);
         // Let timers (progress, metrics, signals) run between units.
         await new Promise((resolve) => setImmediate(resolve));
       }

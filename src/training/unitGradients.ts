@@ -39,6 +39,12 @@ export function unitNoise(unit: WorkUnit, perImage: number): Float32Array {
   return out;
 }
 
+/** A unit's x_0 and eps, made on the host. */
+interface HostInputs {
+  images: Float32Array;
+  noise: Float32Array;
+}
+
 export class UnitGradientComputer {
   private params: tf.Tensor[] = [];
   private paramViews: Float32Array[] = [];
@@ -48,6 +54,9 @@ export class UnitGradientComputer {
   /** Host time of the last compute until its last kernel was issued (the rest waited for the
    * device and read back): on a GPU, whether a step is bound by the host or by the device. */
   lastIssueSeconds = 0;
+  /** Of that, the host time making the unit's images and noise (0 when prepare() made them). */
+  lastInputSeconds = 0;
+  private prepared: { unit: WorkUnit; images: Float32Array; noise: Float32Array } | undefined;
 
   constructor(readonly model: UNetModel, readonly schedule: DiffusionSchedule, readonly objective: Objective) {}
 
@@ -68,6 +77,14 @@ export class UnitGradientComputer {
     this.version = version;
   }
 
+  /**
+   * Makes the images and noise of the unit to be computed next (the host's part of a step that
+   * comes before any kernel), so that the caller can do it while the device computes this one.
+   */
+  prepare(unit: WorkUnit): void {
+    this.prepared = { unit, ...this.hostInputs(unit) };
+  }
+
   async compute(unit: WorkUnit): Promise<UnitResult> {
     if (this.version < 0) throw new Error('no parameters set');
     // Parameters may be replaced while this unit's results are read back; the result names
@@ -77,17 +94,20 @@ export class UnitGradientComputer {
     const issued = () => { this.lastIssueSeconds = Number(process.hrtime.bigint() - started) / 1e9; };
     const gradSum = new Float32Array(this.model.size);
     const losses = new Float32Array(unit.count);
+    const inputs = this.prepared?.unit === unit ? this.prepared : this.hostInputs(unit);
+    this.prepared = undefined;
+    this.lastInputSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     const graph = this.replay?.graph(unit.count);
     if (graph !== undefined) {
-      await graph.run(this.replayInputs(unit), [...this.model.flatViews(gradSum), losses], issued);
+      await graph.run(this.replayInputs(unit, inputs), [...this.model.flatViews(gradSum), losses], issued);
     } else {
       const recorder = this.replay?.recorder(unit.count, this.params, unit);
-      const recording = await this.eager(unit, gradSum, losses, issued, recorder);
+      const recording = await this.eager(unit, inputs, gradSum, losses, issued, recorder);
       if (recorder !== undefined) {
         await this.replay?.learn(unit.count, recording, recorder.problem, async (learnt) => {
           const replayed = new Float32Array(this.model.size);
           const replayedLosses = new Float32Array(unit.count);
-          await learnt.run(this.replayInputs(unit), [...this.model.flatViews(replayed), replayedLosses]);
+          await learnt.run(this.replayInputs(unit, inputs), [...this.model.flatViews(replayed), replayedLosses]);
           return sameBits(replayed, gradSum) && sameBits(replayedLosses, losses);
         });
       }
@@ -116,17 +136,16 @@ export class UnitGradientComputer {
   }
 
   /** The step through tfjs: the gradient into gradSum, the per-example losses into losses. */
-  private async eager(unit: WorkUnit, gradSum: Float32Array, losses: Float32Array, issued: () => void, recorder?: StepRecorder): Promise<StepRecording | undefined> {
+  private async eager(unit: WorkUnit, inputs: HostInputs, gradSum: Float32Array, losses: Float32Array, issued: () => void, recorder?: StepRecorder): Promise<StepRecording | undefined> {
     const { imageSize: size, imageChannels: channels } = this.model.config;
-    const perImage = size * size * channels;
     const shape: [number, number, number, number] = [unit.count, size, size, channels];
     let perExample: tf.Tensor1D | undefined;
     let recording: StepRecording | undefined;
     let grads: tf.Tensor[] = [];
     try {
       grads = tf.tidy(() => {
-        const x0 = tf.tensor4d(unitImages(unit, size, channels), shape);
-        const noise = tf.tensor4d(unitNoise(unit, perImage), shape);
+        const x0 = tf.tensor4d(inputs.images, shape);
+        const noise = tf.tensor4d(inputs.noise, shape);
         recorder?.nameInput(x0, 'x0');
         recorder?.nameInput(noise, 'noise');
         const lossOf = (...params: tf.Tensor[]) => {
@@ -151,11 +170,15 @@ export class UnitGradientComputer {
     return recording;
   }
 
-  /** What a replayed step reads from this unit and the current parameters. */
-  private replayInputs(unit: WorkUnit): ReplayInputs {
+  private hostInputs(unit: WorkUnit): HostInputs {
     const { imageSize: size, imageChannels: channels } = this.model.config;
+    return { images: unitImages(unit, size, channels), noise: unitNoise(unit, size * size * channels) };
+  }
+
+  /** What a replayed step reads from this unit and the current parameters. */
+  private replayInputs(unit: WorkUnit, inputs: HostInputs): ReplayInputs {
     return {
-      named: new Map([['x0', unitImages(unit, size, channels)], ['noise', unitNoise(unit, size * size * channels)]]),
+      named: new Map([['x0', inputs.images], ['noise', inputs.noise]]),
       unit,
       param: (index) => this.paramViews[index],
       paramVersion: this.version,

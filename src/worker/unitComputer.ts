@@ -19,6 +19,9 @@ export interface UnitComputer {
   readonly replayStatus?: string;
   setParams(flat: Float32Array, version: number): void;
   compute(unit: WorkUnit): Promise<UnitResult>;
+  /** Where it helps (a GPU computing while the host waits): makes the host's inputs of the unit
+   * to be computed next, called once the current one's work is issued. */
+  prepare?(unit: WorkUnit): void;
   dispose(): Promise<void>;
 }
 
@@ -54,6 +57,10 @@ export class InlineUnitComputer implements UnitComputer {
 
   compute(unit: WorkUnit): Promise<UnitResult> {
     return this.computer.compute(unit);
+  }
+
+  prepare(unit: WorkUnit): void {
+    this.computer.prepare(unit);
   }
 
   async dispose(): Promise<void> {
