@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The webgpu measurements of README "Worker compute speed", in one call on a GPU host (the device
-# machine). Sections (SECTIONS, default all, in this order; a run cut short still reports the first):
+# machine). Sections (SECTIONS, default all but tuning, in this order; a run cut short still reports the first):
 #   check    this project's kernels and readInto against the cpu backend's values on the card
 #            (kernelCheck.ts; the references are computed beforehand without a GPU)
 #   steps    the ch64 U-Net's batch-64 training step on tfjs webgpu against PyTorch CUDA fp32 (TF32
@@ -21,8 +21,9 @@
 #            SUBMIT_SIZES taking turns step by step in one process (--sweep)
 #   before   side by side, alternating: the step bench built from an earlier commit
 #            (.gpu-build/before/stepBench.js, if present) and this one
-#   tuning   side by side, alternating with the default: tfjs sending every kernel to the GPU
-#            (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD=0) and V8 with a 64 MiB young generation
+#   tuning   (only when named) side by side, alternating with the default: tfjs sending every
+#            kernel to the GPU (WEBGPU_CPU_HANDOFF_SIZE_THRESHOLD=0) and V8 with a 64 MiB young
+#            generation
 #   kernels  single-kernel timings (GFLOP/s, GB/s) at the ch64 shapes, batch 64, project and tfjs
 # Prepared here:
 #   npm run gpu:build && node .gpu-build/kernelCheck.js --write-references .gpu-build/kernel-references.bin
@@ -35,7 +36,7 @@ out=${OUT:-bench-results/gpu}
 work=/tmp/device-bench
 rm -rf "$work" && mkdir -p "$work" "$out"
 log=$out/bench.log
-sections=" ${SECTIONS:-check steps replay batch128 host submit before tuning kernels} "
+sections=" ${SECTIONS:-check steps replay batch128 host submit before kernels} "
 repeats=${REPEATS:-5}
 warmup=${WARMUP:-2}
 export STEP_BENCH_DIR=$PWD/scripts/step-bench

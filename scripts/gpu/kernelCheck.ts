@@ -14,7 +14,7 @@ import * as fs from 'fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../../src/backend/backend';
 import { readInto } from '../../src/backend/readBack';
-import { groupNormAct } from '../../src/model/layers';
+import { dropout, groupNormAct } from '../../src/model/layers';
 import { UNetModel } from '../../src/model/unetModel';
 import { Rng } from '../../src/rng/rng';
 // The comparison the tests make (test/webgpuKernels.test.ts): a NaN (empty reference) fails too.
@@ -59,6 +59,24 @@ function groupNormCheck(x: Shape4, groups: number): Check {
       const r = data(x, 8);
       const f = (a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => groupNormAct(a as tf.Tensor4D, g, b, groups, 1e-6, true);
       return [f(xv, gamma, beta), ...tf.grads((a: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(a, g, b), r)) as tf.Scalar)([xv, gamma, beta])];
+    },
+  };
+}
+
+/** The forward convolution: at batch 1 over 256 channels at 8x8 tfjs's matmul would split K with atomics (deterministicMatMul.ts). */
+function convForwardCheck(x: Shape4, outChannels: number): Check {
+  return { name: `conv2d ${x.join('x')} k3 -> ${outChannels} (forward)`, run: () => [tf.conv2d(data(x, 9) as tf.Tensor4D, data([3, 3, x[3], outChannels], 10) as tf.Tensor4D, 1, 'same')] };
+}
+
+/** Dropout (mask computed on the GPU; the cpu backend builds it on the host) and its gradient. */
+function dropoutCheck(x: Shape4, rate: number): Check {
+  return {
+    name: `dropout ${x.join('x')} rate ${rate}: y, dx`,
+    run: () => {
+      const xv = data(x, 11) as tf.Tensor4D;
+      const r = data(x, 12);
+      const f = (a: tf.Tensor) => dropout(a as tf.Tensor4D, rate, 123456789, 5);
+      return [f(xv), tf.grad((a: tf.Tensor) => tf.sum(tf.mul(f(a), r)))(xv)];
     },
   };
 }
@@ -148,6 +166,8 @@ async function main(): Promise<void> {
     sumCheck([5, 1000, 3], [1], false),
     groupNormCheck([batch, 32, 32, 64], 32),
     groupNormCheck([batch, 8, 8, 128], 32),
+    convForwardCheck([1, 8, 8, 256], 128),
+    dropoutCheck([batch, 32, 32, 128], 0.1),
   ];
   if (writeTo !== undefined) {
     const refs = new Map<string, Float32Array[]>();
