@@ -13,7 +13,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { envChoice } from '../../util/envChoice';
 import { StepGraph } from './stepGraph';
 import { webgpuKernelChoiceFromEnv } from './register';
-import { releasePooledBuffers } from './internals';
+import { releasePooledBuffers, webgpuInternals } from './internals';
 import { StepRecorder, StepRecording, recordingsDiffer } from './stepRecording';
 import type { UnitKeys } from '../stepInputs';
 
@@ -76,10 +76,21 @@ export class StepReplay {
       state.off = `two steps differed: ${differ}`;
       return;
     }
+    // tfjs's pooled buffers go first (tfjs never gives them back; the graph has buffers of its
+    // own), so that the GPU never holds both: a step that fits through tfjs fits replayed.
+    const internals = webgpuInternals(this.backend);
+    internals.ensureCommandEncoderReady();
+    internals.endComputePassEncoder();
+    internals.submitQueue(); // returns the step's disposed tensors' buffers to the pool
+    releasePooledBuffers(this.backend);
+    internals.device.pushErrorScope('out-of-memory');
     const graph = new StepGraph(this.backend, recording, () => tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'));
-    if (await replayMatches(graph)) {
+    const outOfMemory = await internals.device.popErrorScope();
+    if (outOfMemory !== null) {
+      graph.dispose();
+      state.off = `no GPU memory for the graph (${outOfMemory.message})`;
+    } else if (await replayMatches(graph)) {
       state.graph = graph;
-      releasePooledBuffers(this.backend); // the graph has buffers of its own
     } else {
       graph.dispose();
       state.off = 'a replay gave other bits than tfjs';
