@@ -60,13 +60,11 @@ function isGpuBuffer(x: unknown): x is GPUBuffer {
   return typeof x === 'object' && x !== null && typeof (x as GPUBuffer).mapAsync === 'function';
 }
 
+/** A copy of uploaded values' bytes, as the GPU buffer holds them; undefined for other types
+ * (bool is bytes on the CPU but 32-bit integers on the GPU). */
 function bytesOf(values: unknown): Uint8Array | undefined {
-  if (values instanceof Float32Array || values instanceof Int32Array || values instanceof Uint8Array) {
-    // tfjs keeps int32 and bool as 32-bit integers on the GPU: bool's bytes would not be the buffer's.
-    if (values instanceof Uint8Array) return undefined;
-    return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
-  }
-  return undefined;
+  if (!(values instanceof Float32Array || values instanceof Int32Array)) return undefined;
+  return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
 }
 
 export class StepRecorder {
@@ -77,13 +75,17 @@ export class StepRecorder {
   private readonly named = new Map<object, string>();
   private readonly derived = new Map<object, UnitValues>();
   private readonly restore: Array<() => void> = [];
+  private readonly paramIndex: Map<object, number>;
+  /** Set while tfjs records a program: its one queue write then is the program's uniforms. */
+  private recordingProgram = false;
   private lastUniform: Uint8Array | undefined;
   private stopped = false;
   problem: string | undefined;
 
   /** Starts recording the backend's work; `params` are the step's parameter tensors, in order. */
-  constructor(backend: WebGPUBackend, private readonly params: readonly tf.TensorInfo[], private readonly unit: UnitKeys) {
+  constructor(backend: WebGPUBackend, params: readonly tf.TensorInfo[], private readonly unit: UnitKeys) {
     this.b = webgpuInternals(backend) as BackendMembers;
+    this.paramIndex = new Map(params.map((p, i) => [p.dataId, i]));
     const b = this.b;
     const self = this;
     this.wrap(b, 'uploadToGPU', (original) => function (this: BackendMembers, dataId: object) {
@@ -93,16 +95,22 @@ export class StepRecorder {
       if (values != null) self.uploaded(dataId, values);
     });
     this.wrap(b.queue, 'writeBuffer', (original) => function (this: GPUQueue, buffer: GPUBuffer, offset: number, data: ArrayBuffer | ArrayBufferView, dataOffset = 0, size?: number) {
-      // Within recordAndSubmit, the one write is the program's uniforms (tfjs's makeUniforms).
-      const view = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
-      self.lastUniform = view.slice(dataOffset, size === undefined ? undefined : dataOffset + size);
+      if (self.recordingProgram) {
+        const view = ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+        self.lastUniform = view.slice(dataOffset, size === undefined ? undefined : dataOffset + size);
+      }
       return original.call(this, buffer, offset, data, dataOffset, size);
     });
     this.wrap(b, 'recordAndSubmit', (original) => function (this: BackendMembers, program: Parameters<BackendMembers['recordAndSubmit']>[0], output: tf.TensorInfo, inputs: tf.TensorInfo[], uniforms: unknown) {
       if (this.activeTimers != null) self.fail('the step was profiled');
       if (program.pixelsOpType != null) self.fail('a pixels program');
       self.lastUniform = undefined;
-      original.call(this, program, output, inputs, uniforms);
+      self.recordingProgram = true;
+      try {
+        original.call(this, program, output, inputs, uniforms);
+      } finally {
+        self.recordingProgram = false;
+      }
       self.dispatched(program, output, inputs);
     });
     this.wrap(b.device, 'createCommandEncoder', (original) => function (this: GPUDevice, descriptor?: GPUCommandEncoderDescriptor) {
@@ -181,10 +189,10 @@ export class StepRecorder {
   }
 
   private uploaded(dataId: object, values: unknown): void {
-    const param = this.params.findIndex((p) => p.dataId === dataId);
+    const param = this.paramIndex.get(dataId);
     const name = this.named.get(dataId);
     const derived = this.derived.get(dataId);
-    if (param >= 0) this.newSlot(dataId, { kind: 'param', index: param });
+    if (param !== undefined) this.newSlot(dataId, { kind: 'param', index: param });
     else if (name !== undefined) this.newSlot(dataId, { kind: 'input', name });
     else if (derived !== undefined) this.newSlot(dataId, { kind: 'unit', values: derived });
     else {
@@ -198,8 +206,8 @@ export class StepRecorder {
   private slotFor(dataId: object): Slot {
     const known = this.slotOf.get(dataId);
     if (known !== undefined) return known;
-    const param = this.params.findIndex((p) => p.dataId === dataId);
-    if (param >= 0) return this.newSlot(dataId, { kind: 'param', index: param });
+    const param = this.paramIndex.get(dataId);
+    if (param !== undefined) return this.newSlot(dataId, { kind: 'param', index: param });
     const resource = this.b.tensorMap.get(dataId)?.resource;
     if (!isGpuBuffer(resource)) this.fail('a tensor read from the CPU');
     return this.newSlot(dataId, { kind: 'resident', buffer: resource as GPUBuffer });
