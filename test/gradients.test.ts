@@ -291,6 +291,7 @@ describe('prepare(): the next unit\'s images and noise made while this one compu
       expect(Buffer.from((await computer.compute(b)).gradSum.buffer).equals(freshB)).toBe(true);
       computer.prepare(a);
       expect(Buffer.from((await computer.compute(a)).gradSum.buffer).equals(freshA)).toBe(true);
+      expect(computer.unitsFromPrepared).toBe(1);
       expect(freshA.equals(freshB)).toBe(false);
     } finally {
       computer.dispose();

@@ -57,6 +57,8 @@ export class UnitGradientComputer {
   /** Of that, the host time making the unit's images and noise (0 when prepare() made them). */
   lastInputSeconds = 0;
   private prepared: { unit: WorkUnit; images: Float32Array; noise: Float32Array } | undefined;
+  /** Units computed from images and noise that prepare() made. */
+  unitsFromPrepared = 0;
 
   constructor(readonly model: UNetModel, readonly schedule: DiffusionSchedule, readonly objective: Objective) {}
 
@@ -94,7 +96,9 @@ export class UnitGradientComputer {
     const issued = () => { this.lastIssueSeconds = Number(process.hrtime.bigint() - started) / 1e9; };
     const gradSum = new Float32Array(this.model.size);
     const losses = new Float32Array(unit.count);
-    const inputs = this.prepared?.unit === unit ? this.prepared : this.hostInputs(unit);
+    const prepared = this.prepared?.unit === unit ? this.prepared : undefined;
+    const inputs = prepared ?? this.hostInputs(unit);
+    if (prepared !== undefined) this.unitsFromPrepared++;
     this.prepared = undefined;
     this.lastInputSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     const graph = this.replay?.graph(unit.count);

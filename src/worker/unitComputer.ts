@@ -22,6 +22,8 @@ export interface UnitComputer {
   /** Where it helps (a GPU computing while the host waits): makes the host's inputs of the unit
    * to be computed next, called once the current one's work is issued. */
   prepare?(unit: WorkUnit): void;
+  /** Units computed from inputs that prepare() made. */
+  readonly unitsFromPrepared?: number;
   dispose(): Promise<void>;
 }
 
@@ -61,6 +63,10 @@ export class InlineUnitComputer implements UnitComputer {
 
   prepare(unit: WorkUnit): void {
     this.computer.prepare(unit);
+  }
+
+  get unitsFromPrepared(): number {
+    return this.computer.unitsFromPrepared;
   }
 
   async dispose(): Promise<void> {

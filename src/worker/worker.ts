@@ -12,6 +12,7 @@ import { decodeParameters, decodeWork, encodeResult } from '../protocol/units';
 import { UnitComputer, replayStatusLogger, startUnitComputer } from './unitComputer';
 import { parameterCount } from '../model/paramSpecs';
 import { UNetConfig, validateConfig } from '../model/config';
+import type { WorkUnit } from '../training/workUnit';
 import { isScheduleName } from '../schedule';
 import { isPredictionTarget } from '../diffusion/types';
 
@@ -51,9 +52,16 @@ export class Worker {
   private welcomedRunId: string | undefined;
   /** A compute failure ends the message loop with it. */
   private failure: Error | undefined;
+  /** The next message, read while a unit computed (readAhead), with the unit it carries if any. */
+  private ahead: { frames: Buffer[]; message?: Message; unit?: WorkUnit } | undefined;
   unitsDone = 0;
 
   constructor(private readonly opts: WorkerOptions) {}
+
+  /** Units of the current run computed from images and noise made while the unit before them computed. */
+  get unitsPrepared(): number {
+    return this.run?.computer.unitsFromPrepared ?? 0;
+  }
 
   private log(line: string): void {
     this.opts.log?.(`worker ${this.opts.name}: ${line}`);
@@ -85,7 +93,9 @@ export class Worker {
     let lastBeat = Date.now();
     while (!this.stopping) {
       if (this.failure) throw this.failure;
-      const frames = await this.opts.channel.receive(heartbeatMs);
+      const ahead = this.ahead;
+      this.ahead = undefined;
+      const frames = ahead?.frames ?? await this.opts.channel.receive(heartbeatMs);
       const now = Date.now();
       if (this.run && now - lastBeat >= heartbeatMs) {
         lastBeat = now;
@@ -101,14 +111,14 @@ export class Worker {
       }
       let message: Message;
       try {
-        message = decodeMessage(frames);
+        message = ahead?.message ?? decodeMessage(frames);
       } catch (err) {
         this.rejects.add('coordinator', err instanceof ProtocolError ? err.reason : 'malformed', (err as Error).message);
         continue;
       }
       this.lastHeard = now;
       try {
-        if ((await this.handle(message)) === 'finished') return 'finished';
+        if ((await this.handle(message, ahead?.unit)) === 'finished') return 'finished';
       } catch (err) {
         if (!(err instanceof ProtocolError)) throw err;
         this.rejects.add('coordinator', err.reason, `${Kind[message.envelope.kind]}: ${err.message}`);
@@ -117,7 +127,8 @@ export class Worker {
     return 'stopped';
   }
 
-  private async handle(m: Message): Promise<'finished' | undefined> {
+  /** `decoded`: the WORK message's unit, when readAhead decoded it already. */
+  private async handle(m: Message, decoded?: WorkUnit): Promise<'finished' | undefined> {
     const e = m.envelope;
     if (e.kind !== Kind.WELCOME && e.kind !== Kind.ERROR && this.run !== undefined && e.runId !== this.run.runId) {
       throw new ProtocolError('run_mismatch', `message for run ${e.runId}, this worker is in run ${this.run.runId}`);
@@ -137,15 +148,20 @@ export class Worker {
         if (run.computer.paramVersion !== e.paramVersion) {
           throw new ProtocolError('stale', `WORK for parameter version ${e.paramVersion}, holding ${run.computer.paramVersion}`);
         }
-        const unit = decodeWork(m, run.config, run.timesteps);
+        const unit = decoded ?? decodeWork(m, run.config, run.timesteps);
         const sent = run.computer.compute(unit).then(async (result) => {
           this.unitsDone++;
           this.logReplay(run.computer);
           await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
         }).catch((err: Error) => { this.failure ??= err; });
         // On compute threads the result is sent when it is ready, while messages keep coming;
-        // in this thread, the result is read back and sent before the next message.
-        if (run.computer.slots === 1) await sent;
+        // in this thread, the result is read back and sent before the next message is handled,
+        // but that message is read now: while a GPU computes this unit, the next one's images and
+        // noise are made (the coordinator sends a worker its next unit ahead).
+        if (run.computer.slots === 1) {
+          await this.readAhead(run);
+          await sent;
+        }
         // A turn of the event loop between units: queued messages resolve receive() at once,
         // which would otherwise starve timers and the metrics server.
         await new Promise((resolve) => setImmediate(resolve));
@@ -205,6 +221,25 @@ export class Worker {
       this.run = { ...this.run, runId: m.envelope.runId, dtype: w.transportDtype ?? DType.FLOAT32 };
     }
     this.log(`joined run ${m.envelope.runId} as ${w.workerId} (${this.run.parameterCount} parameters)`);
+  }
+
+  /** Reads the next message if one is waiting; a unit for the current parameters is prepared. */
+  private async readAhead(run: RunInfo): Promise<void> {
+    if (run.computer.prepare === undefined || this.stopping) return;
+    const frames = await this.opts.channel.receive(0);
+    if (frames === undefined) return;
+    this.ahead = { frames };
+    try {
+      const message = decodeMessage(frames);
+      this.ahead.message = message;
+      const e = message.envelope;
+      if (e.kind !== Kind.WORK || e.runId !== run.runId || e.paramVersion !== run.computer.paramVersion) return;
+      const unit = decodeWork(message, run.config, run.timesteps);
+      this.ahead.unit = unit;
+      run.computer.prepare(unit);
+    } catch {
+      // A malformed message is rejected, with its reason, when the loop handles it.
+    }
   }
 
   /** Says goodbye, closes the channel and waits for the loop. Idempotent. */
