@@ -220,6 +220,8 @@ describe('backends that this machine lacks', () => {
   it.each([
     ['DDPM_WEBGPU_DAWN_BACKEND', 'metal', 'vulkan, opengles, opengl'],
     ['DDPM_WEBGPU_KERNELS', 'fast', 'project, tfjs'],
+    ['DDPM_WEBGPU_CONV_INPUT', 'fast', 'conv, tfjs'],
+    ['DDPM_WEBGPU_REPLAY', 'maybe', 'on, off'],
   ])('--backend webgpu with %s=%s: one line naming the allowed values, exit 2', async (name, value, allowed) => {
     const ckpt = path.join(tmp, `never-${name}`);
     const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'webgpu', '--steps', '1', '--checkpoint-dir', ckpt], 90_000, { ...process.env, [name]: value });

@@ -62,7 +62,8 @@ describe('the conv gradients on webgpu by default', () => {
     expect(tf.getKernel(tf.Conv2DBackpropFilter, 'webgpu')?.kernelFunc.name).toBe('tiledConvFilterGradient');
   });
 
-  it('the input gradient is tfjs\'s tiled (matmul) kernel, not its naive one', () => {
+  it('the input gradient is a forward convolution at stride 1, else tfjs\'s tiled (matmul) kernel, not its naive one', () => {
+    expect(tf.getKernel(tf.Conv2DBackpropInput, 'webgpu')?.kernelFunc.name).toBe('convInputGradientAsConv');
     expect(tf.env().getBool('WEBGPU_USE_NAIVE_CONV2D_TRANSPOSE')).toBe(false);
   });
 
@@ -76,12 +77,15 @@ describe.each([...CASES, ...LARGE].map((c, i) => [c.name, c, i] as const))('conv
   const data = caseData(c, 2000 + index);
   let cpu: { dx: Float32Array; dw: Float32Array };
   let webgpu: { dx: Float32Array; dw: Float32Array };
+  let programs: Record<string, number>;
 
   beforeAll(async () => {
     await tf.setBackend('cpu');
     cpu = await convGrads(c, data);
     await tf.setBackend('webgpu');
-    webgpu = await convGrads(c, data);
+    const counted = await countDispatches(() => convGrads(c, data));
+    webgpu = counted.result;
+    programs = counted.dispatches ?? {};
   });
 
   it('the reference weight gradient is not trivially zero', () => {
@@ -93,8 +97,10 @@ describe.each([...CASES, ...LARGE].map((c, i) => [c.name, c, i] as const))('conv
     expect(relativeMax(webgpu.dw, cpu.dw)).toBeLessThan(1e-4);
   });
 
-  it('input gradient on webgpu (tfjs\'s tiled kernel) equals the cpu reference to 1e-4', () => {
+  it(`input gradient on webgpu (${c.stride === 1 ? 'a forward convolution of dy with the flipped, transposed filter' : 'tfjs\'s tiled kernel'}) equals the cpu reference to 1e-4`, () => {
     expect(relativeMax(webgpu.dx, cpu.dx)).toBeLessThan(1e-4);
+    expect(Object.keys(programs).includes('FilterFlipTransposeProgram')).toBe(c.stride === 1);
+    expect(Object.keys(programs).includes('Conv2DDerInputMMProgram')).toBe(c.stride === 2);
   });
 });
 

@@ -13,6 +13,9 @@
 #   replay   side by side, alternating: the step replayed without tfjs (the default once two steps
 #            of the size are learnt; src/backend/webgpu/stepReplay.ts) and through tfjs
 #            (DDPM_WEBGPU_REPLAY=off), then PyTorch beside the replayed step
+#   convinput side by side, alternating: the stride-1 conv input gradient as a forward convolution
+#            (the default; src/backend/webgpu/convInputGradient.ts) and tfjs's input-gradient program
+#            (DDPM_WEBGPU_CONV_INPUT=tfjs)
 #   batch128 the project's step and PyTorch's at batch 128 (the host's share of a step does not grow
 #            with the batch)
 #   host     the project's step without tf.profile under V8's CPU profiler: where the host's time
@@ -36,7 +39,7 @@ out=${OUT:-bench-results/gpu}
 work=/tmp/device-bench
 rm -rf "$work" && mkdir -p "$work" "$out"
 log=$out/bench.log
-sections=" ${SECTIONS:-check steps replay batch128 host submit before kernels} "
+sections=" ${SECTIONS:-check steps replay convinput batch128 host submit before kernels} "
 repeats=${REPEATS:-5}
 warmup=${WARMUP:-2}
 export STEP_BENCH_DIR=$PWD/scripts/step-bench
@@ -80,6 +83,13 @@ if want replay; then
     step "replayed-$round" 50 --repeats "$repeats" --no-torch --no-profile
   done
   step replayed-torch 80 --repeats "$repeats" --no-profile
+fi
+
+if want convinput; then
+  for round in 1 2; do
+    DDPM_WEBGPU_CONV_INPUT=tfjs step "conv-input-tfjs-$round" 50 --repeats "$repeats" --no-torch --no-profile
+    step "conv-input-conv-$round" 50 --repeats "$repeats" --no-torch --no-profile
+  done
 fi
 
 if want batch128; then

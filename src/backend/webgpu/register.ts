@@ -16,6 +16,7 @@ import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { replaceKernel } from '../kernelComposer';
 import { Conv4, ConvGradAttrs } from '../convGradients';
 import { filterGradient } from './filterGradient';
+import { convInputGradient, isPlainConvInputGradient } from './convInputGradient';
 import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, checkFloat, groupNormDims, registerFusedGradients } from '../fusedKernels';
 import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
 import { swishKernel } from './swish';
@@ -38,29 +39,58 @@ export const SUBMIT_BATCH_SIZE = 64;
 
 export interface WebgpuKernelChoice {
   kernels: 'project' | 'tfjs';
+  /** With the project's kernels, the stride-1 conv input gradient: as a forward convolution
+   * (convInputGradient.ts) or tfjs's own input-gradient program (DDPM_WEBGPU_CONV_INPUT). */
+  convInput: 'conv' | 'tfjs';
+  /** Whether workers replay their steps without tfjs once learnt (stepReplay.ts; DDPM_WEBGPU_REPLAY). */
+  replay: 'on' | 'off';
 }
 
-/** The choice from DDPM_WEBGPU_KERNELS; a bad value throws one line. */
+/** The choice from DDPM_WEBGPU_KERNELS, _CONV_INPUT and _REPLAY; a bad value throws one line. */
 export function webgpuKernelChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): WebgpuKernelChoice {
-  return { kernels: envChoice('DDPM_WEBGPU_KERNELS', ['project', 'tfjs'] as const, env) };
+  return {
+    kernels: envChoice('DDPM_WEBGPU_KERNELS', ['project', 'tfjs'] as const, env),
+    convInput: envChoice('DDPM_WEBGPU_CONV_INPUT', ['conv', 'tfjs'] as const, env),
+    replay: envChoice('DDPM_WEBGPU_REPLAY', ['on', 'off'] as const, env),
+  };
 }
 
-function registerTiledConvFilterGradient(): void {
-  replaceKernel(tf.Conv2DBackpropFilter, 'webgpu', (original) => ({
-    kernelName: tf.Conv2DBackpropFilter,
-    backendName: 'webgpu',
-    kernelFunc: function tiledConvFilterGradient(args) {
-      const a = args.attrs as unknown as ConvGradAttrs & { filterShape: Conv4 };
-      const { x, dy } = args.inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
-      const backend = args.backend as unknown as WebGPUBackend;
-      if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, x) || !storedAsFloat32(backend, dy)) {
-        if (original === undefined) throw new Error(`Conv2DBackpropFilter on webgpu: no fallback for ${a.dataFormat} ${x.dtype}`);
-        return original.kernelFunc(args);
-      }
-      const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
-      return filterGradient(backend, x, dy, info);
-    },
-  }));
+interface ConvGradientArgs {
+  inputs: Record<string, tf.TensorInfo>;
+  attrs: ConvGradAttrs & { filterShape: Conv4; inputShape: Conv4 };
+  backend: WebGPUBackend;
+}
+
+/**
+ * Replaces a conv gradient kernel on webgpu by `compute` (a named function: tests check which
+ * kernel is registered), which returns undefined for the cases it leaves to tfjs's kernel.
+ */
+function replaceConvGradient(kernelName: string, compute: (args: ConvGradientArgs) => tf.TensorInfo | undefined): void {
+  replaceKernel(kernelName, 'webgpu', (original) => {
+    // Named as `compute` is.
+    const kernelFunc = { [compute.name]: (args: Parameters<tf.KernelFunc>[0]) => {
+      const out = compute(args as unknown as ConvGradientArgs);
+      if (out !== undefined) return out;
+      if (original === undefined) throw new Error(`${kernelName} on webgpu: no fallback for ${(args.attrs as unknown as ConvGradAttrs).dataFormat}`);
+      return original.kernelFunc(args);
+    } }[compute.name];
+    return { kernelName, backendName: 'webgpu', kernelFunc };
+  });
+}
+
+function registerConvGradients(choice: WebgpuKernelChoice): void {
+  replaceConvGradient(tf.Conv2DBackpropFilter, function tiledConvFilterGradient({ inputs: { x, dy }, attrs: a, backend }) {
+    if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, x) || !storedAsFloat32(backend, dy)) return undefined;
+    const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    return filterGradient(backend, x, dy, info);
+  });
+  if (choice.convInput === 'tfjs') return;
+  // The stride-1 conv input gradient as a forward convolution (convInputGradient.ts).
+  replaceConvGradient(tf.Conv2DBackpropInput, function convInputGradientAsConv({ inputs: { dy, filter }, attrs: a, backend }) {
+    if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, dy) || !storedAsFloat32(backend, filter)) return undefined;
+    const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as Conv4, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
+    return isPlainConvInputGradient(info) ? convInputGradient(backend, dy, filter, info) : undefined;
+  });
 }
 
 function dimsOf(x: tf.TensorInfo, groups: number): GroupNormDims {
@@ -153,7 +183,7 @@ function registerRowSum(): void {
 export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   const g = globalThis as Record<string, unknown>;
   const marker = '__ddpmWebgpuKernels';
-  const key = choice.kernels;
+  const key = `${choice.kernels}${choice.kernels === 'project' ? `, conv input ${choice.convInput}` : ''}`;
   if (g[marker] !== undefined) {
     if (g[marker] !== key) throw new Error(`webgpu kernels already registered as ${String(g[marker])}, not ${key}`);
     return;
@@ -172,6 +202,6 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   registerFusedWebgpuKernels();
   registerDropout();
   registerRowSum();
-  registerTiledConvFilterGradient();
+  registerConvGradients(choice);
   registerDeterministicMatMul();
 }

@@ -10,7 +10,6 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { envChoice } from '../../util/envChoice';
 import { StepGraph } from './stepGraph';
 import { webgpuKernelChoiceFromEnv } from './register';
 import { releasePooledBuffers, webgpuInternals } from './internals';
@@ -36,8 +35,9 @@ export class StepReplay {
    * DDPM_WEBGPU_KERNELS=tfjs (tfjs's own kernels and settings, the benchmarks' baseline).
    */
   static forBackend(env: NodeJS.ProcessEnv = process.env): StepReplay | undefined {
-    const choice = envChoice('DDPM_WEBGPU_REPLAY', ['on', 'off'] as const, env);
-    if (choice === 'off' || tf.getBackend() !== 'webgpu' || webgpuKernelChoiceFromEnv(env).kernels === 'tfjs') return undefined;
+    if (tf.getBackend() !== 'webgpu') return undefined;
+    const choice = webgpuKernelChoiceFromEnv(env);
+    if (choice.replay === 'off' || choice.kernels === 'tfjs') return undefined;
     return new StepReplay(tf.backend() as unknown as WebGPUBackend);
   }
 
