@@ -7,29 +7,30 @@
  * Sum calls and its 112 transposes; Sum took 17 ms of an H200 step's kernel time
  * (PERFORMANCE.md), PyTorch's whole step 35 ms.
  *
- * Here x is viewed as [outer, rows, cols] with the reduced axes in rows. Pass 1 gives each thread
- * one (chunk of rows, outer, col): neighbouring threads read neighbouring columns, so reads are
- * contiguous and nothing is copied; pass 2 sums each output's chunks in order. Chunks are about
- * sqrt(rows) long, so both passes' loops are short. A fixed order: the bits do not vary run to run.
+ * Here x is viewed as [outer, rows, cols] with the reduced axes in rows. A pass gives each
+ * thread one (chunk of at most 64 rows, outer, col): neighbouring threads read neighbouring
+ * columns, so reads are contiguous and nothing is copied; passes repeat on the chunk sums until one
+ * chunk is left. Short chunks keep a GPU busy: a ch-64 bias at batch 64 (65,536 rows, 64 columns)
+ * is 65,536 threads of 64 reads, then 1,024 of 64, then 64 of 16, where chunks of sqrt(rows) (this
+ * kernel before) were 16,384 threads each waiting on 256 reads, then 64 threads on 256. Each sum
+ * in a fixed order: the bits do not vary run to run.
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { ElementwiseProgram, StridedSumProgram, int32Uniforms, stridedSumUniforms } from './programs';
+import { ElementwiseProgram, int32Uniforms } from './programs';
 
-/** Shorter chunks spend more on pass 2's reads than they save in pass 1. */
-const MIN_CHUNK_ROWS = 32;
+/** Rows a thread sums in one pass. */
+export const CHUNK_ROWS = 64;
 
-export interface RowSumPlan {
-  chunks: number;
-  chunkRows: number;
-}
-
-/** Chunks of about sqrt(rows) rows, none shorter than MIN_CHUNK_ROWS but the last; one chunk
- * (one pass) below two chunks' worth. */
-export function planRowChunks(rows: number): RowSumPlan {
-  const wanted = Math.max(1, Math.floor(rows / Math.max(MIN_CHUNK_ROWS, Math.ceil(Math.sqrt(rows)))));
-  const chunkRows = Math.ceil(rows / wanted);
-  return { chunks: Math.ceil(rows / chunkRows), chunkRows };
+/** The chunk count of each pass for `rows` rows: ceil(rows / 64), then of that, down to 1. */
+export function planRowPasses(rows: number): number[] {
+  const passes: number[] = [];
+  let left = rows;
+  do {
+    left = Math.ceil(left / CHUNK_ROWS);
+    passes.push(left);
+  } while (left > 1);
+  return passes;
 }
 
 /** out[p, o, c] = sum over r in chunk p, in order, of x[o, r, c]. */
@@ -62,13 +63,18 @@ class RowChunkSumProgram extends ElementwiseProgram {
 
 /** x (float32, `outer * rows * cols` values) summed over rows, shaped outShape (outer * cols values). */
 export function sumRows(backend: WebGPUBackend, x: tf.TensorInfo, outer: number, rows: number, cols: number, outShape: number[]): tf.TensorInfo {
-  const { chunks, chunkRows } = planRowChunks(rows);
-  const uniforms = int32Uniforms(rows, cols, outer * cols, chunkRows);
-  if (chunks === 1) return backend.runWebGPUProgram(new RowChunkSumProgram(outShape), [x], 'float32', uniforms);
-  const partial = backend.runWebGPUProgram(new RowChunkSumProgram([chunks, outer * cols]), [x], 'float32', uniforms);
-  const out = backend.runWebGPUProgram(new StridedSumProgram(outShape), [partial], 'float32', stridedSumUniforms(chunks, outer * cols, 1, 0));
-  backend.disposeData(partial.dataId);
-  return out;
+  const width = outer * cols;
+  let input = x;
+  let left = rows;
+  for (const chunks of planRowPasses(rows)) {
+    // A pass's chunk sums are the next pass's rows: [chunks, outer * cols] is [1, chunks, width].
+    const uniforms = int32Uniforms(left, input === x ? cols : width, width, CHUNK_ROWS);
+    const out = backend.runWebGPUProgram(new RowChunkSumProgram(chunks === 1 ? outShape : [chunks, width]), [input], 'float32', uniforms);
+    if (input !== x) backend.disposeData(input.dataId);
+    input = out;
+    left = chunks;
+  }
+  return input;
 }
 
 /**
