@@ -73,19 +73,22 @@ describe('a replayed unit against the same unit through tfjs', () => {
     eager.dispose();
   });
 
-  it('the same bits for every unit: sizes 3 then 2 then 3 again, parameters changed in between; replayed units dispatch nothing through tfjs and leak no tensor', async () => {
-    const steps: Array<{ count: number; params?: number; replays: boolean; learns?: boolean }> = [
+  it('the same bits for every unit: sizes 3 then 2 then 3 again, parameters changed in between (once under a version number seen before); replayed units dispatch nothing through tfjs and leak no tensor', async () => {
+    // `version`: other parameters under a version number already seen (a worker that joins a
+    // new run keeps its computer when the model is the same; the versions start again).
+    const steps: Array<{ count: number; params?: number; version?: number; replays: boolean; learns?: boolean }> = [
       { count: 3, params: 1, replays: false }, { count: 3, replays: false, learns: true },
       { count: 3, replays: true }, { count: 3, params: 2, replays: true },
       { count: 2, replays: false }, { count: 2, params: 3, replays: false, learns: true },
       { count: 2, replays: true }, { count: 3, params: 4, replays: true },
+      { count: 3, params: 5, version: 4, replays: true },
     ];
     let seed = 100;
     for (const step of steps) {
       if (step.params !== undefined) {
         const flat = model.initialParams(step.params, { noZeroInit: true });
-        replayed.setParams(flat, step.params);
-        eager.setParams(flat, step.params);
+        replayed.setParams(flat, step.version ?? step.params);
+        eager.setParams(flat, step.version ?? step.params);
       }
       const unit = makeUnit(config, step.count, seed++);
       const tensorsBefore = tf.memory().numTensors;

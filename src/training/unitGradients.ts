@@ -92,6 +92,7 @@ export class UnitGradientComputer {
     // Parameters may be replaced while this unit's results are read back; the result names
     // the version its gradients came from.
     const paramVersion = this.version;
+    const paramViews = this.paramViews;
     const started = process.hrtime.bigint();
     const issued = () => { this.lastIssueSeconds = Number(process.hrtime.bigint() - started) / 1e9; };
     const gradSum = new Float32Array(this.model.size);
@@ -103,7 +104,7 @@ export class UnitGradientComputer {
     this.lastInputSeconds = Number(process.hrtime.bigint() - started) / 1e9;
     const graph = this.replay?.graph(unit.count);
     if (graph !== undefined) {
-      await graph.run(this.replayInputs(unit, inputs), [...this.model.flatViews(gradSum), losses], issued);
+      await graph.run(replayInputs(unit, inputs, paramViews), [...this.model.flatViews(gradSum), losses], issued);
     } else {
       const recorder = this.replay?.recorder(unit.count, this.params, unit);
       const recording = await this.eager(unit, inputs, gradSum, losses, issued, recorder);
@@ -111,7 +112,7 @@ export class UnitGradientComputer {
         await this.replay?.learn(unit.count, recording, recorder.problem, async (learnt) => {
           const replayed = new Float32Array(this.model.size);
           const replayedLosses = new Float32Array(unit.count);
-          await learnt.run(this.replayInputs(unit, inputs), [...this.model.flatViews(replayed), replayedLosses]);
+          await learnt.run(replayInputs(unit, inputs, paramViews), [...this.model.flatViews(replayed), replayedLosses]);
           return sameBits(replayed, gradSum) && sameBits(replayedLosses, losses);
         });
       }
@@ -179,15 +180,11 @@ export class UnitGradientComputer {
     return { images: unitImages(unit, size, channels), noise: unitNoise(unit, size * size * channels) };
   }
 
-  /** What a replayed step reads from this unit and the current parameters. */
-  private replayInputs(unit: WorkUnit, inputs: HostInputs): ReplayInputs {
-    return {
-      named: new Map([['x0', inputs.images], ['noise', inputs.noise]]),
-      unit,
-      param: (index) => this.paramViews[index],
-      paramVersion: this.version,
-    };
-  }
+}
+
+/** What a replayed step reads: the unit, its images and noise, and the parameters it started with. */
+function replayInputs(unit: WorkUnit, inputs: HostInputs, params: Float32Array[]): ReplayInputs {
+  return { named: new Map([['x0', inputs.images], ['noise', inputs.noise]]), unit, params };
 }
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {

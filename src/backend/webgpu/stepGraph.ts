@@ -20,9 +20,9 @@ export interface ReplayInputs {
   named: ReadonlyMap<string, Float32Array>;
   /** The unit's timesteps and dropout seed, for the tensors made from them. */
   unit: UnitKeys;
-  /** Each parameter's values, by the index the recording gives it; written only when `paramVersion` changed. */
-  param(index: number): Float32Array;
-  paramVersion: number;
+  /** Each parameter's values, by the index the recording gives it: written when this array is
+   * not the one the last replay wrote (the computer makes a new one for each setParams). */
+  params: readonly Float32Array[];
 }
 
 interface Encoded {
@@ -38,7 +38,7 @@ export class StepGraph {
   private readonly owned: GPUBuffer[] = [];
   private readonly staging: GPUBuffer;
   private readonly outputBytes: number[];
-  private writtenParams = -1;
+  private writtenParams: readonly Float32Array[] | undefined;
   private busy = false;
   private disposed = false;
 
@@ -190,7 +190,7 @@ export class StepGraph {
       if (values.byteLength > this.recording.slots[id].bytes) throw new Error(`step graph: ${values.length} values for a tensor of ${this.recording.slots[id].bytes} bytes`);
       queue.writeBuffer(this.buffers[id], 0, values.buffer, values.byteOffset, values.byteLength);
     };
-    const writeParams = inputs.paramVersion !== this.writtenParams;
+    const writeParams = inputs.params !== this.writtenParams;
     for (const slot of this.recording.slots) {
       const source = slot.source;
       if (source.kind === 'input') {
@@ -200,9 +200,9 @@ export class StepGraph {
       } else if (source.kind === 'unit') {
         write(slot.id, source.values(inputs.unit));
       } else if (source.kind === 'param' && writeParams) {
-        write(slot.id, inputs.param(source.index));
+        write(slot.id, inputs.params[source.index]);
       }
     }
-    this.writtenParams = inputs.paramVersion;
+    this.writtenParams = inputs.params;
   }
 }
