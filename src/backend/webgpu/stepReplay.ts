@@ -2,9 +2,10 @@
  * When a worker's webgpu steps are replayed (stepGraph.ts) instead of issued through tfjs. For each
  * unit size: the first two steps run through tfjs and are recorded; if the two recordings are the
  * same programs with the same constants (what changed between the units came only through the
- * named inputs, the tensors made from the unit's timesteps and dropout seed, and the parameters), the second is built into a graph and
- * replayed on the second unit, and only if that replay gives tfjs's bits exactly are later units
- * of that size replayed. Otherwise that size stays with tfjs, and `describe()` says why.
+ * named inputs, the tensors made from the unit's timesteps and dropout seed, and the parameters),
+ * the second is built into a graph and replayed on the second unit, and only if that replay gives
+ * tfjs's bits exactly are later units of that size replayed. Otherwise that size stays with tfjs,
+ * and `describe()` says why.
  *
  * DDPM_WEBGPU_REPLAY=off keeps every step in tfjs (benchmarks compare the two).
  */
