@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { webgpuInternals } from './webgpu/internals';
+import { isGpuBuffer, webgpuInternals } from './webgpu/internals';
 
 export interface ReadTarget {
   tensor: tf.TensorInfo;
@@ -24,10 +24,6 @@ export async function readInto(targets: ReadTarget[]): Promise<void> {
   }
   if (tf.getBackend() === 'webgpu') return readBackInto(tf.backend() as unknown as WebGPUBackend, targets);
   await Promise.all(targets.map(async (t) => t.out.set((await tf.engine().backend.read(t.tensor.dataId)) as Float32Array)));
-}
-
-function isGpuBuffer(x: unknown): x is GPUBuffer {
-  return typeof x === 'object' && x !== null && typeof (x as GPUBuffer).mapAsync === 'function';
 }
 
 /** Copies each target's tensor into its `out`: one submit and one map for all that live on the GPU. */

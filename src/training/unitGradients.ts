@@ -9,6 +9,7 @@ import { perExampleLoss } from '../diffusion/forward';
 import type { Objective } from '../diffusion/types';
 import { Rng } from '../rng/rng';
 import { readInto } from '../backend/readBack';
+import { sameBytes } from '../util/sameBytes';
 import { LOSS_BUCKETS, UnitResult, WorkUnit, bucketOf } from './workUnit';
 import { StepReplay } from '../backend/webgpu/stepReplay';
 import type { ReplayInputs } from '../backend/webgpu/stepGraph';
@@ -113,7 +114,7 @@ export class UnitGradientComputer {
           const replayed = new Float32Array(this.model.size);
           const replayedLosses = new Float32Array(unit.count);
           await learnt.run(replayInputs(unit, inputs, paramViews), [...this.model.flatViews(replayed), replayedLosses]);
-          return sameBits(replayed, gradSum) && sameBits(replayedLosses, losses);
+          return sameBytes(replayed, gradSum) && sameBytes(replayedLosses, losses);
         });
       }
     }
@@ -185,8 +186,4 @@ export class UnitGradientComputer {
 /** What a replayed step reads: the unit, its images and noise, and the parameters it started with. */
 function replayInputs(unit: WorkUnit, inputs: HostInputs, params: Float32Array[]): ReplayInputs {
   return { named: new Map([['x0', inputs.images], ['noise', inputs.noise]]), unit, params };
-}
-
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.byteLength), Buffer.from(b.buffer, b.byteOffset, b.byteLength)) === 0;
 }

@@ -66,3 +66,17 @@ export function releasePooledBuffers(backend: WebGPUBackend): number {
   pool.numBytesAllocated -= bytes;
   return bytes;
 }
+
+/** Whether a tensor record's resource is a GPU buffer (not a texture, not absent). */
+export function isGpuBuffer(x: unknown): x is GPUBuffer {
+  return typeof x === 'object' && x !== null && typeof (x as GPUBuffer).mapAsync === 'function';
+}
+
+/** Submits what tfjs has recorded and not yet submitted; tensors disposed since then return
+ * their buffers to tfjs's pool. */
+export function submitPending(backend: WebGPUBackend): void {
+  const b = webgpuInternals(backend);
+  b.ensureCommandEncoderReady(); // tfjs's submitQueue finishes its current encoder
+  b.endComputePassEncoder();
+  b.submitQueue();
+}

@@ -4,9 +4,10 @@
  * computed in place (dropout.ts), the tiled conv weight
  * gradient (filterGradient.ts; on an H100 12 ms of a ch64 step's kernel time where k*k tfjs
  * matmuls took 229 ms, summed with float atomics in a varying order), Sum over adjacent
- * non-innermost axes without a transpose (rowSum.ts: the bias gradients), and tfjs's tiled conv
- * input gradient in place of its naive default (a thread per input element walking every tap and
- * output channel, no reuse through workgroup memory); 64 dispatches per queue submit, not 15; and
+ * non-innermost axes without a transpose (rowSum.ts: the bias gradients), the stride-1 conv input
+ * gradient as a forward convolution (convInputGradient.ts) and tfjs's tiled one at stride 2 in
+ * place of its naive default (a thread per input element walking every tap and output channel, no
+ * reuse through workgroup memory); 64 dispatches per queue submit, not 15; and
  * uploads through queue.writeBuffer (upload.ts); and matmuls that never add with float atomics
  * (deterministicMatMul.ts).
  * `tfjs` leaves tfjs's own kernels and settings alone: the baseline in benchmarks.

@@ -10,7 +10,7 @@
  * reuses its buffers), so the graph needs about the step's peak memory.
  */
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { webgpuInternals } from './internals';
+import { submitPending, webgpuInternals } from './internals';
 import type { StepRecording } from './stepRecording';
 import type { UnitKeys } from '../stepInputs';
 
@@ -61,20 +61,12 @@ export class StepGraph {
     const buffers = new Array<GPUBuffer | undefined>(slots.length);
     for (const id of kept) buffers[id] = make(slots[id].bytes, STORAGE);
     const free = new Map<number, GPUBuffer[]>();
-    const releaseAfter = new Map<number, number[]>();
+    const freeOfSize = (size: number) => free.get(size) ?? (free.set(size, []).get(size) as GPUBuffer[]);
     dispatches.forEach((d, i) => {
       const out = d.slots[0];
-      if (buffers[out] === undefined) {
-        buffers[out] = free.get(slots[out].bytes)?.pop() ?? make(slots[out].bytes, STORAGE);
-        if (!kept.has(out)) {
-          const last = Math.max(lastUse[out], i);
-          releaseAfter.set(last, [...(releaseAfter.get(last) ?? []), out]);
-        }
-      }
-      for (const s of releaseAfter.get(i) ?? []) {
-        const size = slots[s].bytes;
-        free.set(size, [...(free.get(size) ?? []), buffers[s] as GPUBuffer]);
-      }
+      buffers[out] ??= freeOfSize(slots[out].bytes).pop() ?? make(slots[out].bytes, STORAGE);
+      // What no later program reads gives its buffer back (kept slots never do).
+      for (const s of new Set(d.slots)) if (lastUse[s] === i && !kept.has(s)) freeOfSize(slots[s].bytes).push(buffers[s] as GPUBuffer);
     });
     this.buffers = buffers.map((buffer, id) => buffer ?? make(slots[id].bytes, STORAGE));
 
@@ -110,9 +102,7 @@ export class StepGraph {
       if (s.source.kind === 'constant') this.device.queue.writeBuffer(this.buffers[s.id], 0, s.source.bytes);
       if (s.source.kind === 'resident') encoder.copyBufferToBuffer(s.source.buffer, 0, this.buffers[s.id], 0, Math.min(s.bytes, s.source.buffer.size));
     }
-    b.ensureCommandEncoderReady();
-    b.endComputePassEncoder();
-    b.submitQueue(); // tfjs's pending work first: it may still be writing those buffers
+    submitPending(backend); // tfjs's pending work first: it may still be writing those buffers
     this.device.queue.submit([encoder.finish()]);
 
     this.outputBytes = outputs.map((id) => slots[id].bytes);

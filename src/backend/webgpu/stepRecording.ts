@@ -12,7 +12,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { UnitKeys, UnitValues, observeUnitTensors } from '../stepInputs';
-import { WebgpuInternals, webgpuInternals } from './internals';
+import { WebgpuInternals, isGpuBuffer, webgpuInternals } from './internals';
+import { sameBytes } from '../../util/sameBytes';
 
 /** Where a tensor of the step gets its contents from. */
 export type SlotSource =
@@ -55,10 +56,6 @@ interface BackendMembers extends WebgpuInternals {
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- wraps tfjs's and Dawn's methods whatever their signatures
 type Method = (...args: any[]) => any;
-
-function isGpuBuffer(x: unknown): x is GPUBuffer {
-  return typeof x === 'object' && x !== null && typeof (x as GPUBuffer).mapAsync === 'function';
-}
 
 /** A copy of uploaded values' bytes, as the GPU buffer holds them; undefined for other types
  * (bool is bytes on the CPU but 32-bit integers on the GPU). */
@@ -253,8 +250,4 @@ export function recordingsDiffer(a: StepRecording, b: StepRecording): string | u
   }
   if (a.outputs.join() !== b.outputs.join()) return 'other output tensors';
   return undefined;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
 }

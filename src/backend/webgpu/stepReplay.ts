@@ -13,7 +13,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { StepGraph } from './stepGraph';
 import { webgpuKernelChoiceFromEnv } from './register';
-import { releasePooledBuffers, webgpuInternals } from './internals';
+import { releasePooledBuffers, submitPending, webgpuInternals } from './internals';
 import { StepRecorder, StepRecording, recordingsDiffer } from './stepRecording';
 import type { UnitKeys } from '../stepInputs';
 
@@ -79,14 +79,12 @@ export class StepReplay {
     }
     // tfjs's pooled buffers go first (tfjs never gives them back; the graph has buffers of its
     // own), so that the GPU never holds both: a step that fits through tfjs fits replayed.
-    const internals = webgpuInternals(this.backend);
-    internals.ensureCommandEncoderReady();
-    internals.endComputePassEncoder();
-    internals.submitQueue(); // returns the step's disposed tensors' buffers to the pool
+    submitPending(this.backend); // returns the step's disposed tensors' buffers to the pool
     releasePooledBuffers(this.backend);
-    internals.device.pushErrorScope('out-of-memory');
+    const { device } = webgpuInternals(this.backend);
+    device.pushErrorScope('out-of-memory');
     const graph = new StepGraph(this.backend, recording, () => tf.env().getNumber('WEBGPU_DEFERRED_SUBMIT_BATCH_SIZE'));
-    const outOfMemory = await internals.device.popErrorScope();
+    const outOfMemory = await device.popErrorScope();
     if (outOfMemory !== null) {
       graph.dispose();
       state.off = `no GPU memory for the graph (${outOfMemory.message})`;
