@@ -29,13 +29,13 @@ async function reference(steps: number): Promise<string> {
   return dir;
 }
 
-async function cluster(name: string, steps: number, workers: number, extra: string[] = []) {
+async function cluster(name: string, steps: number, workers: number, extra: string[] = [], coordinatorTimeout = 1) {
   const dir = path.join(root, name);
   const port = await freePort();
   const address = `tcp://127.0.0.1:${port}`;
   const coordinator = startDdpm(['coordinator', ...TINY, '--steps', String(steps), '--bind', address, '--checkpoint-dir', dir,
     '--checkpoint-every', '1', '--min-workers', String(workers), '--metrics-port', '0', '--worker-timeout', '2', ...extra]);
-  const ws = Array.from({ length: workers }, (_, i) => startDdpm(['worker', '--connect', address, '--name', `${name}-w${i}`, '--backend', 'cpu', '--coordinator-timeout', '1']));
+  const ws = Array.from({ length: workers }, (_, i) => startDdpm(['worker', '--connect', address, '--name', `${name}-w${i}`, '--backend', 'cpu', '--coordinator-timeout', String(coordinatorTimeout)]));
   return { dir, address, coordinator, workers: ws };
 }
 
@@ -89,6 +89,29 @@ describe('a worker stopped with SIGSTOP past its liveness window (RELIABILITY 4)
     expect((await waitExit(c.coordinator, 120_000)).code).toBe(0);
     expect(Buffer.compare(modelBytes(c.dir), modelBytes(ref))).toBe(0);
     for (const w of c.workers) expect((await waitExit(w, 20_000)).code).toBe(0);
+  }, 240_000);
+});
+
+describe('the coordinator stopped with SIGSTOP past the worker timeout and the transport heartbeat', () => {
+  it('drops no worker when continued; workers whose connection dropped register again at once, and the run ends like an undisturbed one', async () => {
+    const steps = 8;
+    const ref = await reference(steps);
+    // Workers wait 60 s for a silent coordinator: registering again can only come from seeing the
+    // connection made again. Before, the coordinator dropped both as silent on SIGCONT, and the
+    // units whose messages died with the dropped connections waited for the 300 s unit deadline.
+    const c = await cluster('pause', steps, 2, [], 60);
+    await waitFor(reached(c.dir, 2), 90_000, 'step 2');
+    c.coordinator.child.kill('SIGSTOP');
+    // Past --worker-timeout (2 s) and the transport heartbeat's 3 s timeout.
+    await new Promise((resolve) => setTimeout(resolve, 4500));
+    c.coordinator.child.kill('SIGCONT');
+    expect((await waitExit(c.coordinator, 90_000)).code).toBe(0);
+    expect(c.coordinator.output()).not.toMatch(/dropped/);
+    for (const w of c.workers) {
+      expect(w.output()).toContain('connection to the coordinator dropped and was made again: registering again');
+      expect((await waitExit(w, 20_000)).code).toBe(0);
+    }
+    expect(Buffer.compare(modelBytes(c.dir), modelBytes(ref))).toBe(0);
   }, 240_000);
 });
 

@@ -64,6 +64,8 @@ export class RemoteExecutor implements UnitExecutor {
   private finished: { step: number; paramVersion: number } | undefined;
   private receiving: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private readonly tickMs: number;
+  private lastTick = 0;
   private closing: Promise<void> | undefined;
   private readonly heartbeatMs: number;
   private readonly workerTimeoutMs: number;
@@ -81,6 +83,7 @@ export class RemoteExecutor implements UnitExecutor {
     this.workerTimeoutMs = opts.workerTimeoutMs ?? 5000;
     this.unitDeadlineMs = opts.unitDeadlineMs ?? 120000;
     this.depth = opts.pipelineDepth ?? 2;
+    this.tickMs = Math.min(250, this.heartbeatMs);
   }
 
   private log(line: string): void {
@@ -90,7 +93,8 @@ export class RemoteExecutor implements UnitExecutor {
   async start(): Promise<void> {
     if (this.receiving) return;
     this.receiving = this.receiveLoop();
-    this.timer = setInterval(() => this.tick(), Math.min(250, this.heartbeatMs));
+    this.lastTick = Date.now();
+    this.timer = setInterval(() => this.tick(), this.tickMs);
   }
 
   workerCount(): number {
@@ -182,6 +186,12 @@ export class RemoteExecutor implements UnitExecutor {
 
   private tick(): void {
     const now = Date.now();
+    // A late tick: this process was not running its event loop (stopped, paused, starved), so
+    // the workers' messages since are still queued. Without this, a coordinator resumed after
+    // a pause longer than --worker-timeout dropped every worker as silent.
+    const deaf = now - this.lastTick - this.tickMs;
+    this.lastTick = now;
+    if (deaf > 0) this.workers.excuse(deaf);
     for (const w of this.workers.all()) {
       if (now - w.lastSeen > this.workerTimeoutMs) {
         this.dropWorker(w, `silent for ${((now - w.lastSeen) / 1000).toFixed(1)} s`);

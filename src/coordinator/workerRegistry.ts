@@ -40,6 +40,17 @@ export class WorkerRegistry {
     return w;
   }
 
+  /** Time the coordinator could not read its socket (process stopped, VM paused, event loop
+   * blocked, clock stepped forward) is not the workers' silence, nor time they were late: their
+   * messages from then are queued, unread. Moves every worker's last-seen time and unit deadlines
+   * on by `ms`. */
+  excuse(ms: number): void {
+    for (const w of this.workers.values()) {
+      w.lastSeen += ms;
+      for (const [unit, deadline] of w.outstanding) w.outstanding.set(unit, deadline + ms);
+    }
+  }
+
   all(): WorkerRecord[] {
     return [...this.workers.values()];
   }

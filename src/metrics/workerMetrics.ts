@@ -66,6 +66,7 @@ export class WorkerMetrics {
         }
         return frames;
       },
+      get reconnects() { return channel.reconnects; },
       close: () => channel.close(),
     };
   }

@@ -23,5 +23,9 @@ export interface ClientChannel {
   send(frames: Buffer[], timeoutMs?: number): Promise<void>;
   /** Resolves with the next message, undefined after `timeoutMs` without one or once closed. */
   receive(timeoutMs: number): Promise<Buffer[] | undefined>;
+  /** How often the connection dropped (e.g. the transport's heartbeat timed out while the
+   * coordinator was paused) and was made again: messages queued on a dropped connection, in either
+   * direction, are lost. Absent on a channel that cannot drop. */
+  readonly reconnects?: number;
   close(): void;
 }

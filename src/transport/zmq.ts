@@ -147,6 +147,7 @@ export class ZmqClient implements ClientChannel {
   private closed = false;
   private address: string | undefined;
   private readonly curveOptions: Record<string, string> | undefined;
+  private reconnectCount = 0;
 
   constructor(routingId: string, opts: ZmqClientOptions = {}, socketOptions: ConstructorParameters<typeof zmq.Dealer>[0] = {}) {
     const o = { ...ZMQ_DEFAULTS, ...opts };
@@ -175,19 +176,26 @@ export class ZmqClient implements ClientChannel {
       ...curveOptions,
       ...socketOptions,
     });
-    const report = opts.onHandshakeError;
-    if (report) void this.watchHandshakes(report);
+    void this.watchEvents(opts.onHandshakeError);
+  }
+
+  /** See ClientChannel.reconnects. */
+  get reconnects(): number {
+    return this.reconnectCount;
   }
 
   /** Reads the socket's events as an async iterator, not through zeromq.js's EventEmitter mode,
    * whose lazily required 'events' module can outlive the module registry that loaded it (seen
    * under jest, which shares the native Observer class across test files in one process). */
-  private async watchHandshakes(report: NonNullable<ZmqClientOptions['onHandshakeError']>): Promise<void> {
+  private async watchEvents(report: ZmqClientOptions['onHandshakeError']): Promise<void> {
+    let dropped = false;
     try {
       for await (const e of this.socket.events) {
-        if (e.type === 'handshake:error:auth') report({ kind: 'auth', address: e.address, message: e.error.message, status: e.error.status, final: true });
-        else if (e.type === 'handshake:error:protocol') report({ kind: 'protocol', address: e.address, message: e.error.message, final: true });
-        else if (e.type === 'handshake:error:other') report({ kind: 'other', address: e.address, message: e.error.message, final: false });
+        if (e.type === 'disconnect') dropped = true;
+        else if (e.type === 'handshake' && dropped) { dropped = false; this.reconnectCount++; }
+        else if (e.type === 'handshake:error:auth') report?.({ kind: 'auth', address: e.address, message: e.error.message, status: e.error.status, final: true });
+        else if (e.type === 'handshake:error:protocol') report?.({ kind: 'protocol', address: e.address, message: e.error.message, final: true });
+        else if (e.type === 'handshake:error:other') report?.({ kind: 'other', address: e.address, message: e.error.message, final: false });
       }
     } catch {
       // The socket closed: no more events.
