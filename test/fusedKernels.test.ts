@@ -72,6 +72,8 @@ const NORM_CASES: NormCase[] = [
   { name: '2x3x3x4, 1 group, offset 3 scale 0.1, no swish', shape: [2, 3, 3, 4], groups: 1, swish: false, offset: 3, scale: 0.1 },
   // More pixels than a webgpu workgroup has threads: each thread sums several.
   { name: '1x24x24x12, 3 groups, offset 1, swish', shape: [1, 24, 24, 12], groups: 3, swish: true, offset: 1, scale: 1 },
+  // 100 pixels: three chunks of 32 summed per channel on webgpu, and a short fourth.
+  { name: '2x10x10x12, 6 groups, offset -1, swish', shape: [2, 10, 10, 12], groups: 6, swish: true, offset: -1, scale: 1.5 },
 ];
 
 interface NormData {

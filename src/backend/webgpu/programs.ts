@@ -1,7 +1,7 @@
 /** What this project's WGSL programs share (tfjs's WebGPUProgram contract). */
 import type { WebGPUProgram } from '@tensorflow/tfjs-backend-webgpu';
 
-/** A thread per output element (`fn main(index : i32)`), in workgroups of 64. */
+/** A thread per output element (`fn main(index : i32)`), or per given count, in workgroups of 64. */
 export abstract class ElementwiseProgram implements WebGPUProgram {
   abstract readonly variableNames: string[];
   abstract readonly shaderKey: string;
@@ -11,10 +11,10 @@ export abstract class ElementwiseProgram implements WebGPUProgram {
   readonly dispatch: [number, number, number];
   abstract readonly uniforms: string;
 
-  constructor(readonly outputShape: number[]) {
+  /** `threads`: how many to start, when a thread writes several outputs (default: one each). */
+  constructor(readonly outputShape: number[], threads = outputShape.reduce((a, b) => a * b, 1)) {
     this.dispatchLayout = { x: outputShape.map((_, i) => i) };
-    const size = outputShape.reduce((a, b) => a * b, 1);
-    const groups = Math.ceil(size / 64);
+    const groups = Math.ceil(threads / 64);
     // Past 65,535 workgroups in x, fold into y (a WebGPU limit per dimension).
     this.dispatch = groups > 65535 ? [65535, Math.ceil(groups / 65535), 1] : [groups, 1, 1];
   }
