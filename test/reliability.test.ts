@@ -29,12 +29,13 @@ async function reference(steps: number): Promise<string> {
   return dir;
 }
 
-async function cluster(name: string, steps: number, workers: number, extra: string[] = [], coordinatorTimeout = 1) {
+/** `workerTimeout`: the coordinator's --worker-timeout; `coordinatorTimeout`: the workers' --coordinator-timeout. */
+async function cluster(name: string, steps: number, workers: number, { workerTimeout = 2, coordinatorTimeout = 1 } = {}) {
   const dir = path.join(root, name);
   const port = await freePort();
   const address = `tcp://127.0.0.1:${port}`;
   const coordinator = startDdpm(['coordinator', ...TINY, '--steps', String(steps), '--bind', address, '--checkpoint-dir', dir,
-    '--checkpoint-every', '1', '--min-workers', String(workers), '--metrics-port', '0', '--worker-timeout', '2', ...extra]);
+    '--checkpoint-every', '1', '--min-workers', String(workers), '--metrics-port', '0', '--worker-timeout', String(workerTimeout)]);
   const ws = Array.from({ length: workers }, (_, i) => startDdpm(['worker', '--connect', address, '--name', `${name}-w${i}`, '--backend', 'cpu', '--coordinator-timeout', String(coordinatorTimeout)]));
   return { dir, address, coordinator, workers: ws };
 }
@@ -99,7 +100,7 @@ describe('the coordinator stopped with SIGSTOP past the worker timeout and the t
     // Workers wait 60 s for a silent coordinator: registering again can only come from seeing the
     // connection made again. Before, the coordinator dropped both as silent on SIGCONT, and the
     // units whose messages died with the dropped connections waited for the 300 s unit deadline.
-    const c = await cluster('pause', steps, 2, [], 60);
+    const c = await cluster('pause', steps, 2, { coordinatorTimeout: 60 });
     await waitFor(reached(c.dir, 2), 90_000, 'step 2');
     c.coordinator.child.kill('SIGSTOP');
     // Past --worker-timeout (2 s) and the transport heartbeat's 3 s timeout.
@@ -112,6 +113,25 @@ describe('the coordinator stopped with SIGSTOP past the worker timeout and the t
       expect((await waitExit(w, 20_000)).code).toBe(0);
     }
     expect(Buffer.compare(modelBytes(c.dir), modelBytes(ref))).toBe(0);
+  }, 240_000);
+});
+
+describe('a worker stopped with SIGSTOP past the transport heartbeat but within its liveness window', () => {
+  it('is not dropped; the coordinator closed its connection, so it registers again when continued, and the run ends like an undisturbed one', async () => {
+    const steps = 8;
+    const ref = await reference(steps);
+    const c = await cluster('short-stop', steps, 2, { workerTimeout: 30, coordinatorTimeout: 60 });
+    await waitFor(reached(c.dir, 2), 90_000, 'step 2');
+    // Past the 3 s ZeroMQ heartbeat timeout: the coordinator's side of the connection closes, and
+    // whatever it sent the worker meanwhile is lost.
+    c.workers[1].child.kill('SIGSTOP');
+    await new Promise((resolve) => setTimeout(resolve, 5000));
+    c.workers[1].child.kill('SIGCONT');
+    expect((await waitExit(c.coordinator, 90_000)).code).toBe(0);
+    expect(c.coordinator.output()).not.toMatch(/dropped/);
+    expect(c.workers[1].output()).toContain('connection to the coordinator dropped and was made again: registering again');
+    expect(Buffer.compare(modelBytes(c.dir), modelBytes(ref))).toBe(0);
+    for (const w of c.workers) expect((await waitExit(w, 20_000)).code).toBe(0);
   }, 240_000);
 });
 
