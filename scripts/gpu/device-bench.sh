@@ -16,6 +16,8 @@
 #   convinput side by side, alternating: the stride-1 conv input gradient as a forward convolution
 #            (the default; src/backend/webgpu/convInputGradient.ts) and tfjs's input-gradient program
 #            (DDPM_WEBGPU_CONV_INPUT=tfjs)
+#   conv     side by side, alternating: forward convolutions through tfjs's program (the default) and
+#            this project's tiled one (DDPM_WEBGPU_CONV=tiled; src/backend/webgpu/conv2d.ts)
 #   batch128 the project's step and PyTorch's at batch 128 (the host's share of a step does not grow
 #            with the batch)
 #   host     the project's step without tf.profile under V8's CPU profiler: where the host's time
@@ -39,7 +41,7 @@ out=${OUT:-bench-results/gpu}
 work=/tmp/device-bench
 rm -rf "$work" && mkdir -p "$work" "$out"
 log=$out/bench.log
-sections=" ${SECTIONS:-check steps replay convinput batch128 host submit before kernels} "
+sections=" ${SECTIONS:-check steps replay convinput conv batch128 host submit before kernels} "
 repeats=${REPEATS:-5}
 warmup=${WARMUP:-2}
 export STEP_BENCH_DIR=$PWD/scripts/step-bench
@@ -89,6 +91,13 @@ if want convinput; then
   for round in 1 2; do
     DDPM_WEBGPU_CONV_INPUT=tfjs step "conv-input-tfjs-$round" 50 --repeats "$repeats" --no-torch --no-profile
     step "conv-input-conv-$round" 50 --repeats "$repeats" --no-torch --no-profile
+  done
+fi
+
+if want conv; then
+  for round in 1 2; do
+    step "conv-tfjs-$round" 50 --repeats "$repeats" --no-torch --no-profile
+    DDPM_WEBGPU_CONV=tiled step "conv-tiled-$round" 50 --repeats "$repeats" --no-torch --no-profile
   done
 fi
 

@@ -18,6 +18,7 @@ import { replaceKernel } from '../kernelComposer';
 import { Conv4, ConvGradAttrs } from '../convGradients';
 import { filterGradient } from './filterGradient';
 import { convInputGradient, isPlainConvInputGradient } from './convInputGradient';
+import { conv2dTiled, isTiledConv } from './conv2d';
 import { GROUP_NORM, GROUP_NORM_GRAD, GroupNormAttrs, SWISH, SWISH_GRAD, checkFloat, groupNormDims, registerFusedGradients } from '../fusedKernels';
 import { GroupNormDims, groupNormBackward, groupNormForward } from './groupNorm';
 import { swishKernel } from './swish';
@@ -45,14 +46,18 @@ export interface WebgpuKernelChoice {
   convInput: 'conv' | 'tfjs';
   /** Whether workers replay their steps without tfjs once learnt (stepReplay.ts; DDPM_WEBGPU_REPLAY). */
   replay: 'on' | 'off';
+  /** With the project's kernels, forward convolutions: tfjs's program, or conv2d.ts's
+   * (DDPM_WEBGPU_CONV; opt-in until timed on a GPU). */
+  conv: 'tfjs' | 'tiled';
 }
 
-/** The choice from DDPM_WEBGPU_KERNELS, _CONV_INPUT and _REPLAY; a bad value throws one line. */
+/** The choice from DDPM_WEBGPU_KERNELS, _CONV_INPUT, _REPLAY and _CONV; a bad value throws one line. */
 export function webgpuKernelChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): WebgpuKernelChoice {
   return {
     kernels: envChoice('DDPM_WEBGPU_KERNELS', ['project', 'tfjs'] as const, env),
     convInput: envChoice('DDPM_WEBGPU_CONV_INPUT', ['conv', 'tfjs'] as const, env),
     replay: envChoice('DDPM_WEBGPU_REPLAY', ['on', 'off'] as const, env),
+    conv: envChoice('DDPM_WEBGPU_CONV', ['tfjs', 'tiled'] as const, env),
   };
 }
 
@@ -92,6 +97,37 @@ function registerConvGradients(choice: WebgpuKernelChoice): void {
     const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as Conv4, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     return isPlainConvInputGradient(info) ? convInputGradient(backend, dy, filter, info) : undefined;
   });
+}
+
+interface ConvArgs {
+  inputs: { x: tf.TensorInfo; filter: tf.TensorInfo; bias?: tf.TensorInfo; preluActivationWeights?: tf.TensorInfo };
+  attrs: { strides: number | [number, number]; pad: ConvGradAttrs['pad']; dataFormat: string; dilations: number | [number, number];
+    dimRoundingMode?: 'floor' | 'round' | 'ceil'; activation?: string };
+  backend: WebGPUBackend;
+}
+
+/** Forward convolutions through conv2d.ts where it applies (else tfjs's kernel), for Conv2D and
+ * for FusedConv2D with a per-channel bias and no activation (the U-Net's convolutions). */
+function registerTiledConv(): void {
+  for (const kernelName of [tf.Conv2D, tf.FusedConv2D]) {
+    replaceKernel(kernelName, 'webgpu', (original) => ({
+      kernelName,
+      backendName: 'webgpu',
+      kernelFunc: function tiledConv2d(args) {
+        const { inputs: { x, filter, bias, preluActivationWeights }, attrs: a, backend } = args as unknown as ConvArgs;
+        const info = a.dataFormat === 'NHWC' && x.shape.length === 4 && x.dtype === 'float32' && filter.dtype === 'float32'
+          ? tf.backend_util.computeConv2DInfo(x.shape as Conv4, filter.shape as Conv4, a.strides, a.dilations, a.pad, a.dimRoundingMode, false, 'channelsLast')
+          : undefined;
+        const plainBias = bias === undefined || (bias.dtype === 'float32' && tf.util.sizeFromShape(bias.shape) === filter.shape[3]);
+        if (info !== undefined && isTiledConv(info) && plainBias && preluActivationWeights === undefined && (a.activation ?? 'linear') === 'linear'
+          && storedAsFloat32(backend, x) && storedAsFloat32(backend, filter)) {
+          return conv2dTiled(backend, x, filter, bias, info);
+        }
+        if (original === undefined) throw new Error(`${kernelName} on webgpu: no fallback`);
+        return original.kernelFunc(args);
+      },
+    }));
+  }
 }
 
 function dimsOf(x: tf.TensorInfo, groups: number): GroupNormDims {
@@ -184,7 +220,7 @@ function registerRowSum(): void {
 export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   const g = globalThis as Record<string, unknown>;
   const marker = '__ddpmWebgpuKernels';
-  const key = `${choice.kernels}${choice.kernels === 'project' ? `, conv input ${choice.convInput}` : ''}`;
+  const key = `${choice.kernels}${choice.kernels === 'project' ? `, conv input ${choice.convInput}, conv ${choice.conv}` : ''}`;
   if (g[marker] !== undefined) {
     if (g[marker] !== key) throw new Error(`webgpu kernels already registered as ${String(g[marker])}, not ${key}`);
     return;
@@ -205,4 +241,6 @@ export function registerWebgpuKernels(choice: WebgpuKernelChoice): void {
   registerRowSum();
   registerConvGradients(choice);
   registerDeterministicMatMul();
+  // After: what it leaves to tfjs goes through the deterministic wrapper.
+  if (choice.conv === 'tiled') registerTiledConv();
 }
