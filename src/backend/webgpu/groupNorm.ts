@@ -47,14 +47,15 @@ export interface GroupNormDims {
 
 const chunksOf = (d: GroupNormDims) => Math.ceil(d.hw / PIXEL_CHUNK);
 
-const DIMS_UNIFORMS = 'hw : i32, channels : i32, groups : i32, groupSize : i32, chunks : i32, threads : i32,';
+const DIMS_UNIFORMS = 'batch : i32, hw : i32, channels : i32, groups : i32, groupSize : i32, chunks : i32,';
 
-function dimsUniforms(d: GroupNormDims, threads: number): Array<{ type: string; data: number[] }> {
-  return int32Uniforms(d.hw, d.channels, d.groups, d.channels / d.groups, chunksOf(d), threads);
+function dimsUniforms(d: GroupNormDims): Array<{ type: string; data: number[] }> {
+  return int32Uniforms(d.batch, d.hw, d.channels, d.groups, d.channels / d.groups, chunksOf(d));
 }
 
-/** The (example, chunk, channel) of thread `index`, and the chunk's pixel range. */
+/** A thread per (example, chunk, channel): how many, and thread index's chunk with its pixel range. */
 const CHUNK_THREAD = `
+  fn chunkThreads() -> i32 { return uniforms.batch * uniforms.chunks * uniforms.channels; }
   struct ChunkThread { b : i32, c : i32, first : i32, last : i32, bg : i32 }
   fn chunkThread(index : i32) -> ChunkThread {
     let c = index % uniforms.channels;
@@ -62,6 +63,15 @@ const CHUNK_THREAD = `
     let b = bk / uniforms.chunks;
     let first = (bk - b * uniforms.chunks) * ${PIXEL_CHUNK};
     return ChunkThread(b, c, first, min(first + ${PIXEL_CHUNK}, uniforms.hw), b * uniforms.groups + c / uniforms.groupSize);
+  }
+`;
+
+/** A thread per (example, group): how many, and thread index's (b, g). */
+const GROUP_THREAD = `
+  fn groupThreads() -> i32 { return uniforms.batch * uniforms.groups; }
+  fn groupThread(index : i32) -> vec2<i32> {
+    let b = index / uniforms.groups;
+    return vec2<i32>(b, index - b * uniforms.groups);
   }
 `;
 
@@ -80,7 +90,7 @@ class ChannelChunkSumProgram extends ElementwiseProgram {
   getUserCode(): string {
     return `${CHUNK_THREAD}
       fn main(index : i32) {
-        if (index < uniforms.threads) {
+        if (index < chunkThreads()) {
           let t = chunkThread(index);
           ${this.centred ? 'let m = mean[t.bg];' : ''}
           var acc = 0.0;
@@ -109,11 +119,12 @@ class GroupStatProgram extends ElementwiseProgram {
   }
 
   getUserCode(): string {
-    return `
+    return `${GROUP_THREAD}
       fn main(index : i32) {
-        if (index < uniforms.threads) {
-          let b = index / uniforms.groups;
-          let g = index - b * uniforms.groups;
+        if (index < groupThreads()) {
+          let bg = groupThread(index);
+          let b = bg.x;
+          let g = bg.y;
           var total = 0.0;
           for (var k = 0; k < uniforms.chunks; k = k + 1) {
             let row = (b * uniforms.chunks + k) * uniforms.channels + g * uniforms.groupSize;
@@ -169,7 +180,7 @@ class GradChunkSumProgram extends ElementwiseProgram {
   getUserCode(): string {
     return `${CHUNK_THREAD}${SWISH_WGSL}
       fn main(index : i32) {
-        if (index < uniforms.threads) {
+        if (index < chunkThreads()) {
           let t = chunkThread(index);
           let scale = rstd[t.bg] * gamma[t.c];
           let shift = beta[t.c] - mean[t.bg] * scale;
@@ -183,7 +194,7 @@ class GradChunkSumProgram extends ElementwiseProgram {
             sumDzX = sumDzX + dz * xv;
           }
           result[index] = sumDz;
-          result[index + uniforms.threads] = sumDzX;
+          result[index + chunkThreads()] = sumDzX;
         }
       }
     `;
@@ -193,7 +204,7 @@ class GradChunkSumProgram extends ElementwiseProgram {
 /** A thread per (example, group): each channel's chunk sums added in order, then coef. */
 class GroupNormGradCoefProgram extends ElementwiseProgram {
   readonly variableNames = ['sums', 'gamma', 'beta', 'mean', 'rstd'];
-  readonly uniforms = `${DIMS_UNIFORMS} half : i32,`;
+  readonly uniforms = DIMS_UNIFORMS;
   readonly shaderKey = 'ddpmGroupNormGradCoef';
 
   constructor(d: GroupNormDims) {
@@ -201,11 +212,12 @@ class GroupNormGradCoefProgram extends ElementwiseProgram {
   }
 
   getUserCode(): string {
-    return `
+    return `${CHUNK_THREAD}${GROUP_THREAD}
       fn main(index : i32) {
-        if (index < uniforms.threads) {
-          let b = index / uniforms.groups;
-          let g = index - b * uniforms.groups;
+        if (index < groupThreads()) {
+          let bg = groupThread(index);
+          let b = bg.x;
+          let g = bg.y;
           let m = mean[index];
           let r = rstd[index];
           var s1 = 0.0;
@@ -217,7 +229,7 @@ class GroupNormGradCoefProgram extends ElementwiseProgram {
             for (var k = 0; k < uniforms.chunks; k = k + 1) {
               let s = (b * uniforms.chunks + k) * uniforms.channels + ch;
               sumDz = sumDz + sums[s];
-              sumDzX = sumDzX + sums[s + uniforms.half];
+              sumDzX = sumDzX + sums[s + chunkThreads()];
             }
             let scale = r * gamma[ch];
             // sum dz xhat = r (sum dz x - m sum dz); the group sums of gamma dz and gamma dz xhat.
@@ -276,29 +288,26 @@ class GroupNormGradDxProgram extends ElementwiseProgram {
 
 /** [y, mean, rstd] of GroupNorm (+ swish) over NHWC x. */
 export function groupNormForward(backend: WebGPUBackend, x: tf.TensorInfo, gamma: tf.TensorInfo, beta: tf.TensorInfo, d: GroupNormDims, eps: number, swish: boolean): tf.TensorInfo[] {
-  const sumThreads = d.batch * chunksOf(d) * d.channels;
-  const statUniforms = [...dimsUniforms(d, d.batch * d.groups), { type: 'float32', data: [eps] }];
+  const statUniforms = [...dimsUniforms(d), { type: 'float32', data: [eps] }];
   const groupStat = (centred: boolean, inputs: tf.TensorInfo[]) => {
-    const sums = backend.runWebGPUProgram(new ChannelChunkSumProgram(d, centred), inputs, 'float32', dimsUniforms(d, sumThreads));
+    const sums = backend.runWebGPUProgram(new ChannelChunkSumProgram(d, centred), inputs, 'float32', dimsUniforms(d));
     const stat = backend.runWebGPUProgram(new GroupStatProgram(d, centred), [sums], 'float32', statUniforms);
     backend.disposeData(sums.dataId);
     return stat;
   };
   const mean = groupStat(false, [x]);
   const rstd = groupStat(true, [x, mean]);
-  const y = backend.runWebGPUProgram(new GroupNormApplyProgram(x.shape, swish), [x, gamma, beta, mean, rstd], 'float32', dimsUniforms(d, 0));
+  const y = backend.runWebGPUProgram(new GroupNormApplyProgram(x.shape, swish), [x, gamma, beta, mean, rstd], 'float32', dimsUniforms(d));
   return [y, mean, rstd];
 }
 
 /** [dx, dgamma, dbeta] of GroupNorm (+ swish), from the forward's saved mean and rstd. */
 export function groupNormBackward(backend: WebGPUBackend, dy: tf.TensorInfo, x: tf.TensorInfo, gamma: tf.TensorInfo, beta: tf.TensorInfo, mean: tf.TensorInfo, rstd: tf.TensorInfo,
   d: GroupNormDims, swish: boolean): tf.TensorInfo[] {
-  const sumThreads = d.batch * chunksOf(d) * d.channels;
-  const sums = backend.runWebGPUProgram(new GradChunkSumProgram(d, swish), [dy, x, gamma, beta, mean, rstd], 'float32', dimsUniforms(d, sumThreads));
-  const coef = backend.runWebGPUProgram(new GroupNormGradCoefProgram(d), [sums, gamma, beta, mean, rstd], 'float32',
-    [...dimsUniforms(d, d.batch * d.groups), { type: 'int32', data: [sumThreads] }]);
+  const sums = backend.runWebGPUProgram(new GradChunkSumProgram(d, swish), [dy, x, gamma, beta, mean, rstd], 'float32', dimsUniforms(d));
+  const coef = backend.runWebGPUProgram(new GroupNormGradCoefProgram(d), [sums, gamma, beta, mean, rstd], 'float32', dimsUniforms(d));
   backend.disposeData(sums.dataId);
-  const dx = backend.runWebGPUProgram(new GroupNormGradDxProgram(x.shape, swish), [dy, x, coef], 'float32', dimsUniforms(d, 0));
+  const dx = backend.runWebGPUProgram(new GroupNormGradDxProgram(x.shape, swish), [dy, x, coef], 'float32', dimsUniforms(d));
   // Per channel, summed over the examples in order: out[c] = sum over b of coef[b, c, field].
   const channelSum = (field: number) => backend.runWebGPUProgram(new StridedSumProgram([d.channels]), [coef], 'float32',
     stridedSumUniforms(d.batch, d.channels * COEF.size, COEF.size, field));
