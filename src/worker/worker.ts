@@ -91,15 +91,16 @@ export class Worker {
     await this.register();
     this.lastHeard = Date.now();
     let lastBeat = Date.now();
-    let reconnects = this.opts.channel.reconnects ?? 0;
+    let reconnectsSeen = this.opts.channel.reconnects ?? 0;
     while (!this.stopping) {
       if (this.failure) throw this.failure;
       const ahead = this.ahead;
       this.ahead = undefined;
       const frames = ahead?.frames ?? await this.opts.channel.receive(heartbeatMs);
       const now = Date.now();
-      if ((this.opts.channel.reconnects ?? 0) !== reconnects) {
-        reconnects = this.opts.channel.reconnects ?? 0;
+      const reconnects = this.opts.channel.reconnects ?? 0;
+      if (reconnects !== reconnectsSeen) {
+        reconnectsSeen = reconnects;
         // Results and WORK in flight on the old connection are gone, and the coordinator would
         // wait for them until the unit deadline; registering again makes it hand them out now.
         this.log('connection to the coordinator dropped and was made again: registering again');
