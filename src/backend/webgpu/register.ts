@@ -68,16 +68,16 @@ interface ConvGradientArgs {
 }
 
 /**
- * Replaces a conv gradient kernel on webgpu by `compute` (a named function: tests check which
- * kernel is registered), which returns undefined for the cases it leaves to tfjs's kernel.
+ * Replaces a kernel on webgpu by `compute` (a named function: tests check which kernel is
+ * registered), which returns undefined for the cases it leaves to tfjs's kernel.
  */
-function replaceConvGradient(kernelName: string, compute: (args: ConvGradientArgs) => tf.TensorInfo | undefined): void {
+function replaceWithFallback<A>(kernelName: string, compute: (args: A) => tf.TensorInfo | undefined): void {
   replaceKernel(kernelName, 'webgpu', (original) => {
     // Named as `compute` is.
     const kernelFunc = { [compute.name]: (args: Parameters<tf.KernelFunc>[0]) => {
-      const out = compute(args as unknown as ConvGradientArgs);
+      const out = compute(args as unknown as A);
       if (out !== undefined) return out;
-      if (original === undefined) throw new Error(`${kernelName} on webgpu: no fallback for ${(args.attrs as unknown as ConvGradAttrs).dataFormat}`);
+      if (original === undefined) throw new Error(`${kernelName} on webgpu: no fallback kernel`);
       return original.kernelFunc(args);
     } }[compute.name];
     return { kernelName, backendName: 'webgpu', kernelFunc };
@@ -85,14 +85,14 @@ function replaceConvGradient(kernelName: string, compute: (args: ConvGradientArg
 }
 
 function registerConvGradients(choice: WebgpuKernelChoice): void {
-  replaceConvGradient(tf.Conv2DBackpropFilter, function tiledConvFilterGradient({ inputs: { x, dy }, attrs: a, backend }) {
+  replaceWithFallback<ConvGradientArgs>(tf.Conv2DBackpropFilter, function tiledConvFilterGradient({ inputs: { x, dy }, attrs: a, backend }) {
     if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, x) || !storedAsFloat32(backend, dy)) return undefined;
     const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     return filterGradient(backend, x, dy, info);
   });
   if (choice.convInput === 'tfjs') return;
   // The stride-1 conv input gradient as a forward convolution (convInputGradient.ts).
-  replaceConvGradient(tf.Conv2DBackpropInput, function convInputGradientAsConv({ inputs: { dy, filter }, attrs: a, backend }) {
+  replaceWithFallback<ConvGradientArgs>(tf.Conv2DBackpropInput, function convInputGradientAsConv({ inputs: { dy, filter }, attrs: a, backend }) {
     if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, dy) || !storedAsFloat32(backend, filter)) return undefined;
     const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as Conv4, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     return isPlainConvInputGradient(info) ? convInputGradient(backend, dy, filter, info) : undefined;
@@ -110,23 +110,13 @@ interface ConvArgs {
  * for FusedConv2D with a per-channel bias and no activation (the U-Net's convolutions). */
 function registerTiledConv(): void {
   for (const kernelName of [tf.Conv2D, tf.FusedConv2D]) {
-    replaceKernel(kernelName, 'webgpu', (original) => ({
-      kernelName,
-      backendName: 'webgpu',
-      kernelFunc: function tiledConv2d(args) {
-        const { inputs: { x, filter, bias, preluActivationWeights }, attrs: a, backend } = args as unknown as ConvArgs;
-        const info = a.dataFormat === 'NHWC' && x.shape.length === 4 && x.dtype === 'float32' && filter.dtype === 'float32'
-          ? tf.backend_util.computeConv2DInfo(x.shape as Conv4, filter.shape as Conv4, a.strides, a.dilations, a.pad, a.dimRoundingMode, false, 'channelsLast')
-          : undefined;
-        const plainBias = bias === undefined || (bias.dtype === 'float32' && tf.util.sizeFromShape(bias.shape) === filter.shape[3]);
-        if (info !== undefined && isTiledConv(info) && plainBias && preluActivationWeights === undefined && (a.activation ?? 'linear') === 'linear'
-          && storedAsFloat32(backend, x) && storedAsFloat32(backend, filter)) {
-          return conv2dTiled(backend, x, filter, bias, info);
-        }
-        if (original === undefined) throw new Error(`${kernelName} on webgpu: no fallback`);
-        return original.kernelFunc(args);
-      },
-    }));
+    replaceWithFallback<ConvArgs>(kernelName, function tiledConv2d({ inputs: { x, filter, bias, preluActivationWeights }, attrs: a, backend }) {
+      if (a.dataFormat !== 'NHWC' || x.shape.length !== 4 || !storedAsFloat32(backend, x) || !storedAsFloat32(backend, filter)) return undefined;
+      if (preluActivationWeights !== undefined || (a.activation ?? 'linear') !== 'linear') return undefined;
+      if (bias !== undefined && (bias.dtype !== 'float32' || tf.util.sizeFromShape(bias.shape) !== filter.shape[3])) return undefined;
+      const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, filter.shape as Conv4, a.strides, a.dilations, a.pad, a.dimRoundingMode, false, 'channelsLast');
+      return isTiledConv(info) ? conv2dTiled(backend, x, filter, bias, info) : undefined;
+    });
   }
 }
 
