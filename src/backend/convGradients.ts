@@ -16,7 +16,7 @@
  *    them), still faster than tfjs's scalar kernel (~2.4 GFLOP/s, scripts/step-bench --kernels).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { KernelComposer, replaceKernel } from './kernelComposer';
+import { KernelComposer, replaceKernel, replaceKernelWhere } from './kernelComposer';
 import { simdKernels } from './simdKernels';
 import { directConv } from './wasmConv';
 import { WasmBackend, heapAddress } from './wasmHeap';
@@ -124,22 +124,14 @@ export function registerConvGradients(backendName: string): void {
     },
   }));
 
-  replaceKernel(tf.Conv2DBackpropInput, backendName, (original) => ({
-    kernelName: tf.Conv2DBackpropInput,
-    backendName,
-    // The wasm fallback binds its native function in setupFunc, run when the backend starts.
-    setupFunc: original?.setupFunc,
-    kernelFunc: (args) => {
-      const a = args.attrs as unknown as ConvGradAttrs & { inputShape: Conv4 };
-      const { dy, filter } = args.inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
-      if (a.dataFormat === 'NHWC') {
-        const k = new KernelComposer(args.backend as never, backendName);
-        const dx = backpropInput(k, args.backend as unknown as WasmBackend, dy, filter, a);
-        if (dx !== undefined) return k.finish(dx);
-        k.finish(undefined);
-      }
-      if (original === undefined) throw new Error(`Conv2DBackpropInput on ${backendName}: no fallback kernel for stride ${String(a.strides)}`);
-      return original.kernelFunc(args);
-    },
-  }));
+  replaceKernelWhere(tf.Conv2DBackpropInput, backendName, function convInputGradient({ inputs, attrs, backend }) {
+    const a = attrs as unknown as ConvGradAttrs & { inputShape: Conv4 };
+    const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+    if (a.dataFormat !== 'NHWC') return undefined;
+    const k = new KernelComposer(backend as never, backendName);
+    const dx = backpropInput(k, backend as unknown as WasmBackend, dy, filter, a);
+    if (dx !== undefined) return k.finish(dx);
+    k.finish(undefined);
+    return undefined;
+  });
 }

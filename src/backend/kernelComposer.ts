@@ -47,3 +47,25 @@ export function replaceKernel(kernelName: string, backendName: string, make: (or
   if (original !== undefined) tf.unregisterKernel(kernelName, backendName);
   tf.registerKernel(make(original));
 }
+
+/** What a kernel function receives, with this project's types for inputs, attrs and backend. */
+export type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/**
+ * Registers `compute` in place of a backend's kernel, the original (if any) running wherever
+ * `compute` returns undefined. The registered function is named as `compute` is (tests check which
+ * kernel is registered), and keeps the original's setupFunc (the wasm kernels bind their native
+ * functions there when the backend starts).
+ */
+export function replaceKernelWhere<A = KernelArgs>(kernelName: string, backendName: string,
+  compute: (args: A) => tf.TensorInfo | tf.TensorInfo[] | undefined): void {
+  replaceKernel(kernelName, backendName, (original) => {
+    const kernelFunc = { [compute.name]: (args: KernelArgs) => {
+      const out = compute(args as unknown as A);
+      if (out !== undefined) return out;
+      if (original === undefined) throw new Error(`${kernelName} on ${backendName}: no fallback kernel`);
+      return original.kernelFunc(args);
+    } }[compute.name];
+    return { kernelName, backendName, setupFunc: original?.setupFunc, kernelFunc };
+  });
+}

@@ -6,7 +6,7 @@
  * then the taps in (i, j, ci) order: deterministic, as the rest of the step.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { replaceKernel } from './kernelComposer';
+import { replaceKernelWhere } from './kernelComposer';
 import { SimdKernels, simdKernels, withScratch } from './simdKernels';
 import { WasmBackend, heapAddress } from './wasmHeap';
 
@@ -78,20 +78,11 @@ export function registerDirectConv(backendName: string): void {
   if (g[marker]) return;
   g[marker] = true;
   for (const kernelName of [tf.Conv2D, tf.FusedConv2D]) {
-    replaceKernel(kernelName, backendName, (original) => ({
-      kernelName,
-      backendName,
-      // The wasm kernels bind their native functions in setupFunc, run when the backend starts.
-      setupFunc: original?.setupFunc,
-      kernelFunc: (args) => {
-        const { x, filter, bias, preluActivationWeights } = args.inputs as Record<string, tf.TensorInfo | undefined>;
-        const y = preluActivationWeights === undefined && x !== undefined && filter !== undefined
-          ? forward(args.backend as unknown as WasmBackend, x, filter, bias, args.attrs as unknown as ConvAttrs)
-          : undefined;
-        if (y !== undefined) return y;
-        if (original === undefined) throw new Error(`${kernelName} on ${backendName}: no fallback kernel`);
-        return original.kernelFunc(args);
-      },
-    }));
+    replaceKernelWhere(kernelName, backendName, function directConv2d({ inputs, attrs, backend }) {
+      const { x, filter, bias, preluActivationWeights } = inputs as Record<string, tf.TensorInfo | undefined>;
+      return preluActivationWeights === undefined && x !== undefined && filter !== undefined
+        ? forward(backend as unknown as WasmBackend, x, filter, bias, attrs as unknown as ConvAttrs)
+        : undefined;
+    });
   }
 }

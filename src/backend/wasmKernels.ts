@@ -16,110 +16,85 @@
  * All are deterministic: the same inputs give the same bits.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { KernelComposer, replaceKernel } from './kernelComposer';
+import { KernelComposer, replaceKernelWhere } from './kernelComposer';
 import { simdKernels, withScratch } from './simdKernels';
 import { WasmBackend, heapAddress, heapView, releaseView, xnnMatMul } from './wasmHeap';
 
 function registerBatchMatMul(backendName: string): void {
-  replaceKernel(tf.BatchMatMul, backendName, (original) => ({
-    kernelName: tf.BatchMatMul,
-    backendName,
-    // The original binds its C function when the backend starts.
-    setupFunc: original?.setupFunc,
-    kernelFunc: (args) => {
-      const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
-      const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
-      const backend = args.backend as unknown as WasmBackend;
-      const fallback = () => {
-        if (original === undefined) throw new Error(`BatchMatMul on ${backendName}: no fallback kernel`);
-        return original.kernelFunc(args);
-      };
-      if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback();
-      const aRank = a.shape.length;
-      const bRank = b.shape.length;
-      const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
-      const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
-      const m = transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2];
-      const k = transposeA ? a.shape[aRank - 2] : a.shape[aRank - 1];
-      const kb = transposeB ? b.shape[bRank - 1] : b.shape[bRank - 2];
-      const n = transposeB ? b.shape[bRank - 2] : b.shape[bRank - 1];
-      const batch = Math.max(batchA, batchB);
-      // The original's fast path, broadcasting it does not do, and empty or degenerate shapes.
-      if ((batch === 1 && !transposeA && !transposeB) || k !== kb || (batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1) || m * n * k === 0) return fallback();
-      const outShape = [...tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)), m, n];
+  replaceKernelWhere(tf.BatchMatMul, backendName, function batchMatMul(args) {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA, transposeB } = args.attrs as unknown as { transposeA: boolean; transposeB: boolean };
+    const backend = args.backend as unknown as WasmBackend;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return undefined;
+    const aRank = a.shape.length;
+    const bRank = b.shape.length;
+    const batchA = tf.util.sizeFromShape(a.shape.slice(0, -2));
+    const batchB = tf.util.sizeFromShape(b.shape.slice(0, -2));
+    const m = transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2];
+    const k = transposeA ? a.shape[aRank - 2] : a.shape[aRank - 1];
+    const kb = transposeB ? b.shape[bRank - 1] : b.shape[bRank - 2];
+    const n = transposeB ? b.shape[bRank - 2] : b.shape[bRank - 1];
+    const batch = Math.max(batchA, batchB);
+    // The original's fast path, broadcasting it does not do, and empty or degenerate shapes.
+    if ((batch === 1 && !transposeA && !transposeB) || k !== kb || (batchA !== batch && batchA !== 1) || (batchB !== batch && batchB !== 1) || m * n * k === 0) return undefined;
+    const outShape = [...tf.backend_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)), m, n];
 
-      const composer = new KernelComposer(backend as never, backendName);
-      // Row-major [batch, m, k] and [batch, k, n] operands.
-      const a3 = { dataId: a.dataId, dtype: a.dtype, shape: transposeA ? [batchA, k, m] : [batchA, m, k] };
-      const b3 = { dataId: b.dataId, dtype: b.dtype, shape: transposeB ? [batchB, n, k] : [batchB, k, n] };
-      const left = transposeA ? composer.run(tf.Transpose, { x: a3 }, { perm: [0, 2, 1] }) : a3;
-      const right = transposeB ? composer.run(tf.Transpose, { x: b3 }, { perm: [0, 2, 1] }) : b3;
-      const out = backend.makeOutput([batch, m, n], 'float32');
-      if (batchB === 1 && batchA === batch) {
-        // One shared right operand: all left rows in one matmul (XNNPACK caches the packed right
-        // operand on its tensor id, so a parameter's packing is reused across steps).
-        const aView = heapView(backend, left, 0, [1, batch * m, k]);
-        const outView = heapView(backend, out, 0, [1, batch * m, n]);
-        xnnMatMul(backend, aView, right, outView, batch * m, k, n);
+    const composer = new KernelComposer(backend as never, backendName);
+    // Row-major [batch, m, k] and [batch, k, n] operands.
+    const a3 = { dataId: a.dataId, dtype: a.dtype, shape: transposeA ? [batchA, k, m] : [batchA, m, k] };
+    const b3 = { dataId: b.dataId, dtype: b.dtype, shape: transposeB ? [batchB, n, k] : [batchB, k, n] };
+    const left = transposeA ? composer.run(tf.Transpose, { x: a3 }, { perm: [0, 2, 1] }) : a3;
+    const right = transposeB ? composer.run(tf.Transpose, { x: b3 }, { perm: [0, 2, 1] }) : b3;
+    const out = backend.makeOutput([batch, m, n], 'float32');
+    if (batchB === 1 && batchA === batch) {
+      // One shared right operand: all left rows in one matmul (XNNPACK caches the packed right
+      // operand on its tensor id, so a parameter's packing is reused across steps).
+      const aView = heapView(backend, left, 0, [1, batch * m, k]);
+      const outView = heapView(backend, out, 0, [1, batch * m, n]);
+      xnnMatMul(backend, aView, right, outView, batch * m, k, n);
+      releaseView(backend, aView);
+      releaseView(backend, outView);
+    } else {
+      for (let i = 0; i < batch; i++) {
+        const aView = heapView(backend, left, batchA === 1 ? 0 : i * m * k, [1, m, k]);
+        const bView = heapView(backend, right, batchB === 1 ? 0 : i * k * n, [1, k, n]);
+        const outView = heapView(backend, out, i * m * n, [1, m, n]);
+        xnnMatMul(backend, aView, bView, outView, m, k, n);
         releaseView(backend, aView);
+        releaseView(backend, bView);
         releaseView(backend, outView);
-      } else {
-        for (let i = 0; i < batch; i++) {
-          const aView = heapView(backend, left, batchA === 1 ? 0 : i * m * k, [1, m, k]);
-          const bView = heapView(backend, right, batchB === 1 ? 0 : i * k * n, [1, k, n]);
-          const outView = heapView(backend, out, i * m * n, [1, m, n]);
-          xnnMatMul(backend, aView, bView, outView, m, k, n);
-          releaseView(backend, aView);
-          releaseView(backend, bView);
-          releaseView(backend, outView);
-        }
       }
-      composer.finish(undefined);
-      return { dataId: out.dataId, dtype: out.dtype, shape: outShape };
-    },
-  }));
+    }
+    composer.finish(undefined);
+    return { dataId: out.dataId, dtype: out.dtype, shape: outShape };
+  });
 }
 
 function registerIdentity(backendName: string): void {
-  replaceKernel(tf.Identity, backendName, (original) => ({
-    kernelName: tf.Identity,
-    backendName,
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      if (x.dtype === 'string') {
-        if (original === undefined) throw new Error(`Identity on ${backendName}: no fallback kernel for strings`);
-        return original.kernelFunc(args);
-      }
-      (args.backend as unknown as WasmBackend).incRef(x.dataId);
-      return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
-    },
-  }));
+  replaceKernelWhere(tf.Identity, backendName, function sharedIdentity({ inputs, backend }) {
+    const { x } = inputs as { x: tf.TensorInfo };
+    if (x.dtype === 'string') return undefined;
+    (backend as unknown as WasmBackend).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  });
 }
 
 function registerSum(backendName: string): void {
-  replaceKernel(tf.Sum, backendName, (original) => ({
-    kernelName: tf.Sum,
-    backendName,
-    setupFunc: original?.setupFunc,
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
-      const backend = args.backend as unknown as WasmBackend;
-      const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
-      const leading = axes.length > 0 && axes.length < x.shape.length && axes.every((ax, i) => ax === i);
-      const simd = simdKernels(backend);
-      if (x.dtype !== 'float32' || !leading || tf.util.sizeFromShape(x.shape) === 0 || simd === undefined) {
-        if (original === undefined) throw new Error(`Sum on ${backendName}: no fallback kernel`);
-        return original.kernelFunc(args);
-      }
-      const rows = tf.util.sizeFromShape(x.shape.slice(0, axes.length));
-      const kept = x.shape.slice(axes.length);
-      const out = backend.makeOutput(keepDims ? [...axes.map(() => 1), ...kept] : kept, 'float32');
-      const cols = tf.util.sizeFromShape(kept);
-      withScratch(backend, 8 * cols, (scratch) => simd.sum_rows(heapAddress(backend, x), rows, cols, heapAddress(backend, out), scratch));
-      return out;
-    },
-  }));
+  replaceKernelWhere(tf.Sum, backendName, function leadingSum(args) {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const backend = args.backend as unknown as WasmBackend;
+    const axes = tf.util.parseAxisParam(axis, x.shape).sort((p, q) => p - q);
+    const leading = axes.length > 0 && axes.length < x.shape.length && axes.every((ax, i) => ax === i);
+    const simd = simdKernels(backend);
+    if (x.dtype !== 'float32' || !leading || tf.util.sizeFromShape(x.shape) === 0 || simd === undefined) return undefined;
+    const rows = tf.util.sizeFromShape(x.shape.slice(0, axes.length));
+    const kept = x.shape.slice(axes.length);
+    const out = backend.makeOutput(keepDims ? [...axes.map(() => 1), ...kept] : kept, 'float32');
+    const cols = tf.util.sizeFromShape(kept);
+    withScratch(backend, 8 * cols, (scratch) => simd.sum_rows(heapAddress(backend, x), rows, cols, heapAddress(backend, out), scratch));
+    return out;
+  });
 }
 
 /** Copies `len` floats (short runs by hand: a subarray per run costs more than the copy). */
@@ -132,67 +107,51 @@ function copyRun(src: Float32Array, from: number, dst: Float32Array, to: number,
 }
 
 function registerConcat(backendName: string): void {
-  replaceKernel(tf.Concat, backendName, (original) => ({
-    kernelName: tf.Concat,
-    backendName,
-    setupFunc: original?.setupFunc,
-    kernelFunc: (args) => {
-      const inputs = args.inputs as unknown as tf.TensorInfo[];
-      const backend = args.backend as unknown as WasmBackend;
-      const axis = tf.util.parseAxisParam((args.attrs as unknown as { axis: number }).axis, inputs[0].shape)[0];
-      if (inputs.length < 2 || inputs.some((t) => t.dtype !== 'float32' || tf.util.sizeFromShape(t.shape) === 0)) {
-        if (original === undefined) throw new Error(`Concat on ${backendName}: no fallback kernel`);
-        return original.kernelFunc(args);
+  replaceKernelWhere(tf.Concat, backendName, function concatRows(args) {
+    const inputs = args.inputs as unknown as tf.TensorInfo[];
+    const backend = args.backend as unknown as WasmBackend;
+    const axis = tf.util.parseAxisParam((args.attrs as unknown as { axis: number }).axis, inputs[0].shape)[0];
+    if (inputs.length < 2 || inputs.some((t) => t.dtype !== 'float32' || tf.util.sizeFromShape(t.shape) === 0)) return undefined;
+    tf.backend_util.assertParamsConsistent(inputs.map((t) => t.shape), axis);
+    const out = backend.makeOutput(tf.backend_util.computeOutShape(inputs.map((t) => t.shape), axis), 'float32');
+    const rows = tf.util.sizeFromShape(inputs[0].shape.slice(0, axis));
+    const inner = inputs.map((t) => tf.util.sizeFromShape(t.shape.slice(axis)));
+    const total = inner.reduce((p, q) => p + q, 0);
+    const srcs = inputs.map((t) => backend.typedArrayFromHeap(t));
+    const dst = backend.typedArrayFromHeap(out);
+    for (let r = 0; r < rows; r++) {
+      let to = r * total;
+      for (let i = 0; i < srcs.length; i++) {
+        copyRun(srcs[i], r * inner[i], dst, to, inner[i]);
+        to += inner[i];
       }
-      tf.backend_util.assertParamsConsistent(inputs.map((t) => t.shape), axis);
-      const out = backend.makeOutput(tf.backend_util.computeOutShape(inputs.map((t) => t.shape), axis), 'float32');
-      const rows = tf.util.sizeFromShape(inputs[0].shape.slice(0, axis));
-      const inner = inputs.map((t) => tf.util.sizeFromShape(t.shape.slice(axis)));
-      const total = inner.reduce((p, q) => p + q, 0);
-      const srcs = inputs.map((t) => backend.typedArrayFromHeap(t));
-      const dst = backend.typedArrayFromHeap(out);
-      for (let r = 0; r < rows; r++) {
-        let to = r * total;
-        for (let i = 0; i < srcs.length; i++) {
-          copyRun(srcs[i], r * inner[i], dst, to, inner[i]);
-          to += inner[i];
-        }
-      }
-      return out;
-    },
-  }));
+    }
+    return out;
+  });
 }
 
 function registerSplitV(backendName: string): void {
-  replaceKernel(tf.SplitV, backendName, (original) => ({
-    kernelName: tf.SplitV,
-    backendName,
-    setupFunc: original?.setupFunc,
-    kernelFunc: (args) => {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number };
-      const backend = args.backend as unknown as WasmBackend;
-      if (x.dtype !== 'float32' || tf.util.sizeFromShape(x.shape) === 0) {
-        if (original === undefined) throw new Error(`SplitV on ${backendName}: no fallback kernel`);
-        return original.kernelFunc(args);
-      }
-      const ax = tf.util.parseAxisParam(axis, x.shape)[0];
-      const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax) as number[];
-      const after = tf.util.sizeFromShape(x.shape.slice(ax + 1));
-      const rows = tf.util.sizeFromShape(x.shape.slice(0, ax));
-      const total = x.shape[ax] * after;
-      const outs = sizes.map((size) => backend.makeOutput(x.shape.map((d, i) => (i === ax ? size : d)), 'float32'));
-      const src = backend.typedArrayFromHeap(x);
-      let start = 0;
-      outs.forEach((out, i) => {
-        const len = sizes[i] * after;
-        const dst = backend.typedArrayFromHeap(out);
-        for (let r = 0; r < rows; r++) copyRun(src, r * total + start, dst, r * len, len);
-        start += len;
-      });
-      return outs;
-    },
-  }));
+  replaceKernelWhere(tf.SplitV, backendName, function splitRows(args) {
+    const { x } = args.inputs as { x: tf.TensorInfo };
+    const { numOrSizeSplits, axis } = args.attrs as unknown as { numOrSizeSplits: number | number[]; axis: number };
+    const backend = args.backend as unknown as WasmBackend;
+    if (x.dtype !== 'float32' || tf.util.sizeFromShape(x.shape) === 0) return undefined;
+    const ax = tf.util.parseAxisParam(axis, x.shape)[0];
+    const sizes = tf.backend_util.prepareSplitSize(x as tf.Tensor, numOrSizeSplits, ax) as number[];
+    const after = tf.util.sizeFromShape(x.shape.slice(ax + 1));
+    const rows = tf.util.sizeFromShape(x.shape.slice(0, ax));
+    const total = x.shape[ax] * after;
+    const outs = sizes.map((size) => backend.makeOutput(x.shape.map((d, i) => (i === ax ? size : d)), 'float32'));
+    const src = backend.typedArrayFromHeap(x);
+    let start = 0;
+    outs.forEach((out, i) => {
+      const len = sizes[i] * after;
+      const dst = backend.typedArrayFromHeap(out);
+      for (let r = 0; r < rows; r++) copyRun(src, r * total + start, dst, r * len, len);
+      start += len;
+    });
+    return outs;
+  });
 }
 
 /** Replaces BatchMatMul, Identity, Sum, Concat and SplitV on the wasm backend. Idempotent. */

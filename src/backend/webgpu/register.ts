@@ -14,7 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
-import { replaceKernel } from '../kernelComposer';
+import { replaceKernel, replaceKernelWhere } from '../kernelComposer';
 import { Conv4, ConvGradAttrs } from '../convGradients';
 import { filterGradient } from './filterGradient';
 import { convInputGradient, isPlainConvInputGradient } from './convInputGradient';
@@ -67,32 +67,15 @@ interface ConvGradientArgs {
   backend: WebGPUBackend;
 }
 
-/**
- * Replaces a kernel on webgpu by `compute` (a named function: tests check which kernel is
- * registered), which returns undefined for the cases it leaves to tfjs's kernel.
- */
-function replaceWithFallback<A>(kernelName: string, compute: (args: A) => tf.TensorInfo | undefined): void {
-  replaceKernel(kernelName, 'webgpu', (original) => {
-    // Named as `compute` is.
-    const kernelFunc = { [compute.name]: (args: Parameters<tf.KernelFunc>[0]) => {
-      const out = compute(args as unknown as A);
-      if (out !== undefined) return out;
-      if (original === undefined) throw new Error(`${kernelName} on webgpu: no fallback kernel`);
-      return original.kernelFunc(args);
-    } }[compute.name];
-    return { kernelName, backendName: 'webgpu', kernelFunc };
-  });
-}
-
 function registerConvGradients(choice: WebgpuKernelChoice): void {
-  replaceWithFallback<ConvGradientArgs>(tf.Conv2DBackpropFilter, function tiledConvFilterGradient({ inputs: { x, dy }, attrs: a, backend }) {
+  replaceKernelWhere<ConvGradientArgs>(tf.Conv2DBackpropFilter, 'webgpu', function tiledConvFilterGradient({ inputs: { x, dy }, attrs: a, backend }) {
     if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, x) || !storedAsFloat32(backend, dy)) return undefined;
     const info = tf.backend_util.computeConv2DInfo(x.shape as Conv4, a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     return filterGradient(backend, x, dy, info);
   });
   if (choice.convInput === 'tfjs') return;
   // The stride-1 conv input gradient as a forward convolution (convInputGradient.ts).
-  replaceWithFallback<ConvGradientArgs>(tf.Conv2DBackpropInput, function convInputGradientAsConv({ inputs: { dy, filter }, attrs: a, backend }) {
+  replaceKernelWhere<ConvGradientArgs>(tf.Conv2DBackpropInput, 'webgpu', function convInputGradientAsConv({ inputs: { dy, filter }, attrs: a, backend }) {
     if (a.dataFormat !== 'NHWC' || !storedAsFloat32(backend, dy) || !storedAsFloat32(backend, filter)) return undefined;
     const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as Conv4, a.strides, 1, a.pad, a.dimRoundingMode, false, 'channelsLast');
     return isPlainConvInputGradient(info) ? convInputGradient(backend, dy, filter, info) : undefined;
@@ -110,7 +93,7 @@ interface ConvArgs {
  * for FusedConv2D with a per-channel bias and no activation (the U-Net's convolutions). */
 function registerTiledConv(): void {
   for (const kernelName of [tf.Conv2D, tf.FusedConv2D]) {
-    replaceWithFallback<ConvArgs>(kernelName, function tiledConv2d({ inputs: { x, filter, bias, preluActivationWeights }, attrs: a, backend }) {
+    replaceKernelWhere<ConvArgs>(kernelName, 'webgpu', function tiledConv2d({ inputs: { x, filter, bias, preluActivationWeights }, attrs: a, backend }) {
       if (a.dataFormat !== 'NHWC' || x.shape.length !== 4 || !storedAsFloat32(backend, x) || !storedAsFloat32(backend, filter)) return undefined;
       if (preluActivationWeights !== undefined || (a.activation ?? 'linear') !== 'linear') return undefined;
       if (bias !== undefined && (bias.dtype !== 'float32' || tf.util.sizeFromShape(bias.shape) !== filter.shape[3])) return undefined;
@@ -188,22 +171,15 @@ function registerDropout(): void {
 
 /** Sum over adjacent non-innermost axes (bias gradients) without tfjs's transpose (rowSum.ts). */
 function registerRowSum(): void {
-  replaceKernel(tf.Sum, 'webgpu', (original) => ({
-    kernelName: tf.Sum,
-    backendName: 'webgpu',
-    kernelFunc: function rowSum(args) {
-      const { x } = args.inputs as { x: tf.TensorInfo };
-      const { axis, keepDims } = args.attrs as unknown as { axis: number | number[]; keepDims: boolean };
-      const axes = tf.util.parseAxisParam(axis, x.shape);
-      const view = x.dtype === 'float32' && tf.util.sizeFromShape(x.shape) > 0 ? rowSumView(x.shape, axes) : undefined;
-      if (view === undefined) {
-        if (original === undefined) throw new Error(`Sum on webgpu: no fallback for ${x.dtype} over axes ${axes.join(',')}`);
-        return original.kernelFunc(args);
-      }
-      const outShape = x.shape.flatMap((d, i) => (!axes.includes(i) ? [d] : keepDims ? [1] : []));
-      return sumRows(args.backend as unknown as WebGPUBackend, x, ...view, outShape);
-    },
-  }));
+  replaceKernelWhere(tf.Sum, 'webgpu', function rowSum({ inputs, attrs, backend }) {
+    const { x } = inputs as { x: tf.TensorInfo };
+    const { axis, keepDims } = attrs as unknown as { axis: number | number[]; keepDims: boolean };
+    const axes = tf.util.parseAxisParam(axis, x.shape);
+    const view = x.dtype === 'float32' && tf.util.sizeFromShape(x.shape) > 0 ? rowSumView(x.shape, axes) : undefined;
+    if (view === undefined) return undefined;
+    const outShape = x.shape.flatMap((d, i) => (!axes.includes(i) ? [d] : keepDims ? [1] : []));
+    return sumRows(backend as unknown as WebGPUBackend, x, ...view, outShape);
+  });
 }
 
 /** Registers the chosen kernels on webgpu; call after tfjs-backend-webgpu is loaded. Idempotent. */
