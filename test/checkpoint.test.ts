@@ -88,6 +88,22 @@ describe('save and loadLatest', () => {
     expect(warnings).toEqual([]);
   });
 
+  it('restore the learning-rate schedule and weight decay; an older checkpoint reads as constant, no decay', () => {
+    store.save({ config: { ...FIXTURE_CONFIG, lrSchedule: 'cosine', adamWeightDecay: 0.01 }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
+    expect(store.loadLatest()!.config).toMatchObject({ lrSchedule: 'cosine', adamWeightDecay: 0.01 });
+    const { lrSchedule: _s, adamWeightDecay: _w, ...older } = FIXTURE_CONFIG;
+    const dir = store.save({ config: older as TrainConfig, state: fixtureState(2, n), loss: 1, dataCursor: 16 });
+    expect(JSON.parse(fs.readFileSync(path.join(dir, 'train.json'), 'utf8')).config).not.toHaveProperty('lrSchedule');
+    expect(readCheckpointConfig(dir)).toMatchObject({ lrSchedule: 'constant', adamWeightDecay: 0 });
+    expect(warnings).toEqual([]);
+  });
+
+  it('refuse a checkpoint whose learning-rate schedule or weight decay is invalid, naming it', () => {
+    const bad = (config: Partial<TrainConfig>, step: number) => store.save({ config: { ...FIXTURE_CONFIG, ...config } as TrainConfig, state: fixtureState(step, n), loss: 1, dataCursor: 8 });
+    expect(() => readCheckpointConfig(bad({ lrSchedule: 'step' as TrainConfig['lrSchedule'] }, 1))).toThrow('lr-schedule must be one of constant, linear, cosine, got "step"');
+    expect(() => readCheckpointConfig(bad({ adamWeightDecay: -0.5 }, 2))).toThrow(CheckpointError);
+  });
+
   it('refuse a checkpoint whose prediction target is unknown, naming it', () => {
     const dir = store.save({ config: { ...FIXTURE_CONFIG, prediction: 'noise' as TrainConfig['prediction'] }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
     expect(() => readCheckpointConfig(dir)).toThrow(CheckpointError);

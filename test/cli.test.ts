@@ -10,6 +10,7 @@ import { PNG } from 'pngjs';
 import { makeSchedule } from '../src/schedule';
 import { REPO_ROOT } from './helpers/childProcess';
 import { availableCores } from '../src/cli/localWorkers';
+import { readCheckpointConfig } from '../src/checkpoint/store';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'ddpm.js');
 
@@ -106,6 +107,8 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     ['a malformed IDX file', () => ['--data', `idx:${garbage()}`], path.join(tmp, 'garbage.idx')],
     ['an unknown prediction target', () => ['--prediction', 'noise'], 'prediction, Given: "noise", Choices: "eps", "v", "x0"'],
     ['a negative --snr-gamma', () => ['--snr-gamma', '-1'], 'snr-gamma must be a finite number >= 0 (0: no weighting), got -1'],
+    ['an unknown learning-rate schedule', () => ['--lr-schedule', 'step'], 'lr-schedule, Given: "step", Choices: "constant", "linear", "cosine"'],
+    ['a negative --adam-weight-decay', () => ['--adam-weight-decay', '-0.01'], 'adam-weight-decay must be a finite number >= 0 (0: none), got -0.01'],
   ])('train with %s', async (_what, extraArgs, named) => {
     const ckpt = path.join(tmp, 'never-written');
     const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--checkpoint-dir', ckpt, ...extraArgs()]);
@@ -186,6 +189,25 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
   it('another seed gives another image', () => {
     expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'C.png')))).not.toBe(0);
   });
+});
+
+describe('train --lr-schedule cosine --adam-weight-decay, then --resume with more --steps (cpu backend)', () => {
+  it('reports the scheduled rate each step, keeps both in the checkpoint, and says where the decay now ends', async () => {
+    const run = path.join(tmp, 'cosine');
+    const common = ['train', '--preset', 'tiny', '--backend', 'cpu', '--workers', '0', '--batch-size', '4', '--unit-size', '4', '--lr', '1e-3',
+      '--warmup-steps', '1', '--checkpoint-dir', run, '--sample-n', '0', '--log-format', 'json', '--log-every', '0'];
+    const rates = (r: Result) => lines(r.stdout).map((l) => (JSON.parse(l) as { learningRate: number }).learningRate);
+    const first = await ddpm([...common, '--steps', '3', '--lr-schedule', 'cosine', '--adam-weight-decay', '0.01']);
+    expect(first.code).toBe(0);
+    // Warm-up of 1 step, then (1 + cos(pi (step - 1) / 2)) / 2 of 1e-3.
+    expect(rates(first)).toEqual([1e-3, 1e-3, 0.5e-3].map((v) => expect.closeTo(v, 15)));
+    expect(readCheckpointConfig(path.join(run, 'step-00000003'))).toMatchObject({ lrSchedule: 'cosine', adamWeightDecay: 0.01, steps: 3 });
+    // The checkpoint's settings win over the flags (here the defaults); --steps moves the end of the decay.
+    const resumed = await ddpm([...common, '--steps', '5', '--resume']);
+    expect(resumed.code).toBe(0);
+    expect(lines(resumed.stderr)).toContain("note: --steps 5 differs from the checkpoint's 3: the cosine learning rate now decays to 0 at step 5");
+    expect(rates(resumed)).toEqual([(1 + Math.cos(Math.PI / 2)) / 2, (1 + Math.cos(Math.PI * 3 / 4)) / 2].map((f) => expect.closeTo(1e-3 * f, 15)));
+  }, 120_000);
 });
 
 describe('--workers auto', () => {

@@ -245,7 +245,7 @@ describe('training the tiny U-Net on 8 fixed images (wasm, Adam lr 1e-3)', () =>
   // parameters and must fall. Reference init (conv_out = 0): the start loss is mean(eps^2) ~ 1.
   const STEPS = 150;
   const unit = makeUnit(8, 9, [50, 150, 250, 350, 450, 550, 650, 750]);
-  const config: OptimizerConfig = { lr: 1e-3, warmupSteps: 0, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, gradClip: 1, emaDecay: 0.999 };
+  const config: OptimizerConfig = { lr: 1e-3, warmupSteps: 0, lrSchedule: 'constant', steps: 100, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, adamWeightDecay: 0, gradClip: 1, emaDecay: 0.999 };
   const losses: number[] = [];
 
   beforeAll(async () => {

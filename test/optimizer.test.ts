@@ -10,9 +10,12 @@
  *   clipping: g <- g * gradClip / ||g||_2 when ||g||_2 > gradClip (norm over all elements)
  *   EMA (TensorFlow ExponentialMovingAverage with num_updates): d = min(decay, (1 + n) / (10 + n)),
  *     ema <- d ema + (1 - d) p_t
+ *   after warm-up: lr_t = lr * (1 - progress) (linear) or lr * (1 + cos(pi progress)) / 2 (cosine),
+ *     progress = (step - warmup) / (steps - warmup)
+ * AdamW is checked against PyTorch's own numbers (test/reference/adamw_torch.py).
  * The implementation stores state in Float32Array, so comparisons allow float32 rounding.
  */
-import { NORM_BLOCK, OptimizerConfig, OptimizerState, applyUpdate, emaDecay, globalNorm, initialOptimizerState, learningRate } from '../src/training/optimizer';
+import { LrSchedule, NORM_BLOCK, OptimizerConfig, OptimizerState, applyUpdate, emaDecay, globalNorm, initialOptimizerState, learningRate } from '../src/training/optimizer';
 import { OrderedReducer } from '../src/training/reduce';
 import { BatchPlanner, PlanConfig, UnitPlan } from '../src/training/batchPlan';
 import { LOSS_BUCKETS, UnitResult } from '../src/training/workUnit';
@@ -32,8 +35,15 @@ function expectAllClose(actual: ArrayLike<number>, expected: readonly number[], 
 
 const bytes = (a: Float32Array | Float64Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 
+/** Adam without warm-up, decay or weight decay; tests override what they exercise. */
+const BASE_CONFIG: OptimizerConfig = {
+  lr: 1e-3, warmupSteps: 0, lrSchedule: 'constant', steps: 100, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, adamWeightDecay: 0, gradClip: 1, emaDecay: 0.999,
+};
+
 describe('applyUpdate: Adam with warm-up, clipping and EMA, against hand-computed values', () => {
-  const cfg: OptimizerConfig = { lr: 0.1, warmupSteps: 2, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, gradClip: 1.0, emaDecay: 0.9999 };
+  const cfg: OptimizerConfig = {
+    lr: 0.1, warmupSteps: 2, lrSchedule: 'constant', steps: 3, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, adamWeightDecay: 0, gradClip: 1.0, emaDecay: 0.9999,
+  };
   const p0 = [0.5, -0.25, 2.0];
   // Step 0: norm 0.5 (no clip). Step 1: norm 5 > 1, clipped by 1/5 to [0.6, 0.8, 0]. Step 2: norm 0.3 (no clip).
   const grads = [[0.3, -0.4, 0.0], [3.0, 4.0, 0.0], [0.1, 0.2, -0.2]];
@@ -114,7 +124,7 @@ describe('applyUpdate: Adam with warm-up, clipping and EMA, against hand-compute
     expect(stats.map((s) => s.learningRate)).toEqual([0.05, 0.1, 0.1]);
   });
 
-  it('learningRate ramps linearly to lr over warmupSteps and is lr without warm-up', () => {
+  it('learningRate ramps linearly to lr over warmupSteps and is lr without warm-up (constant schedule)', () => {
     const c = { ...cfg, lr: 1e-3, warmupSteps: 4 };
     expect([0, 1, 2, 3, 4, 100].map((s) => learningRate(c, s))).toEqual([1e-3 * 0.25, 1e-3 * 0.5, 1e-3 * 0.75, 1e-3, 1e-3, 1e-3]);
     expect(learningRate({ ...c, warmupSteps: 0 }, 0)).toBe(1e-3);
@@ -126,6 +136,64 @@ describe('applyUpdate: Adam with warm-up, clipping and EMA, against hand-compute
     expect(emaDecay(c, 1)).toBe(2 / 11);
     expect(emaDecay(c, 80)).toBe(81 / 90); // = 0.9 exactly
     expect(emaDecay(c, 1000)).toBe(0.9);
+  });
+});
+
+describe('learning-rate schedules after warm-up', () => {
+  const at = (lrSchedule: LrSchedule, steps: number[], warmupSteps = 2) =>
+    steps.map((s) => learningRate({ ...BASE_CONFIG, lr: 1e-3, warmupSteps, lrSchedule, steps: 10 }, s));
+
+  it('cosine: 1e-3 (1 + cos(pi (step - 2) / 8)) / 2 from the end of warm-up to 0 at step 10', () => {
+    // cos(pi/4) = 0.7071067811865476, cos(3 pi/4) = -0.7071067811865475, cos(pi/8) = 0.9238795325112867.
+    const expected = [0.5e-3, 1e-3, 1e-3, 0.5e-3 * 1.9238795325112867, 0.5e-3 * 1.7071067811865476, 0.5e-3, 0.5e-3 * (1 - 0.7071067811865475), 0];
+    at('cosine', [0, 1, 2, 3, 4, 6, 8, 10]).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 18));
+  });
+
+  it('linear: 1e-3 (10 - step) / 8 after warm-up', () => {
+    const expected = [0.5e-3, 1e-3, 1e-3, 0.875e-3, 0.75e-3, 0.5e-3, 0.125e-3, 0];
+    at('linear', [0, 1, 2, 3, 4, 6, 9, 10]).forEach((v, i) => expect(v).toBeCloseTo(expected[i], 18));
+  });
+
+  it('starts decaying at step 0 without warm-up, stays at 0 past the end, and is constant when asked', () => {
+    expect(at('linear', [0, 5, 10, 12], 0)).toEqual([1e-3, 0.5e-3, 0, 0]);
+    expect(at('cosine', [0, 10, 11], 0)).toEqual([1e-3, 0, 0]);
+    expect(at('constant', [0, 1, 2, 9, 10, 100])).toEqual([0.5e-3, 1e-3, 1e-3, 1e-3, 1e-3, 1e-3]);
+  });
+});
+
+describe('AdamW (decoupled weight decay) under warm-up and cosine decay, against PyTorch', () => {
+  // test/reference/adamw_torch.py: torch.optim.AdamW(lr 0.01, betas (0.9, 0.999), eps 1e-8,
+  // weight_decay 0.1) under a LambdaLR with the same warm-up and cosine, six steps (torch 1.13, float32).
+  const torchParams = [
+    [0.4947499930858612, -0.2448749989271164, 1.9989999532699585, -1.504249930381775],
+    [0.4870742857456207, -0.2462574541568756, 2.0044422149658203, -1.51274573802948],
+    [0.47930264472961426, -0.2491176277399063, 2.010767936706543, -1.5189629793167114],
+    [0.4786102771759033, -0.2517853081226349, 2.014138698577881, -1.5248359441757202],
+    [0.47710588574409485, -0.2526717782020569, 2.0148367881774902, -1.5235995054244995],
+    [0.476639062166214, -0.2529453635215759, 2.015068769454956, -1.5236878395080566],
+  ];
+  const grads = [[0.3, -0.4, 0.0, 0.1], [0.02, 0.5, -0.3, 0.1], [0.1, 0.2, -0.2, 0.0],
+    [-0.3, 0.1, 0.05, 0.2], [0.2, -0.1, 0.1, -0.4], [0.05, 0.05, -0.05, 0.3]];
+  const cfg: OptimizerConfig = { ...BASE_CONFIG, lr: 0.01, warmupSteps: 2, lrSchedule: 'cosine', steps: 6, adamWeightDecay: 0.1 };
+
+  const train = (c: OptimizerConfig) => {
+    const state = initialOptimizerState(Float32Array.from([0.5, -0.25, 2.0, -1.5]));
+    return grads.map((g) => {
+      applyUpdate(c, state, Float32Array.from(g));
+      return [...state.params];
+    });
+  };
+
+  it('gives PyTorch\'s parameters after every step (float32 rounding apart)', () => {
+    train(cfg).forEach((params, k) => expectAllClose(params, torchParams[k], 1e-6));
+  });
+
+  it('is not plain Adam: without the decay the parameters differ from PyTorch\'s by far more than rounding', () => {
+    const plain = train({ ...cfg, adamWeightDecay: 0 });
+    // The decay shrinks 2.0 by lr_t * 0.1 * p per step: 1e-3 at the first (half-rate) step.
+    expect(torchParams[0][2]).toBeCloseTo(2.0 * (1 - 0.005 * 0.1), 6);
+    expect(plain[0][2]).toBe(2.0);
+    expect(Math.abs(plain[5][3] - torchParams[5][3])).toBeGreaterThan(1e-3);
   });
 });
 
@@ -359,7 +427,7 @@ describe('the update on threads (UpdateThreads)', () => {
     const { UpdateThreads, shareOptimizerState } = await import('../src/training/updateThreads');
     const { DType, encodeFloats } = await import('../src/protocol/dtypes');
     const n = 70_001;
-    const cfg = { lr: 1e-2, warmupSteps: 0, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, gradClip: 1, emaDecay: 0.999 };
+    const cfg = { ...BASE_CONFIG, lr: 1e-2, adamWeightDecay: 0.01 };
     const g = Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.7) * 10 ** ((i % 9) - 6));
     for (const lanes of [2, 3]) {
       const state = shareOptimizerState(initialOptimizerState(Float32Array.from({ length: n }, (_, i) => Math.cos(i) * 3e4))); // past float16's range too
@@ -386,7 +454,7 @@ describe('the update on threads (UpdateThreads)', () => {
     const { OrderedReducer } = await import('../src/training/reduce');
     const { UpdateThreads, shareOptimizerState } = await import('../src/training/updateThreads');
     const n = 100_003; // not a multiple of the slice alignment
-    const cfg = { lr: 1e-3, warmupSteps: 3, adamBeta1: 0.9, adamBeta2: 0.999, adamEps: 1e-8, gradClip: 1, emaDecay: 0.999 };
+    const cfg = { ...BASE_CONFIG, lr: 1e-3, warmupSteps: 1, lrSchedule: 'cosine' as const, steps: 4, adamWeightDecay: 0.1 };
     const grads = Array.from({ length: 4 }, (_, s) => Float32Array.from({ length: n }, (_, i) => Math.sin(i * 0.37 + s) * (s === 1 ? 50 : 0.01)));
     const init = Float32Array.from({ length: n }, (_, i) => Math.cos(i * 0.11));
     const run = async (lanes: number) => {

@@ -5,8 +5,9 @@
  * duplicate delivery, changes nothing.
  *
  * Single-process training is the Coordinator with an InProcessExecutor (no sockets); the run
- * (test/helpers/trainFixture.ts: tiny model with dropout, flips, warm-up across the resume point,
- * an epoch boundary inside a batch) checkpoints after every step. Each run is its own Node process
+ * (test/helpers/trainFixture.ts: tiny model with dropout, flips, a cosine learning rate falling
+ * across the resume point, weight decay, an epoch boundary inside a batch) checkpoints after every
+ * step; the first half is stopped as SIGTERM stops a run, so it has the whole run's schedule. Each run is its own Node process
  * (tfjs's cpu kernels are ~10x slower inside Jest's vm context, see helpers/childProcess.ts), so the
  * resumed run is also a fresh process, as after a real restart. States are compared through the
  * checkpoints, whose exactness test/checkpoint.test.ts establishes.
@@ -21,7 +22,7 @@ import { OptimizerState } from '../src/training/optimizer';
 import { bundleHelper, runNode } from './helpers/childProcess';
 import { ExecutorKind, RESUME_CONFIG, TrainOutcome } from './helpers/trainFixture';
 
-const K = 3;
+const K = RESUME_CONFIG.steps / 2;
 const specs = new UNetModel(RESUME_CONFIG.model).specs;
 
 let tmp: string;
@@ -32,8 +33,9 @@ let resumed: TrainOutcome;
 let reversed: TrainOutcome;
 let twice: TrainOutcome;
 
-async function train(dir: string, steps: number, resume: boolean, executor: ExecutorKind): Promise<TrainOutcome> {
-  const out = await runNode(child, [JSON.stringify({ dir: path.join(tmp, dir), steps, resume, executor })]);
+/** A run of RESUME_CONFIG's 2K steps, stopped after `stopAfter` if given (as SIGTERM does). */
+async function train(dir: string, stopAfter: number | undefined, resume: boolean, executor: ExecutorKind): Promise<TrainOutcome> {
+  const out = await runNode(child, [JSON.stringify({ dir: path.join(tmp, dir), stopAfter, resume, executor })]);
   return JSON.parse(out) as TrainOutcome;
 }
 
@@ -56,9 +58,9 @@ beforeAll(async () => {
   child = bundleHelper('trainRunChild.ts', tmp);
   // Two at a time (2 cores): the straight run beside the first half; then the second half of the
   // split run, in a NEW process and Coordinator, beside the order tests.
-  [straight, first] = await Promise.all([train('straight', 2 * K, false, 'in-process'), train('split', K, false, 'in-process')]);
+  [straight, first] = await Promise.all([train('straight', undefined, false, 'in-process'), train('split', K, false, 'in-process')]);
   [resumed, reversed, twice] = await Promise.all([
-    train('split', 2 * K, true, 'in-process'),
+    train('split', undefined, true, 'in-process'),
     train('reversed', 2, false, 'reversed'),
     train('twice', 1, false, 'reversed-twice'),
   ]);
@@ -94,8 +96,10 @@ describe(`${2 * K} steps straight vs ${K} steps, stop, resume, ${K} steps (cpu b
   it('reports the same loss, gradient norm and learning rate for every step', () => {
     expect([...first.steps, ...resumed.steps]).toEqual(straight.steps);
     expect(straight.steps.every((s) => Number.isFinite(s.loss) && s.examples === 8)).toBe(true);
-    // Warm-up over 5 steps spans the resume point: lr = 1e-3 * min(1, (step + 1) / 5) before each update.
-    expect(straight.steps.map((s) => s.learningRate)).toEqual([1, 2, 3, 4, 5, 5].map((k) => 1e-3 * Math.min(1, k / 5)));
+    // Warm-up over 2 steps, then a half cosine to 0 at step 6: the rate falls across the resume point.
+    // lr = 1e-3 * (step + 1) / 2, then 1e-3 * (1 + cos(pi (step - 2) / 4)) / 2 before each update.
+    const expected = [0.5e-3, 1e-3, 1e-3, 0.8535533905932737e-3, 0.5e-3, 0.1464466094067262e-3];
+    straight.steps.forEach((s, i) => expect(s.learningRate).toBeCloseTo(expected[i], 15));
   });
 
   it('writes byte-identical weight and optimizer files at the last step', () => {

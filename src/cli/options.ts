@@ -5,6 +5,7 @@ import { SCHEDULE_NAMES, ScheduleName } from '../schedule';
 import { PREDICTION_TARGETS, PredictionTarget } from '../diffusion/types';
 import { BACKEND_NAMES, BackendName } from '../backend/backend';
 import { TRAIN_DEFAULTS, TrainConfig, validateTrainConfig } from '../training/config';
+import { LR_SCHEDULES, LrSchedule } from '../training/optimizer';
 import { UsageError } from './errors';
 
 export function parseIntList(value: string, flag: string): number[] {
@@ -85,9 +86,14 @@ export function withTrainOptions<T>(y: Argv<T>) {
     .option('seed', { type: 'number', default: d.seed, describe: 'run seed: initialisation, batches, noise' })
     .option('lr', { type: 'number', default: d.lr, describe: 'Adam learning rate' })
     .option('warmup-steps', { type: 'number', default: d.warmupSteps, describe: 'linear learning-rate warm-up' })
+    .option('lr-schedule', {
+      type: 'string', choices: LR_SCHEDULES, default: d.lrSchedule,
+      describe: 'learning rate after warm-up: constant, or decaying to 0 at --steps, linearly or along a half cosine',
+    })
     .option('adam-beta1', { type: 'number', default: d.adamBeta1 })
     .option('adam-beta2', { type: 'number', default: d.adamBeta2 })
     .option('adam-eps', { type: 'number', default: d.adamEps })
+    .option('adam-weight-decay', { type: 'number', default: d.adamWeightDecay, describe: 'decoupled weight decay (AdamW); 0: Adam' })
     .option('grad-clip', { type: 'number', default: d.gradClip, describe: 'global-norm clip of the averaged gradient' })
     .option('ema-decay', { type: 'number', default: d.emaDecay, describe: 'EMA decay (with warm-up)' })
     .option('checkpoint-dir', { type: 'string', default: 'runs/mnist', describe: 'checkpoint directory' })
@@ -115,9 +121,11 @@ export interface TrainArgs extends ModelArgs {
   seed: number;
   lr: number;
   'warmup-steps': number;
+  'lr-schedule': string;
   'adam-beta1': number;
   'adam-beta2': number;
   'adam-eps': number;
+  'adam-weight-decay': number;
   'grad-clip': number;
   'ema-decay': number;
 }
@@ -137,9 +145,11 @@ export function trainConfigFromArgs(a: TrainArgs): TrainConfig {
     seed: a.seed,
     lr: a.lr,
     warmupSteps: a['warmup-steps'],
+    lrSchedule: a['lr-schedule'] as LrSchedule,
     adamBeta1: a['adam-beta1'],
     adamBeta2: a['adam-beta2'],
     adamEps: a['adam-eps'],
+    adamWeightDecay: a['adam-weight-decay'],
     gradClip: a['grad-clip'],
     emaDecay: a['ema-decay'],
   });

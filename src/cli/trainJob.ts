@@ -58,12 +58,16 @@ function checkSampleEvery(a: JobArgs): void {
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 
-/** On --resume the checkpoint's config wins (it fixes the results); only --steps may change. */
+/** On --resume the checkpoint's config wins (it fixes the results); only --steps may change (and
+ * with it where a decaying learning rate ends, which is said). */
 export function effectiveConfig(a: JobArgs): TrainConfig {
   const fromFlags = trainConfigFromArgs(a);
   const root = a['checkpoint-dir'];
   if (!a.resume || !fs.existsSync(root) || fs.readdirSync(root).length === 0) return fromFlags;
   const saved = readCheckpointConfig(resolveCheckpointDir(root));
+  if (saved.lrSchedule !== 'constant' && saved.steps !== fromFlags.steps) {
+    log(`note: --steps ${fromFlags.steps} differs from the checkpoint's ${saved.steps}: the ${saved.lrSchedule} learning rate now decays to 0 at step ${fromFlags.steps}`);
+  }
   return { ...saved, steps: fromFlags.steps };
 }
 

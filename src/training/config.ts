@@ -2,6 +2,7 @@
 import { UNetConfig, presetConfig, validateConfig } from '../model/config';
 import { ScheduleName } from '../schedule';
 import { PREDICTION_TARGETS, PredictionTarget, isPredictionTarget } from '../diffusion/types';
+import { LR_SCHEDULES, LrSchedule, isLrSchedule } from './optimizer';
 
 export interface TrainConfig {
   model: UNetConfig;
@@ -20,9 +21,13 @@ export interface TrainConfig {
   seed: number;
   lr: number;
   warmupSteps: number;
+  /** The learning rate after warm-up (optimizer.ts learningRate). */
+  lrSchedule: LrSchedule;
   adamBeta1: number;
   adamBeta2: number;
   adamEps: number;
+  /** Decoupled weight decay (AdamW); 0: Adam, the DDPM paper's optimizer. */
+  adamWeightDecay: number;
   gradClip: number;
   emaDecay: number;
 }
@@ -44,9 +49,11 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   seed: 0,
   lr: 2e-4,
   warmupSteps: 100,
+  lrSchedule: 'constant',
   adamBeta1: 0.9,
   adamBeta2: 0.999,
   adamEps: 1e-8,
+  adamWeightDecay: 0,
   gradClip: 1.0,
   emaDecay: 0.9999,
 };
@@ -66,6 +73,7 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
   int(c.timesteps, 'timesteps', 1);
   checkPrediction(c.prediction);
   checkSnrGamma(c.snrGamma);
+  checkOptimizerAdditions(c);
   int(c.batchSize, 'batch-size', 1);
   int(c.unitSize, 'unit-size', 1);
   int(c.steps, 'steps', 0);
@@ -84,12 +92,23 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
 }
 
 /** A config read back from a checkpoint: fields added since it was written take the value that
- * runs had before them (prediction eps, snrGamma 0); a value that is there must be valid. */
+ * runs had before them (prediction eps, snrGamma 0, a constant learning rate, no weight decay); a
+ * value that is there must be valid. */
 export function savedTrainConfig(raw: TrainConfig): TrainConfig {
-  const config = { ...raw, prediction: raw.prediction ?? 'eps', snrGamma: raw.snrGamma ?? 0 };
+  const config = {
+    ...raw, prediction: raw.prediction ?? 'eps', snrGamma: raw.snrGamma ?? 0,
+    lrSchedule: raw.lrSchedule ?? 'constant', adamWeightDecay: raw.adamWeightDecay ?? 0,
+  };
   checkPrediction(config.prediction);
   checkSnrGamma(config.snrGamma);
+  checkOptimizerAdditions(config);
   return config;
+}
+
+function checkOptimizerAdditions(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay'>): void {
+  if (!isLrSchedule(c.lrSchedule)) throw new InvalidTrainConfigError(`lr-schedule must be one of ${LR_SCHEDULES.join(', ')}, got "${c.lrSchedule}"`);
+  const wd = c.adamWeightDecay;
+  if (!(typeof wd === 'number' && wd >= 0 && Number.isFinite(wd))) throw new InvalidTrainConfigError(`adam-weight-decay must be a finite number >= 0 (0: none), got ${wd}`);
 }
 
 function checkSnrGamma(value: number): void {

@@ -1,15 +1,32 @@
 /**
  * The coordinator's update, on host Float32Arrays so it is identical whatever backend the workers
- * use: global-norm clipping, Adam (Kingma & Ba 2015, Alg. 1) with linear warm-up, and an EMA of the
- * weights. Plain loops: this is the optimizer, not the wire.
+ * use: global-norm clipping, Adam (Kingma & Ba 2015, Alg. 1) with decoupled weight decay (AdamW,
+ * Loshchilov & Hutter 2019, Alg. 2), a learning rate with linear warm-up then constant, linear or
+ * cosine decay, and an EMA of the weights. Plain loops: this is the optimizer, not the wire.
  */
+
+/** What the learning rate does after warm-up: stays, or decays to 0 at the last step linearly or
+ * along a half cosine (SGDR, Loshchilov & Hutter 2017, Eq. 5 without restarts), as the
+ * `linear` and `cosine` schedulers of diffusers' training scripts. */
+export const LR_SCHEDULES = ['constant', 'linear', 'cosine'] as const;
+export type LrSchedule = (typeof LR_SCHEDULES)[number];
+
+export function isLrSchedule(v: unknown): v is LrSchedule {
+  return typeof v === 'string' && (LR_SCHEDULES as readonly string[]).includes(v);
+}
 
 export interface OptimizerConfig {
   lr: number;
   warmupSteps: number;
+  lrSchedule: LrSchedule;
+  /** The run's total steps: where a decaying schedule reaches 0. */
+  steps: number;
   adamBeta1: number;
   adamBeta2: number;
   adamEps: number;
+  /** Decoupled weight decay: each step multiplies every parameter by 1 - lr_t * adamWeightDecay
+   * (PyTorch's AdamW; 0: plain Adam). */
+  adamWeightDecay: number;
   gradClip: number;
   emaDecay: number;
 }
@@ -23,8 +40,15 @@ export interface OptimizerState {
   step: number;
 }
 
+/** The learning rate of the update after `step` updates: lr (step + 1) / warmupSteps during warm-up,
+ * then lr times the schedule's factor of progress = (step - warmupSteps) / (steps - warmupSteps):
+ * 1, 1 - progress, or (1 + cos(pi progress)) / 2. */
 export function learningRate(cfg: OptimizerConfig, step: number): number {
-  return cfg.warmupSteps > 0 ? cfg.lr * Math.min(1, (step + 1) / cfg.warmupSteps) : cfg.lr;
+  const { lr, warmupSteps } = cfg;
+  if (step < warmupSteps) return lr * ((step + 1) / warmupSteps);
+  if (cfg.lrSchedule === 'constant') return lr;
+  const progress = Math.min(1, (step - warmupSteps) / Math.max(1, cfg.steps - warmupSteps));
+  return lr * (cfg.lrSchedule === 'linear' ? 1 - progress : 0.5 * (1 + Math.cos(Math.PI * progress)));
 }
 
 /** EMA decay with warm-up, as TensorFlow's ExponentialMovingAverage(num_updates): min(d, (1+n)/(10+n)). */
@@ -64,30 +88,34 @@ export interface UpdateScalars {
   c1: number;
   c2: number;
   eps: number;
+  /** What each parameter is multiplied by before Adam's step: 1 - lr_t * weight decay. */
+  keep: number;
   decay: number;
 }
 
 export function updateScalars(cfg: OptimizerConfig, step: number, gradNorm: number): UpdateScalars {
   const t = step + 1;
+  const lr = learningRate(cfg, step);
   return {
-    clip: gradNorm > cfg.gradClip ? cfg.gradClip / gradNorm : 1, lr: learningRate(cfg, step),
+    clip: gradNorm > cfg.gradClip ? cfg.gradClip / gradNorm : 1, lr,
     b1: cfg.adamBeta1, b2: cfg.adamBeta2, c1: 1 - Math.pow(cfg.adamBeta1, t), c2: 1 - Math.pow(cfg.adamBeta2, t),
-    eps: cfg.adamEps, decay: emaDecay(cfg, step),
+    eps: cfg.adamEps, keep: 1 - lr * cfg.adamWeightDecay, decay: emaDecay(cfg, step),
   };
 }
 
 export type UpdateArrays = Pick<OptimizerState, 'params' | 'ema' | 'adamM' | 'adamV'>;
 
-/** Clipping, Adam (Alg. 1) and the EMA for elements [lo, hi): element-wise, so splitting the range
- * over threads (updateThreads.ts) gives the same bits as one pass. */
+/** Clipping, AdamW (Alg. 2: the decay before the moment step, as PyTorch's AdamW; keep = 1 without
+ * it, and p * 1 is p, so plain Adam's bits) and the EMA for elements [lo, hi): element-wise, so
+ * splitting the range over threads (updateThreads.ts) gives the same bits as one pass. */
 export function updateRange(s: UpdateArrays, grad: Float32Array, k: UpdateScalars, lo: number, hi: number): void {
   const { params, ema, adamM, adamV } = s;
-  const { clip, lr, b1, b2, c1, c2, eps, decay } = k;
+  const { clip, lr, b1, b2, c1, c2, eps, keep, decay } = k;
   for (let i = lo; i < hi; i++) {
     const g = grad[i] * clip;
     const m = (adamM[i] = b1 * adamM[i] + (1 - b1) * g);
     const v = (adamV[i] = b2 * adamV[i] + (1 - b2) * g * g);
-    const p = (params[i] = params[i] - (lr * (m / c1)) / (Math.sqrt(v / c2) + eps));
+    const p = (params[i] = params[i] * keep - (lr * (m / c1)) / (Math.sqrt(v / c2) + eps));
     ema[i] = decay * ema[i] + (1 - decay) * p;
   }
 }

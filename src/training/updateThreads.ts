@@ -21,7 +21,7 @@ export const OP = { update: 1, exit: 2 } as const;
 /** Int32 slot: 1 when this update also fills a parameters frame (posted to each thread's port). */
 export const FRAME_SLOT = 3;
 /** Float64 slots after the int32 ones: the UpdateScalars in this order. */
-export const SCALAR_KEYS = ['clip', 'lr', 'b1', 'b2', 'c1', 'c2', 'eps', 'decay'] as const;
+export const SCALAR_KEYS = ['clip', 'lr', 'b1', 'b2', 'c1', 'c2', 'eps', 'keep', 'decay'] as const;
 
 export interface UpdateThreadInit {
   control: SharedArrayBuffer;

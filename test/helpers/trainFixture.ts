@@ -15,7 +15,8 @@ import { TRAIN_DEFAULTS, type TrainConfig } from '../../src/training/config';
 import { UnitGradientComputer } from '../../src/training/unitGradients';
 import type { UnitResult } from '../../src/training/workUnit';
 
-/** Tiny model with dropout (so dropout seeds matter), flips, warm-up longer than the first half. */
+/** Tiny model with dropout (so dropout seeds matter), flips, and a learning rate that changes at
+ * every step across the resume point (warm-up, then cosine decay), with weight decay. */
 export const RESUME_CONFIG: TrainConfig = {
   ...TRAIN_DEFAULTS,
   model: { ...presetConfig('tiny'), dropout: 0.1 },
@@ -26,7 +27,9 @@ export const RESUME_CONFIG: TrainConfig = {
   steps: 6,
   seed: 11,
   lr: 1e-3,
-  warmupSteps: 5,
+  warmupSteps: 2,
+  lrSchedule: 'cosine',
+  adamWeightDecay: 0.05,
   emaDecay: 0.999,
 };
 
@@ -72,7 +75,8 @@ export type ExecutorKind = 'in-process' | 'reversed' | 'reversed-twice';
 
 export interface TrainRequest {
   dir: string;
-  steps: number;
+  /** After this step the run is asked to stop (as SIGTERM does), short of RESUME_CONFIG.steps. */
+  stopAfter?: number;
   resume: boolean;
   executor: ExecutorKind;
 }
@@ -94,9 +98,9 @@ export interface TrainOutcome {
   finalStep: number;
 }
 
-/** Trains RESUME_CONFIG for req.steps (total) with a checkpoint after every step into req.dir. */
+/** Trains RESUME_CONFIG, or until req.stopAfter, with a checkpoint after every step into req.dir. */
 export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
-  const config = { ...RESUME_CONFIG, steps: req.steps };
+  const config = RESUME_CONFIG;
   const computer = new UnitGradientComputer(new UNetModel(config.model), makeSchedule(config.schedule, config.timesteps), { prediction: config.prediction, snrGamma: config.snrGamma });
   const executor = req.executor === 'in-process' ? new InProcessExecutor(new InlineUnitComputer(computer)) : new ReversingExecutor(computer, req.executor === 'reversed-twice');
   const logs: string[] = [];
@@ -105,7 +109,10 @@ export async function runTraining(req: TrainRequest): Promise<TrainOutcome> {
     config, dataset: makeDataset(), executor,
     checkpoints: { store: new CheckpointStore(req.dir, new UNetModel(config.model).specs, (l) => logs.push(l)), every: 1, keep: 100 },
     resume: req.resume, log: (l) => logs.push(l),
-    onStep: (r) => steps.push({ step: r.step, loss: r.reduced.meanLoss, gradNorm: r.gradNorm, learningRate: r.learningRate, examples: r.reduced.examples }),
+    onStep: (r) => {
+      steps.push({ step: r.step, loss: r.reduced.meanLoss, gradNorm: r.gradNorm, learningRate: r.learningRate, examples: r.reduced.examples });
+      if (r.step === req.stopAfter) coordinator.requestStop();
+    },
   });
   try {
     await coordinator.run();
