@@ -88,13 +88,13 @@ describe('save and loadLatest', () => {
     expect(warnings).toEqual([]);
   });
 
-  it('restore the learning-rate schedule and weight decay; an older checkpoint reads as constant, no decay', () => {
-    store.save({ config: { ...FIXTURE_CONFIG, lrSchedule: 'cosine', adamWeightDecay: 0.01 }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
-    expect(store.loadLatest()!.config).toMatchObject({ lrSchedule: 'cosine', adamWeightDecay: 0.01 });
-    const { lrSchedule: _s, adamWeightDecay: _w, ...older } = FIXTURE_CONFIG;
+  it('restore the learning-rate schedule, weight decay and class dropout; an older checkpoint reads as constant, no decay, 0.1', () => {
+    store.save({ config: { ...FIXTURE_CONFIG, lrSchedule: 'cosine', adamWeightDecay: 0.01, classDropout: 0.2 }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
+    expect(store.loadLatest()!.config).toMatchObject({ lrSchedule: 'cosine', adamWeightDecay: 0.01, classDropout: 0.2 });
+    const { lrSchedule: _s, adamWeightDecay: _w, classDropout: _c, ...older } = FIXTURE_CONFIG;
     const dir = store.save({ config: older as TrainConfig, state: fixtureState(2, n), loss: 1, dataCursor: 16 });
     expect(JSON.parse(fs.readFileSync(path.join(dir, 'train.json'), 'utf8')).config).not.toHaveProperty('lrSchedule');
-    expect(readCheckpointConfig(dir)).toMatchObject({ lrSchedule: 'constant', adamWeightDecay: 0 });
+    expect(readCheckpointConfig(dir)).toMatchObject({ lrSchedule: 'constant', adamWeightDecay: 0, classDropout: 0.1 });
     expect(warnings).toEqual([]);
   });
 

@@ -101,6 +101,15 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     return file;
   };
 
+  /** Two 8x8 images in an IDX file with no label file beside it. */
+  const unlabelled = () => {
+    const file = path.join(tmp, 'unlabelled-images-idx3-ubyte');
+    const header = Buffer.alloc(16);
+    [0x803, 2, 8, 8].forEach((v, i) => header.writeUInt32BE(v, 4 * i));
+    fs.writeFileSync(file, Buffer.concat([header, Buffer.alloc(128, 50)]));
+    return file;
+  };
+
   it.each([
     ['a missing IDX file', () => ['--data', 'idx:/nonexistent/file'], '/nonexistent/file'],
     ['an unknown preset', () => ['--preset', 'huge'], 'huge'],
@@ -109,6 +118,10 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     ['a negative --snr-gamma', () => ['--snr-gamma', '-1'], 'snr-gamma must be a finite number >= 0 (0: no weighting), got -1'],
     ['an unknown learning-rate schedule', () => ['--lr-schedule', 'step'], 'lr-schedule, Given: "step", Choices: "constant", "linear", "cosine"'],
     ['a negative --adam-weight-decay', () => ['--adam-weight-decay', '-0.01'], 'adam-weight-decay must be a finite number >= 0 (0: none), got -0.01'],
+    ['--classes for data without labels', () => ['--classes', '10', '--data', `idx:${unlabelled()}`], 'has no class labels'],
+    ['--classes below the data\'s labels', () => ['--classes', '5'], '--classes 5: the data (mnist) has labels up to 9; use --classes 10'],
+    ['--class-dropout 1', () => ['--classes', '10', '--class-dropout', '1'], 'class-dropout must be in [0, 1), got 1'],
+    ['a negative --sample-guidance', () => ['--classes', '10', '--sample-guidance', '-1'], '--sample-guidance must be a finite number >= 0 (1: no guidance), got -1'],
   ])('train with %s', async (_what, extraArgs, named) => {
     const ckpt = path.join(tmp, 'never-written');
     const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--checkpoint-dir', ckpt, ...extraArgs()]);
@@ -207,6 +220,28 @@ describe('train --lr-schedule cosine --adam-weight-decay, then --resume with mor
     expect(resumed.code).toBe(0);
     expect(lines(resumed.stderr)).toContain("note: --steps 5 differs from the checkpoint's 3: the cosine learning rate now decays to 0 at step 5");
     expect(rates(resumed)).toEqual([(1 + Math.cos(Math.PI / 2)) / 2, (1 + Math.cos(Math.PI * 3 / 4)) / 2].map((f) => expect.closeTo(1e-3 * f, 15)));
+  }, 120_000);
+});
+
+describe('train --classes 10, then sample by class (cpu backend)', () => {
+  it('draws one column per class, samples one class or refuses a class the model lacks, and refuses --class for an unconditional model', async () => {
+    const run = path.join(tmp, 'conditional');
+    const train = await ddpm(['train', '--preset', 'tiny', '--classes', '10', '--backend', 'cpu', '--workers', '0', '--steps', '2', '--batch-size', '4',
+      '--unit-size', '4', '--checkpoint-dir', run, '--sample-n', '20', '--sample-steps', '2', '--log-every', '0']);
+    expect(train.code).toBe(0);
+    // Ten columns of 8 px with 2 px padding: 10 * (8 + 2) + 2 wide, two rows.
+    expect(PNG.sync.read(fs.readFileSync(path.join(run, 'samples.png')))).toMatchObject({ width: 102, height: 22 });
+    const three = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', '3', '--n', '4', '--steps', '2', '--out', path.join(tmp, 'three.png')]);
+    expect(three.code).toBe(0);
+    expect(PNG.sync.read(fs.readFileSync(path.join(tmp, 'three.png')))).toMatchObject({ width: 22, height: 22 });
+    const twelve = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', '12', '--out', path.join(tmp, 'twelve.png')]);
+    expect([twelve.code, lines(twelve.stderr).filter((l) => l.startsWith('ddpm: error:'))]).toEqual([2, ['ddpm: error: --class must be all, none or a class in [0, 10), got "12"']]);
+    const plain = path.join(tmp, 'plain');
+    await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--workers', '0', '--steps', '1', '--batch-size', '4', '--checkpoint-dir', plain, '--sample-n', '0']);
+    const refused = await ddpm(['sample', '--checkpoint', plain, '--backend', 'cpu', '--class', '3', '--out', path.join(tmp, 'refused.png')]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain("--class 3: the checkpoint's model is unconditional (trained without --classes)");
+    expect(fs.existsSync(path.join(tmp, 'twelve.png')) || fs.existsSync(path.join(tmp, 'refused.png'))).toBe(false);
   }, 120_000);
 });
 

@@ -120,6 +120,25 @@ describe('idx:PATH', () => {
     await expectDataError(`idx:${flat}`, flat, 'bad image size 0x28');
   });
 
+  test('labels from the file beside, named as MNIST\'s are (raw or gzipped; absent: none; checked)', async () => {
+    const dir = freshDir('idx-labelled');
+    const labels = (count: number, values: number[], magic = 0x00000801) => {
+      const header = Buffer.alloc(8);
+      header.writeUInt32BE(magic, 0);
+      header.writeUInt32BE(count, 4);
+      return Buffer.concat([header, Buffer.from(values)]);
+    };
+    writeFileSync(join(dir, 'train-images-idx3-ubyte.gz'), gzipSync(idxFile(3, 4, 5, pixels)));
+    writeFileSync(join(dir, 'train-labels-idx1-ubyte.gz'), gzipSync(labels(3, [4, 0, 7])));
+    expect(await loadDataset(`idx:${join(dir, 'train-images-idx3-ubyte.gz')}`)).toMatchObject({ count: 3, labels: Uint8Array.from([4, 0, 7]), classes: 8 });
+    writeFileSync(join(dir, 't10k-images-idx3-ubyte'), idxFile(3, 4, 5, pixels));
+    expect((await loadDataset(`idx:${join(dir, 't10k-images-idx3-ubyte')}`)).labels).toBeUndefined();
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), labels(2, [1, 2]));
+    await expectDataError(`idx:${join(dir, 't10k-images-idx3-ubyte')}`, 't10k-labels-idx1-ubyte', 'expected 3 labels', 'says 2');
+    writeFileSync(join(dir, 't10k-labels-idx1-ubyte'), labels(3, [1, 2, 3], 0x00000803));
+    await expectDataError(`idx:${join(dir, 't10k-images-idx3-ubyte')}`, 't10k-labels-idx1-ubyte', 'not an IDX label file');
+  });
+
   test('missing file and corrupt gzip', async () => {
     const missing = join(root, 'nope', 'train.gz');
     await expectDataError(`idx:${missing}`, missing, 'no such file');
@@ -137,7 +156,7 @@ describe('cifar10:DIR', () => {
   function batch(records: number, firstRecord: number): Buffer {
     const file = Buffer.alloc(records * RECORD);
     for (let r = 0; r < records; r++) {
-      file[r * RECORD] = 9; // label, must be skipped
+      file[r * RECORD] = (firstRecord + r) % 10; // the label, kept apart from the pixels
       for (let c = 0; c < 3; c++)
         for (let y = 0; y < 32; y++)
           for (let x = 0; x < 32; x++) file[r * RECORD + 1 + c * 1024 + y * 32 + x] = planarValue(firstRecord + r, c, y, x);
@@ -169,6 +188,7 @@ describe('cifar10:DIR', () => {
     writeFileSync(join(dir, 'test_batch.bin'), batch(1, 50));
     const ds = await loadDataset(`cifar10:${dir}`);
     expect(ds.count).toBe(3);
+    expect([Array.from(ds.labels!), ds.classes]).toEqual([[0, 1, 2], 10]);
     expect(pixelAt(ds, 2, 31, 31, 1)).toBe(planarValue(2, 1, 31, 31));
   });
 
@@ -244,6 +264,16 @@ describe('mnist', () => {
     expect(max).toBe(255);
     // Border pixels of MNIST digits are background.
     expect(pixelAt(ds, 0, 0, 0)).toBe(0);
+  });
+
+  test('labels each image with its digit: the package\'s files hold 1,001 zeros, 1,127 ones, ... 978 nines', async () => {
+    const ds = await loadDataset('mnist');
+    expect(ds.classes).toBe(10);
+    const counts = new Array(10).fill(0);
+    for (const l of ds.labels!) counts[l]++;
+    expect(counts).toEqual([1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]);
+    // Grouped by digit in order, as the pixels are.
+    expect(ds.labels!.every((l, i) => i === 0 || l >= ds.labels![i - 1])).toBe(true);
   });
 });
 

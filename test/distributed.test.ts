@@ -112,6 +112,16 @@ describe.each([['--prediction', 'v'], ['--prediction', 'x0'], ['--snr-gamma', '5
   }, 300_000);
 });
 
+// WORK carries a conditional model's labels (and "no class" where the plan dropped one).
+describe('--classes 10 on wasm, 5 steps', () => {
+  it('with 2 worker processes gives the in-process parameters bit for bit, and others when other labels are dropped', async () => {
+    const inProcess = await train('wasm', 0, 5, ['--classes', '10']);
+    const workers = await train('wasm', 2, 5, ['--classes', '10']);
+    expectSameFinalState(workers, inProcess);
+    expect(relativeL2(finalParams(inProcess), finalParams(await train('wasm', 0, 5, ['--classes', '10', '--class-dropout', '0.5'])))).toBeGreaterThan(1e-4);
+  }, 300_000);
+});
+
 describe('a coordinator killed with SIGKILL and restarted with --resume', () => {
   it('is rejoined by its workers and ends with the parameters of an uninterrupted run', async () => {
     const steps = 8;

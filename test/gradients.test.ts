@@ -6,7 +6,8 @@
  *
  * The backends are initialised once in this process; `tf.setBackend` switches between them.
  * Every parameter starts non-zero (noZeroInit) so that every path through the network carries
- * gradient; with the reference init, conv_out = 0 blocks all of them.
+ * gradient; with the reference init, conv_out = 0 blocks all of them. The model is class-conditional,
+ * the unconditional one plus the class embedding's path.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { perExampleLoss } from '../src/diffusion/forward';
@@ -24,7 +25,8 @@ import { UnitResult, WorkUnit } from '../src/training/workUnit';
 
 type Backend = 'cpu' | 'wasm' | 'webgpu';
 
-const model = new UNetModel(presetConfig('tiny'));
+/** Class-conditional (3 classes), so the class embedding's gradient is checked with the rest. */
+const model = new UNetModel({ ...presetConfig('tiny'), classes: 3 });
 const schedule = makeSchedule('linear', 1000);
 /** The DDPM paper's objective: eps, unweighted. */
 const EPS: Objective = { prediction: 'eps', snrGamma: 0 };
@@ -48,6 +50,8 @@ function makeUnit(count: number, seed: number, timesteps?: number[]): WorkUnit {
     noiseSeeds: Uint32Array.from({ length: count }, (_, i) => seed * 100 + i),
     flips: Uint8Array.from({ length: count }, (_, i) => i % 2),
     dropoutSeed: 0,
+    // Classes 0, 1, 2 and "no class" (3) in turn.
+    labels: Uint8Array.from({ length: count }, (_, i) => (i * 3 + seed) % 4),
   };
 }
 
@@ -58,7 +62,7 @@ async function summedLoss(unit: WorkUnit, flat: Float32Array): Promise<number> {
     const params = model.tensorsFromFlat(flat);
     const x0 = tf.tensor4d(unitImages(unit, 8, 1), shape);
     const noise = tf.tensor4d(unitNoise(unit, IMAGE), shape);
-    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t), x0, unit.timesteps, noise, EPS));
+    return tf.sum(perExampleLoss(schedule, (xt, t) => model.forward(params, xt, t, { labels: unit.labels }), x0, unit.timesteps, noise, EPS));
   });
   const value = (await total.data())[0];
   total.dispose();
@@ -97,6 +101,9 @@ describe.each([
     name: model.specs[k].name,
     index: model.offsets[k] + pick.nextInt(paramSize(model.specs[k].shape)),
   }));
+  // And the class embedding's rows of both examples' labels (a class, and "no class"), element 5.
+  const classEmb = model.specs.findIndex((s) => s.name === 'class_emb/embedding');
+  for (const label of unit.labels ?? []) chosen.push({ name: `class_emb/embedding[${label}]`, index: model.offsets[classEmb] + label * 32 + 5 });
   const direction = new Rng(7).gaussianFloat32(model.size);
   const norm = Math.sqrt(dot(direction, direction));
   direction.forEach((v, i) => { direction[i] = v / norm; });
@@ -133,7 +140,7 @@ describe.each([
     expect(Math.abs(result.lossSum - lossAtParams)).toBeLessThan(1e-5 * lossAtParams);
   });
 
-  it('matches the difference quotient at 20 parameters: |fd - g| <= 2e-2 * max(|g|, 1e-2)', () => {
+  it('matches the difference quotient at 22 parameters: |fd - g| <= 2e-2 * max(|g|, 1e-2)', () => {
     // 2% relative: measured worst case 0.35% (wasm; the same on cpu with a correct
     // ResizeNearestNeighborGrad, see the upsample test below). The floor
     // 1e-2 turns that into 2e-4 absolute for small gradients, 4x the ~5e-5 rounding noise of the
@@ -142,6 +149,17 @@ describe.each([
       .map(({ name, index }, k) => ({ name, gradient: result.gradSum[index], fd: fd[k] }))
       .filter(({ gradient, fd: q }) => !(Math.abs(q - gradient) <= 2e-2 * Math.max(Math.abs(gradient), 1e-2)));
     expect(mismatches).toEqual([]);
+  });
+
+  it('gives the class embedding rows of its labels, and only those, a gradient (the class path is live)', () => {
+    const rows = Array.from({ length: 4 }, (_, label) => {
+      const start = model.offsets[classEmb] + label * 32;
+      return Math.max(...Array.from(result.gradSum.subarray(start, start + 32), Math.abs));
+    });
+    rows.forEach((max, label) => {
+      if (unit.labels!.includes(label)) expect(max).toBeGreaterThan(1e-3);
+      else expect(max).toBe(0);
+    });
   });
 
   // The directional quotient's error, measured at ~7e-6 absolute for this step (about 1e-6 of

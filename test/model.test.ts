@@ -63,6 +63,11 @@ describe('parameterCount (identical to the PyTorch models of the same architectu
     expect(parameterCount(presetConfig('mnist'))).toBe(387_201);
   });
 
+  it('adds (classes + 1) x 4 ch for a class-conditional model: a row per class and one for "no class"', () => {
+    expect(parameterCount({ ...presetConfig('cifar10'), classes: 10 })).toBe(35_746_307 + 11 * 512);
+    expect(parameterCount({ ...presetConfig('mnist'), classes: 0 })).toBe(387_201);
+  });
+
   it('equals the sum of the spec shapes, which have unique names', () => {
     const specs = unetParamSpecs(presetConfig('tiny'));
     expect(new Set(specs.map((s) => s.name)).size).toBe(specs.length);
@@ -99,6 +104,11 @@ describe('validateConfig', () => {
     expectConfigError({ ...presetConfig('tiny'), dropout: 1 }, 'dropout', '1');
   });
 
+  it('rejects a class count that uint8 labels cannot carry with "no class" beside it', () => {
+    expectConfigError({ ...presetConfig('tiny'), classes: 256 }, 'classes must be an integer in [0, 255], got 256');
+    expectConfigError({ ...presetConfig('tiny'), classes: -1 }, 'classes must be an integer in [0, 255], got -1');
+  });
+
   it('rejects an unknown preset, naming it and the allowed ones', () => {
     expect(() => presetConfig('imagenet')).toThrow(/"imagenet".*tiny, mnist-fast, mnist, cifar10/);
   });
@@ -118,8 +128,11 @@ describe('unetForward', () => {
     tf.dispose([out, ...tensors]);
   });
 
-  it('reads exactly the parameters paramSpecs lists, no more and no fewer', () => {
-    const model = new UNetModel(presetConfig('tiny'));
+  it.each([
+    ['unconditional', presetConfig('tiny')],
+    ['class-conditional', { ...presetConfig('tiny'), classes: 10 }],
+  ])('reads exactly the parameters paramSpecs lists, no more and no fewer (%s)', (_kind, config) => {
+    const model = new UNetModel(config);
     const tensors = model.tensorsFromFlat(flatParams(model, 3, true));
     const read = new Set<string>();
     const params = new Proxy(model.paramMap(tensors) as Record<string, tf.Tensor>, {
@@ -128,7 +141,7 @@ describe('unetForward', () => {
         return target[name as string];
       },
     });
-    tf.tidy(() => unetForward(model.config, params, randomTensor([1, 8, 8, 1], 4), [10]));
+    tf.tidy(() => unetForward(model.config, params, randomTensor([1, 8, 8, 1], 4), [10], { labels: Uint8Array.of(7) }));
     expect([...read].sort()).toEqual(model.specs.map((s) => s.name).sort());
     tf.dispose(tensors);
   });

@@ -418,6 +418,28 @@ describe('BatchPlanner', () => {
   it('rejects an empty dataset', () => {
     expect(() => new BatchPlanner({ ...cfg, datasetSize: 0 })).toThrow(/empty/);
   });
+
+  describe('with labels (a class-conditional run)', () => {
+    const of = Uint8Array.from({ length: 40 }, (_, i) => i % 5);
+    const labelled = { ...cfg, labels: { of, classes: 5, dropProbability: 0.2 } };
+    const examples = (c: PlanConfig, steps: number) => Array.from({ length: steps }, (_, s) => new BatchPlanner(c).plan(s)).flat()
+      .flatMap((u) => Array.from(u.indices, (index, i) => ({ index, label: u.labels![i] })));
+
+    it('gives each example its dataset label, or "no class" (the class count) about as often as asked', () => {
+      const all = examples(labelled, 200);
+      const dropped = all.filter((e) => e.label === 5).length / all.length;
+      // 1,600 draws: the binomial standard deviation is 0.01.
+      expect(dropped).toBeGreaterThan(0.17);
+      expect(dropped).toBeLessThan(0.23);
+      expect(all.filter((e) => e.label !== 5).every((e) => e.label === of[e.index])).toBe(true);
+    });
+
+    it('drops the same examples whatever the unit size, none at probability 0, and plans no labels without them', () => {
+      expect(examples({ ...labelled, unitSize: 8 }, 20)).toEqual(examples(labelled, 20));
+      expect(examples({ ...labelled, labels: { of, classes: 5, dropProbability: 0 } }, 20).every((e) => e.label === of[e.index])).toBe(true);
+      expect(new BatchPlanner(cfg).plan(0).every((u) => u.labels === undefined)).toBe(true);
+    });
+  });
 });
 
 describe('the update on threads (UpdateThreads)', () => {

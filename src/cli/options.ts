@@ -6,6 +6,7 @@ import { PREDICTION_TARGETS, PredictionTarget } from '../diffusion/types';
 import { BACKEND_NAMES, BackendName } from '../backend/backend';
 import { TRAIN_DEFAULTS, TrainConfig, validateTrainConfig } from '../training/config';
 import { LR_SCHEDULES, LrSchedule } from '../training/optimizer';
+import { DEFAULT_GUIDANCE } from '../training/generate';
 import { UsageError } from './errors';
 
 export function parseIntList(value: string, flag: string): number[] {
@@ -15,6 +16,11 @@ export function parseIntList(value: string, flag: string): number[] {
     if (!Number.isInteger(n)) throw new UsageError(`--${flag}: "${part}" is not an integer (expected a comma-separated list like 1,2,2)`);
     return n;
   });
+}
+
+/** A classifier-free guidance scale (--guidance, --sample-guidance): any finite number >= 0. */
+export function checkGuidance(value: number, flag: string): void {
+  if (!(Number.isFinite(value) && value >= 0)) throw new UsageError(`--${flag} must be a finite number >= 0 (1: no guidance), got ${value}`);
 }
 
 export function withModelOptions<T>(y: Argv<T>, defaultPreset: string) {
@@ -27,7 +33,8 @@ export function withModelOptions<T>(y: Argv<T>, defaultPreset: string) {
     .option('dropout', { type: 'number', describe: 'dropout rate in residual blocks' })
     .option('image-size', { type: 'number', describe: 'image height and width' })
     .option('image-channels', { type: 'number', describe: 'image channels (1 or 3)' })
-    .option('norm-groups', { type: 'number', describe: 'GroupNorm groups' });
+    .option('norm-groups', { type: 'number', describe: 'GroupNorm groups' })
+    .option('classes', { type: 'number', describe: 'class-conditional with this many classes (the data\'s labels, e.g. 10 for mnist); 0: unconditional' });
 }
 
 export interface ModelArgs {
@@ -40,6 +47,7 @@ export interface ModelArgs {
   'image-size'?: number;
   'image-channels'?: number;
   'norm-groups'?: number;
+  classes?: number;
 }
 
 export function modelConfigFromArgs(a: ModelArgs): UNetConfig {
@@ -52,6 +60,8 @@ export function modelConfigFromArgs(a: ModelArgs): UNetConfig {
   if (a['image-size'] !== undefined) c.imageSize = a['image-size'];
   if (a['image-channels'] !== undefined) c.imageChannels = a['image-channels'];
   if (a['norm-groups'] !== undefined) c.normGroups = a['norm-groups'];
+  // 0 leaves the field out: an unconditional config reads as it did before conditioning existed.
+  if (a.classes !== undefined && a.classes !== 0) c.classes = a.classes;
   return validateConfig(c);
 }
 
@@ -67,7 +77,8 @@ export function withObjectiveOptions<T>(y: Argv<T>) {
       type: 'string', choices: PREDICTION_TARGETS, default: TRAIN_DEFAULTS.prediction,
       describe: 'what the network predicts: eps (the noise, DDPM), v (sqrt(abar) eps - sqrt(1-abar) x0) or x0 (the clean image)',
     })
-    .option('snr-gamma', { type: 'number', default: TRAIN_DEFAULTS.snrGamma, describe: 'Min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual); 0: none' });
+    .option('snr-gamma', { type: 'number', default: TRAIN_DEFAULTS.snrGamma, describe: 'Min-SNR-gamma loss weighting (Hang et al. 2023; 5 is usual); 0: none' })
+    .option('class-dropout', { type: 'number', default: TRAIN_DEFAULTS.classDropout, describe: 'with --classes: how often a label is replaced by "no class", for classifier-free guidance' });
 }
 
 export function withBackendOption<T>(y: Argv<T>) {
@@ -104,6 +115,7 @@ export function withTrainOptions<T>(y: Argv<T>) {
     .option('log-every', { type: 'number', default: 5, describe: 'seconds between progress lines' })
     .option('sample-n', { type: 'number', default: 64, describe: 'images in the final sample grid (0: none)' })
     .option('sample-steps', { type: 'number', default: 50, describe: 'DDIM steps for the final sample grid' })
+    .option('sample-guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'with --classes: classifier-free guidance scale of the sample grids (one column per class; 1: no guidance)' })
     .option('out', { type: 'string', describe: 'final sample grid PNG (default CHECKPOINT_DIR/samples.png)' })
     .option('update-threads', { type: 'string', default: 'auto', describe: 'threads for the coordinator\'s passes over the parameters (mean gradient, Adam, EMA); auto: one per core, at most 8, for models of 1M parameters or more, else 1; results do not depend on it' });
 }
@@ -113,6 +125,7 @@ export interface TrainArgs extends ModelArgs {
   timesteps: number;
   prediction: string;
   'snr-gamma': number;
+  'class-dropout': number;
   data: string;
   flip: boolean;
   'batch-size': number;
@@ -137,6 +150,7 @@ export function trainConfigFromArgs(a: TrainArgs): TrainConfig {
     timesteps: a.timesteps,
     prediction: a.prediction as PredictionTarget,
     snrGamma: a['snr-gamma'],
+    classDropout: a['class-dropout'],
     data: a.data,
     flip: a.flip,
     batchSize: a['batch-size'],

@@ -5,9 +5,10 @@ import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '.
 import { UNetModel } from '../model/unetModel';
 import { makeSchedule } from '../schedule';
 import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../diffusion/samplers';
-import { generateImages } from '../training/generate';
+import { DEFAULT_GUIDANCE, cyclingLabels, generateImages } from '../training/generate';
+import { classCount } from '../model/config';
 import { writeGrid } from './grid';
-import { withBackendOption } from './options';
+import { checkGuidance, withBackendOption } from './options';
 import { UsageError } from './errors';
 
 interface SampleArgs {
@@ -21,6 +22,21 @@ interface SampleArgs {
   seed: number;
   out: string;
   backend: string;
+  class: string;
+  guidance: number;
+}
+
+/** --class for a model with `classes` classes: all of them in turn, "no class", or one, for n images. */
+function sampleLabels(spec: string, classes: number, n: number): Uint8Array | undefined {
+  if (classes === 0) {
+    if (spec !== 'all') throw new UsageError(`--class ${spec}: the checkpoint's model is unconditional (trained without --classes)`);
+    return undefined;
+  }
+  if (spec === 'all') return cyclingLabels(n, classes);
+  if (spec === 'none') return new Uint8Array(n).fill(classes);
+  const k = Number(spec);
+  if (!(spec.trim() !== '' && Number.isInteger(k) && k >= 0 && k < classes)) throw new UsageError(`--class must be all, none or a class in [0, ${classes}), got "${spec}"`);
+  return new Uint8Array(n).fill(k);
 }
 
 export const sampleCommand: CommandModule<object, SampleArgs> = {
@@ -35,19 +51,26 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     .option('variance', { type: 'string', choices: VARIANCE_NAMES, default: 'fixed-small', describe: 'DDPM variance' })
     .option('n', { type: 'number', default: 64, describe: 'number of images' })
     .option('seed', { type: 'number', default: 1 })
+    .option('class', { type: 'string', default: 'all', describe: 'a class-conditional model\'s class: all (one column each), none (unconditional) or one class K' })
+    .option('guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'classifier-free guidance scale for a class (1: the conditional model alone)' })
     .option('out', { type: 'string', default: 'grid.png', describe: 'output PNG' }) as never,
   handler: async (a) => {
     const backend = await initBackend(a.backend as BackendName, (l) => process.stderr.write(`${l}\n`));
     process.stderr.write(`backend: ${backend}\n`);
     if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
+    checkGuidance(a.guidance, 'guidance');
     const dir = resolveCheckpointDir(a.checkpoint);
     const model = new UNetModel(readCheckpointConfig(dir).model);
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
+    const labels = sampleLabels(a.class, classCount(model.config), a.n);
+    // "none" is unguided by definition; guidance needs a class to pull towards.
+    const guidance = a.class === 'none' ? 1 : a.guidance;
     const images = await generateImages(model, a.ema ? loaded.state.ema : loaded.state.params, schedule, {
       n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, steps: a.steps, eta: a.eta, variance: a.variance as VarianceName, prediction: loaded.config.prediction,
+      labels, guidance,
     });
-    writeGrid(a.out, images, a.n, model.config);
+    writeGrid(a.out, images, a.n, model.config, a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)));
     process.stderr.write(`wrote ${a.out}: ${a.n} samples from ${loaded.dir} (step ${loaded.state.step}${a.ema ? ', EMA' : ''})\n`);
   },
 };

@@ -14,9 +14,9 @@ import { LogFormat } from '../coordinator/progress';
 import { UNetModel } from '../model/unetModel';
 import { parameterCount } from '../model/paramSpecs';
 import { makeSchedule } from '../schedule';
-import { generateImages } from '../training/generate';
+import { generateImages, gridLabels } from '../training/generate';
 import { TrainConfig } from '../training/config';
-import { TrainArgs, trainConfigFromArgs } from './options';
+import { TrainArgs, checkGuidance, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
@@ -33,6 +33,7 @@ export interface JobArgs extends TrainArgs {
   'log-every': number;
   'sample-n': number;
   'sample-steps': number;
+  'sample-guidance': number;
   'sample-every': number;
   'update-threads': string;
   out?: string;
@@ -51,6 +52,7 @@ export function withSampleEveryOption<T>(y: Argv<T>) {
 }
 
 function checkSampleEvery(a: JobArgs): void {
+  checkGuidance(a['sample-guidance'], 'sample-guidance');
   const every = a['sample-every'];
   if (!Number.isInteger(every) || every < 0) throw new UsageError(`--sample-every must be a non-negative integer, got ${every}`);
   if (every > 0 && !(a['sample-n'] >= 1)) throw new UsageError(`--sample-every ${every} needs --sample-n of at least 1, got ${a['sample-n']}`);
@@ -90,7 +92,8 @@ export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: 
   const model = new UNetModel(config.model);
   const schedule = makeSchedule(config.schedule, config.timesteps);
   const sampler = new PeriodicSampler({
-    model, schedule, prediction: config.prediction, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], ddimSteps: a['sample-steps'], log,
+    model, schedule, prediction: config.prediction, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], ddimSteps: a['sample-steps'],
+    guidance: a['sample-guidance'], log,
     onWritten: (file, step) => { telemetry.onSample(file, step); log(`samples: ${file}`); },
   });
   const previous = a.resume ? newestSampleGrid(a['checkpoint-dir']) : undefined;
@@ -124,7 +127,10 @@ export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: 
   log(`checkpoint: ${path.join(a['checkpoint-dir'], 'latest')} (step ${coordinator.step})`);
   if (a['sample-n'] > 0 && !interrupted) {
     const out = a.out ?? path.join(a['checkpoint-dir'], 'samples.png');
-    const images = await generateImages(model, coordinator.optimizerState.ema, schedule, { n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0, prediction: config.prediction });
+    const images = await generateImages(model, coordinator.optimizerState.ema, schedule, {
+      n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0, prediction: config.prediction,
+      labels: gridLabels(config.model, a['sample-n']), guidance: a['sample-guidance'],
+    });
     writeGrid(out, images, a['sample-n'], config.model);
     telemetry.onSample(out, coordinator.step);
     log(`samples: ${out} (${a['sample-n']} images, EMA weights, DDIM ${a['sample-steps']} steps)`);

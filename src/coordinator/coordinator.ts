@@ -4,12 +4,13 @@
  * clip, Adam, EMA, checkpoint. Single-process training is this loop with an InProcessExecutor.
  */
 import { TrainConfig } from '../training/config';
-import { BatchPlanner } from '../training/batchPlan';
+import { BatchPlanner, PlanConfig } from '../training/batchPlan';
 import { OrderedReducer, ReducedStep } from '../training/reduce';
 import { OptimizerState, UpdateStats, applyUpdate, initialOptimizerState } from '../training/optimizer';
 import { UnitResult, WorkUnit } from '../training/workUnit';
 import { UNetModel } from '../model/unetModel';
-import { ImageDataset } from '../data/dataset';
+import { DataError, ImageDataset } from '../data/dataset';
+import { classCount } from '../model/config';
 import { CheckpointStore } from '../checkpoint/store';
 import { CheckpointError } from '../checkpoint/errors';
 import { UnitExecutor } from './executor';
@@ -47,6 +48,16 @@ export interface CoordinatorOptions {
   stopLingerMs?: number;
 }
 
+/** A conditional run's labels for the batch plan: the dataset must have them, each below --classes. */
+function planLabels(config: TrainConfig, dataset: ImageDataset): PlanConfig['labels'] {
+  const classes = classCount(config.model);
+  if (classes === 0) return undefined;
+  if (dataset.labels === undefined) throw new DataError(`--classes ${classes}: the data (${dataset.source}) has no class labels`);
+  const top = dataset.labels.reduce((max, l) => Math.max(max, l), 0);
+  if (top >= classes) throw new DataError(`--classes ${classes}: the data (${dataset.source}) has labels up to ${top}; use --classes ${top + 1}`);
+  return { of: dataset.labels, classes, dropProbability: config.classDropout };
+}
+
 export class Coordinator {
   readonly model: UNetModel;
   private state: OptimizerState | undefined;
@@ -74,7 +85,7 @@ export class Coordinator {
     this.perImage = imageSize * imageSize * imageChannels;
     this.planner = new BatchPlanner({
       seed: config.seed, datasetSize: dataset.count, batchSize: config.batchSize, unitSize: config.unitSize,
-      timesteps: config.timesteps, flip: config.flip,
+      timesteps: config.timesteps, flip: config.flip, labels: planLabels(config, dataset),
     });
   }
 
@@ -136,7 +147,7 @@ export class Coordinator {
       p.indices.forEach((idx, i) => unitPixels.set(pixels.subarray(idx * this.perImage, (idx + 1) * this.perImage), i * this.perImage));
       return {
         step, unitId: p.unitId, count: p.indices.length, pixels: unitPixels, timesteps: p.timesteps,
-        noiseSeeds: p.noiseSeeds, flips: p.flips, dropoutSeed: p.dropoutSeed,
+        noiseSeeds: p.noiseSeeds, flips: p.flips, dropoutSeed: p.dropoutSeed, labels: p.labels,
       };
     });
   }

@@ -13,6 +13,7 @@ const CHANNELS = 3;
 const PLANE_BYTES = SIDE * SIDE;
 const IMAGE_BYTES = PLANE_BYTES * CHANNELS;
 const RECORD_BYTES = 1 + IMAGE_BYTES;
+const CLASSES = 10;
 /** Only the training batches: test_batch.bin is held out on purpose. */
 const BATCH_FILES = [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`);
 
@@ -43,6 +44,7 @@ export async function loadCifar10(dir: string): Promise<ImageDataset> {
 
   // Allocate once and fill batch by batch, so peak memory is the output plus one file.
   const pixels = new Uint8Array(count * IMAGE_BYTES);
+  const labels = new Uint8Array(count);
   let firstImage = 0;
   for (const batch of batches) {
     const file = await readFileOrThrow(batch.path, `cifar10:${batch.path}`);
@@ -50,9 +52,14 @@ export async function loadCifar10(dir: string): Promise<ImageDataset> {
       throw new DataError(`cifar10:${batch.path}: file changed size while loading`);
     }
     planarRecordsToHwc(file, batch.records, pixels, firstImage * IMAGE_BYTES);
+    for (let r = 0; r < batch.records; r++) {
+      const label = file[r * RECORD_BYTES];
+      if (label >= CLASSES) throw new DataError(`cifar10:${batch.path}: record ${r} has label ${label}, expected 0-${CLASSES - 1}`);
+      labels[firstImage + r] = label;
+    }
     firstImage += batch.records;
   }
-  return { count, height: SIDE, width: SIDE, channels: CHANNELS, pixels, source };
+  return { count, height: SIDE, width: SIDE, channels: CHANNELS, pixels, source, labels, classes: CLASSES };
 }
 
 /** Writes records' images as HWC into out starting at outOffset, skipping each label byte. */

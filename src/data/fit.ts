@@ -65,7 +65,7 @@ export function fitDataset(ds: ImageDataset, size: number, channels: number): Im
       }
     }
   }
-  return { count: ds.count, height: size, width: size, channels, pixels, source: ds.source };
+  return { ...ds, height: size, width: size, channels, pixels };
 }
 
 /** Converts one resampled pixel to the output channel count and stores it rounded. */

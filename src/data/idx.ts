@@ -2,6 +2,8 @@
  * IDX image files as published for MNIST and Fashion-MNIST
  * (http://yann.lecun.com/exdb/mnist/): a big-endian header, then uint8 pixels.
  */
+import { existsSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { readFileOrThrow } from './fsRead';
@@ -15,12 +17,40 @@ const IDX_UBYTE_3D_MAGIC = 0x00000803;
 const IDX_UBYTE_1D_MAGIC = 0x00000801;
 const HEADER_BYTES = 16;
 
-/** Reads an IDX image file, gzipped or raw (told apart by content, not by the file name). */
+/** Reads an IDX image file, gzipped or raw (told apart by content, not by the file name), and
+ * its labels from the file beside it named as MNIST's are (`train-images-idx3-ubyte[.gz]` ->
+ * `train-labels-idx1-ubyte[.gz]`), if there is one. */
 export async function loadIdx(path: string): Promise<ImageDataset> {
   const source = `idx:${path}`;
+  const images = parseIdxImages(await readMaybeGzipped(path, source), source);
+  const labelPath = labelFileBeside(path);
+  if (labelPath === undefined || !existsSync(labelPath)) return images;
+  const labels = parseIdxLabels(await readMaybeGzipped(labelPath, `idx:${labelPath}`), `idx:${labelPath}`, images.count);
+  return { ...images, labels, classes: labels.reduce((max, l) => Math.max(max, l), 0) + 1 };
+}
+
+/** MNIST's naming: the label file's name has `labels-idx1` where the image file's has `images-idx3`. */
+export function labelFileBeside(imagePath: string): string | undefined {
+  const name = basename(imagePath);
+  return name.includes('images-idx3') ? join(dirname(imagePath), name.replace('images-idx3', 'labels-idx1')) : undefined;
+}
+
+async function readMaybeGzipped(path: string, source: string): Promise<Buffer> {
   const file = await readFileOrThrow(path, source);
-  const bytes = isGzip(file) ? await gunzipOrThrow(file, source) : file;
-  return parseIdxImages(bytes, source);
+  return isGzip(file) ? gunzipOrThrow(file, source) : file;
+}
+
+/** An IDX uint8 vector of `count` labels, each below 256 by type. */
+export function parseIdxLabels(bytes: Uint8Array, source: string, count: number): Uint8Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (bytes.length < 8 || view.getUint32(0, false) !== IDX_UBYTE_1D_MAGIC) {
+    throw new DataError(`${source}: not an IDX label file: expected magic ${hex32(IDX_UBYTE_1D_MAGIC)} and a count`);
+  }
+  const found = view.getUint32(4, false);
+  if (found !== count || bytes.length !== 8 + count) {
+    throw new DataError(`${source}: expected ${count} labels (one per image) in ${8 + count} bytes, the header says ${found} in ${bytes.length} bytes`);
+  }
+  return new Uint8Array(bytes.subarray(8));
 }
 
 function isGzip(bytes: Uint8Array): boolean {

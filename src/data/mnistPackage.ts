@@ -21,14 +21,16 @@ export async function loadMnistPackage(): Promise<ImageDataset> {
   const perDigit = await Promise.all(DIGITS.map((digit) => readDigitFile(digit, source)));
   const count = perDigit.reduce((sum, values) => sum + values.length / IMAGE_PIXELS, 0);
   const pixels = new Uint8Array(count * IMAGE_PIXELS);
+  const labels = new Uint8Array(count);
   let offset = 0;
-  for (const values of perDigit) {
+  perDigit.forEach((values, digit) => {
     // v = round(p / 255, 3) for the original byte p, so |v * 255 - p| <= 0.1275 and
     // rounding recovers p exactly.
     for (let i = 0; i < values.length; i++) pixels[offset + i] = Math.round(values[i] * 255);
+    labels.fill(digit, offset / IMAGE_PIXELS, (offset + values.length) / IMAGE_PIXELS);
     offset += values.length;
-  }
-  return { count, height: SIDE, width: SIDE, channels: 1, pixels, source };
+  });
+  return { count, height: SIDE, width: SIDE, channels: 1, pixels, source, labels, classes: DIGITS.length };
 }
 
 async function readDigitFile(digit: number, source: string): Promise<number[]> {

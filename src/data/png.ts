@@ -36,6 +36,8 @@ export function imageGrid(
   width: number,
   channels: number,
   padding = 2,
+  /** Images per row; default ceil(sqrt(n)). */
+  columns = Math.ceil(Math.sqrt(n)),
 ): { pixels: Uint8Array; width: number; height: number; channels: 1 | 3 } {
   for (const [name, value] of [['n', n], ['height', height], ['width', width]] as const) {
     if (!Number.isInteger(value) || value < 1) throw new RangeError(`imageGrid: ${name} must be a positive integer, got ${value}`);
@@ -53,7 +55,7 @@ export function imageGrid(
     );
   }
 
-  const cols = Math.ceil(Math.sqrt(n));
+  const cols = Math.min(columns, n);
   const rows = Math.ceil(n / cols);
   const gridWidth = cols * (width + padding) + padding;
   const gridHeight = rows * (height + padding) + padding;

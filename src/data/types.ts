@@ -3,7 +3,7 @@
  * loaders can import them without a circular import through the dispatcher.
  */
 
-/** A whole dataset in memory as uint8 pixels; labels are not kept (the model is unconditional). */
+/** A whole dataset in memory as uint8 pixels, with class labels where the format has them. */
 export interface ImageDataset {
   count: number;
   height: number;
@@ -13,6 +13,9 @@ export interface ImageDataset {
   pixels: Uint8Array;
   /** The spec it was loaded from, e.g. `idx:/data/train-images-idx3-ubyte.gz`. */
   source: string;
+  /** Class of each image, in [0, classes), for class-conditional training; absent when the data has none. */
+  labels?: Uint8Array;
+  classes?: number;
 }
 
 /** Bad or unreadable input data. The message is one line: `<spec or file>: <what is wrong>`. */

@@ -12,7 +12,7 @@ import * as path from 'path';
 import { UNetModel } from '../model/unetModel';
 import { DiffusionSchedule } from '../schedule';
 import type { PredictionTarget } from '../diffusion/types';
-import { generateImages } from '../training/generate';
+import { generateImages, gridLabels } from '../training/generate';
 import { writeGrid } from '../cli/grid';
 import { stepDirName } from '../checkpoint/format';
 
@@ -38,6 +38,8 @@ export interface SampleGridOptions {
   every: number;
   n: number;
   ddimSteps: number;
+  /** Classifier-free guidance scale for a conditional model (generate.ts). */
+  guidance: number;
   log: (line: string) => void;
   onWritten: (file: string, step: number) => void;
 }
@@ -65,13 +67,16 @@ export class PeriodicSampler {
   }
 
   private async draw(step: number, weights: Float32Array): Promise<void> {
-    const { model, schedule, prediction, n, ddimSteps } = this.opts;
+    const { model, schedule, prediction, n, ddimSteps, guidance } = this.opts;
+    const labels = gridLabels(model.config, n);
     const perImage = model.config.imageSize * model.config.imageSize * model.config.imageChannels;
     const images = new Float32Array(n * perImage);
     for (let i = 0; i < n; i++) {
       await new Promise((resolve) => setImmediate(resolve));
       // Image i always comes from seed i + 1: grids of successive steps show the same noise.
-      images.set(await generateImages(model, weights, schedule, { n: 1, seed: i + 1, sampler: 'ddim', steps: ddimSteps, eta: 0, prediction }), i * perImage);
+      images.set(await generateImages(model, weights, schedule, {
+        n: 1, seed: i + 1, sampler: 'ddim', steps: ddimSteps, eta: 0, prediction, labels: labels?.subarray(i, i + 1), guidance,
+      }), i * perImage);
     }
     const file = sampleGridPath(this.opts.checkpointDir, step);
     fs.mkdirSync(path.dirname(file), { recursive: true });

@@ -14,6 +14,15 @@ export interface UNetConfig {
   dropout: number;
   /** GroupNorm groups; every channel count in the network must be divisible by it. */
   normGroups: number;
+  /** Class-conditional: a learned embedding of each example's class (one row per class plus a
+   * "no class" row, for classifier-free guidance) added to the timestep embedding. 0 or absent:
+   * unconditional, the DDPM paper's model. */
+  classes?: number;
+}
+
+/** The classes of a conditional model, 0 for an unconditional one. */
+export function classCount(c: UNetConfig): number {
+  return c.classes ?? 0;
 }
 
 export const PRESET_NAMES = ['tiny', 'mnist-fast', 'mnist', 'cifar10'] as const;
@@ -70,6 +79,9 @@ export function validateConfig(c: UNetConfig): UNetConfig {
   if (c.channelMult.length === 0) throw new InvalidModelConfigError('channel-mult must list at least one multiplier');
   c.channelMult.forEach((m) => positiveInt(m, 'channel-mult entry'));
   if (!(c.dropout >= 0 && c.dropout < 1)) throw new InvalidModelConfigError(`dropout must be in [0, 1), got ${c.dropout}`);
+  const classes = classCount(c);
+  // Labels travel as uint8 with the value `classes` meaning "no class".
+  if (!Number.isInteger(classes) || classes < 0 || classes > 255) throw new InvalidModelConfigError(`classes must be an integer in [0, 255], got ${classes}`);
   const sizes = levelSizes(c);
   for (const r of c.attentionResolutions) {
     if (!sizes.includes(r)) {

@@ -2,7 +2,7 @@
  * The U-Net's parameters as (name, shape, init) triples, in a fixed order. Pure: the parameter
  * count, checkpoints and the wire protocol use this list without building the model.
  */
-import { UNetConfig, levelSizes } from './config';
+import { UNetConfig, classCount, levelSizes } from './config';
 
 /** 'fanAvg': DDPM's default_init (variance scaling, fan_avg, uniform); 'zero': the reference's
  * near-zero init of the last conv of each block, the attention output and the final conv. */
@@ -60,6 +60,7 @@ export function unetParamSpecs(c: UNetConfig): ParamSpec[] {
   const sizes = levelSizes(c);
   b.dense('temb/dense0', ch, tembCh);
   b.dense('temb/dense1', tembCh, tembCh);
+  if (classCount(c) > 0) b.add('class_emb/embedding', [classCount(c) + 1, tembCh], 'fanAvg');
   b.conv('conv_in', 3, c.imageChannels, ch);
   const skipChannels = [ch];
   let cur = ch;

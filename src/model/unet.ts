@@ -3,16 +3,28 @@
  * a parameter map. Traversal order and names match paramSpecs.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { UNetConfig, levelSizes } from './config';
-import { Params, conv, dense, groupNorm, swish, upsampleNearest } from './layers';
+import { UNetConfig, classCount, levelSizes } from './config';
+import { Params, conv, dense, groupNorm, param, swish, upsampleNearest } from './layers';
 import { BlockContext, resBlock } from './resBlock';
 import { attnBlock } from './attention';
 import { timestepEmbedding } from './timeEmbedding';
-import { timestepTensor } from '../backend/stepInputs';
+import { labelTensor, timestepTensor } from '../backend/stepInputs';
+
+/** Row b has a 1 in column labels[b]. */
+export function oneHotRows(labels: ArrayLike<number>, width: number): Float32Array {
+  const out = new Float32Array(labels.length * width);
+  for (let b = 0; b < labels.length; b++) {
+    if (!(labels[b] < width)) throw new RangeError(`label ${labels[b]} is not below ${width}`);
+    out[b * width + labels[b]] = 1;
+  }
+  return out;
+}
 
 export interface ForwardOptions {
   /** Enables dropout with masks derived from this seed (one per residual block); omit at inference. */
   dropoutSeed?: number;
+  /** A class-conditional model's class per example; the value `classes` is "no class". */
+  labels?: Uint8Array;
 }
 
 /** eps_theta(x_t, t): x is NHWC in [-1, 1]-ish scale, timesteps one integer per example. */
@@ -32,6 +44,14 @@ export function unetForward(config: UNetConfig, params: Params, x: tf.Tensor4D, 
   const embInput = timestepTensor<tf.Tensor2D>(timesteps, (t) => timestepEmbedding(t, ch), [timesteps.length, ch]);
   let temb = dense(params, 'temb/dense0', embInput) as tf.Tensor2D;
   temb = dense(params, 'temb/dense1', swish(temb)) as tf.Tensor2D;
+  const classes = classCount(config);
+  if (classes > 0) {
+    // The class's row of the embedding table, as a one-hot product so that its gradient is a
+    // matmul and the one-hot rows a unit tensor (a replayed webgpu step recomputes them).
+    if (opts.labels === undefined || opts.labels.length !== timesteps.length) throw new Error(`a class-conditional U-Net needs one label per example`);
+    const oneHot = labelTensor<tf.Tensor2D>(opts.labels, (labels) => oneHotRows(labels, classes + 1), [timesteps.length, classes + 1]);
+    temb = tf.add(temb, tf.matMul(oneHot, param(params, 'class_emb/embedding') as tf.Tensor2D));
+  }
 
   let h = conv(params, 'conv_in', x);
   const skips: tf.Tensor4D[] = [h];

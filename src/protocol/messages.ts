@@ -5,8 +5,9 @@
 import { ddpm } from './generated/ddpm';
 import { DType, bytesPerElement } from './dtypes';
 
-/** 2: WELCOME carries the objective: prediction target and Min-SNR weighting (proto/README.md). */
-export const PROTOCOL_VERSION = 2;
+/** 2: WELCOME carries the objective: prediction target and Min-SNR weighting. 3: a class-conditional
+ * model's WORK carries labels, which a version-2 worker would not read (proto/README.md). */
+export const PROTOCOL_VERSION = 3;
 export const Kind = ddpm.v1.Kind;
 export type Kind = ddpm.v1.Kind;
 export type Envelope = ddpm.v1.Envelope;

@@ -2,7 +2,7 @@
 import { DType, bytesOf, bytesPerElement, decodeFiniteFloats, encodeFloats, int32View, uint32View } from './dtypes';
 import { Kind, Message, ProtocolError, encodeMessage, expectTensor } from './messages';
 import { LOSS_BUCKETS, UnitResult, WorkUnit } from '../training/workUnit';
-import type { UNetConfig } from '../model/config';
+import { type UNetConfig, classCount } from '../model/config';
 
 export interface Stamp {
   runId: string;
@@ -18,6 +18,7 @@ export function encodeWork(unit: WorkUnit, stamp: Stamp, deadlineMs: number, ima
       { name: 'timesteps', dtype: DType.INT32, shape: [unit.count], bytes: bytesOf(unit.timesteps) },
       { name: 'noise_seeds', dtype: DType.UINT32, shape: [unit.count], bytes: bytesOf(unit.noiseSeeds) },
       { name: 'flips', dtype: DType.UINT8, shape: [unit.count], bytes: unit.flips },
+      ...(unit.labels ? [{ name: 'labels', dtype: DType.UINT8, shape: [unit.count], bytes: unit.labels }] : []),
     ],
   );
 }
@@ -31,11 +32,20 @@ export function decodeWork(m: Message, model: UNetConfig, timesteps: number): Wo
   const pixels = expectTensor(m, 'pixels', [DType.UINT8], [count, model.imageSize, model.imageSize, model.imageChannels]);
   const ts = int32View(expectTensor(m, 'timesteps', [DType.INT32], [count]).bytes);
   for (const t of ts) if (t < 0 || t >= timesteps) throw new ProtocolError('malformed', `timestep ${t} outside [0, ${timesteps})`);
+  const classes = classCount(model);
+  let labels: Uint8Array | undefined;
+  if (classes > 0) {
+    labels = expectTensor(m, 'labels', [DType.UINT8], [count]).bytes;
+    for (const l of labels) if (l > classes) throw new ProtocolError('malformed', `label ${l} outside [0, ${classes}] (${classes}: no class)`);
+  } else if (m.tensors.has('labels')) {
+    throw new ProtocolError('malformed', 'WORK has labels but the model is unconditional');
+  }
   return {
     step: e.step, unitId: e.unitIds[0], count, pixels: pixels.bytes, timesteps: ts,
     noiseSeeds: uint32View(expectTensor(m, 'noise_seeds', [DType.UINT32], [count]).bytes),
     flips: expectTensor(m, 'flips', [DType.UINT8], [count]).bytes,
     dropoutSeed: w.dropoutSeed ?? 0,
+    ...(labels && { labels }),
   };
 }
 

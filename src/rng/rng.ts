@@ -163,4 +163,5 @@ export const RngStream = {
   flip: 5,
   dropout: 6,
   sample: 7,
+  classDrop: 8,
 } as const;

@@ -1,7 +1,8 @@
 /**
  * The global batch of step k, derived from (seed, k) alone (DESIGN.md): example indices from a
- * seeded permutation per epoch, one timestep, noise seed and flip bit per example, cut into fixed
- * work units. Which worker computes which unit changes nothing.
+ * seeded permutation per epoch, one timestep, noise seed and flip bit per example (and a
+ * conditional run's label, or "no class"), cut into fixed work units. Which worker computes which
+ * unit changes nothing.
  */
 import { Rng, RngStream, hashKey } from '../rng/rng';
 
@@ -12,6 +13,9 @@ export interface PlanConfig {
   unitSize: number;
   timesteps: number;
   flip: boolean;
+  /** A class-conditional run's dataset labels and how often a label is replaced by "no class"
+   * (`classes`) so that one model learns both predictions classifier-free guidance mixes. */
+  labels?: { of: Uint8Array; classes: number; dropProbability: number };
 }
 
 export interface UnitPlan {
@@ -21,6 +25,7 @@ export interface UnitPlan {
   noiseSeeds: Uint32Array;
   flips: Uint8Array;
   dropoutSeed: number;
+  labels?: Uint8Array;
 }
 
 export class BatchPlanner {
@@ -49,7 +54,7 @@ export class BatchPlanner {
   }
 
   plan(step: number): UnitPlan[] {
-    const { seed, datasetSize, batchSize, unitSize, timesteps, flip } = this.cfg;
+    const { seed, datasetSize, batchSize, unitSize, timesteps, flip, labels } = this.cfg;
     const tRng = Rng.fromKey(seed, RngStream.timestep, step);
     const units: UnitPlan[] = [];
     for (let u = 0; u * unitSize < batchSize; u++) {
@@ -61,6 +66,7 @@ export class BatchPlanner {
         noiseSeeds: new Uint32Array(count),
         flips: new Uint8Array(count),
         dropoutSeed: hashKey(seed, RngStream.dropout, step, u),
+        labels: labels && new Uint8Array(count),
       };
       for (let i = 0; i < count; i++) {
         const position = this.cursor(step) + u * unitSize + i;
@@ -69,6 +75,10 @@ export class BatchPlanner {
         plan.timesteps[i] = tRng.nextInt(timesteps);
         plan.noiseSeeds[i] = hashKey(seed, RngStream.noiseSeed, step, u * unitSize + i);
         plan.flips[i] = flip ? hashKey(seed, RngStream.flip, step, u * unitSize + i) & 1 : 0;
+        if (labels && plan.labels) {
+          const dropped = hashKey(seed, RngStream.classDrop, step, u * unitSize + i) / 2 ** 32 < labels.dropProbability;
+          plan.labels[i] = dropped ? labels.classes : labels.of[plan.indices[i]];
+        }
       }
       units.push(plan);
     }

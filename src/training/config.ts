@@ -12,6 +12,8 @@ export interface TrainConfig {
   prediction: PredictionTarget;
   /** Min-SNR-gamma loss weighting (src/diffusion/forward.ts); 0: none, the paper's objective. */
   snrGamma: number;
+  /** A class-conditional model's probability of training an example as "no class" (batchPlan.ts). */
+  classDropout: number;
   data: string;
   flip: boolean;
   batchSize: number;
@@ -41,6 +43,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   timesteps: 1000,
   prediction: 'eps',
   snrGamma: 0,
+  classDropout: 0.1,
   data: 'mnist',
   flip: false,
   batchSize: 32,
@@ -98,6 +101,7 @@ export function savedTrainConfig(raw: TrainConfig): TrainConfig {
   const config = {
     ...raw, prediction: raw.prediction ?? 'eps', snrGamma: raw.snrGamma ?? 0,
     lrSchedule: raw.lrSchedule ?? 'constant', adamWeightDecay: raw.adamWeightDecay ?? 0,
+    classDropout: raw.classDropout ?? TRAIN_DEFAULTS.classDropout,
   };
   checkPrediction(config.prediction);
   checkSnrGamma(config.snrGamma);
@@ -105,7 +109,8 @@ export function savedTrainConfig(raw: TrainConfig): TrainConfig {
   return config;
 }
 
-function checkOptimizerAdditions(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay'>): void {
+function checkOptimizerAdditions(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout'>): void {
+  if (!(typeof c.classDropout === 'number' && c.classDropout >= 0 && c.classDropout < 1)) throw new InvalidTrainConfigError(`class-dropout must be in [0, 1), got ${c.classDropout}`);
   if (!isLrSchedule(c.lrSchedule)) throw new InvalidTrainConfigError(`lr-schedule must be one of ${LR_SCHEDULES.join(', ')}, got "${c.lrSchedule}"`);
   const wd = c.adamWeightDecay;
   if (!(typeof wd === 'number' && wd >= 0 && Number.isFinite(wd))) throw new InvalidTrainConfigError(`adam-weight-decay must be a finite number >= 0 (0: none), got ${wd}`);

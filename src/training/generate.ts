@@ -3,6 +3,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UNetModel } from '../model/unetModel';
 import { DiffusionSchedule } from '../schedule';
 import { SampleOptions, sample } from '../diffusion/samplers';
+import { guide } from '../diffusion/guidance';
+import type { Denoiser } from '../diffusion/types';
+import { type UNetConfig, classCount } from '../model/config';
 import { Rng, RngStream } from '../rng/rng';
 
 export interface GenerateOptions extends Omit<SampleOptions, 'noise'> {
@@ -10,13 +13,50 @@ export interface GenerateOptions extends Omit<SampleOptions, 'noise'> {
   seed: number;
   /** Images per forward pass; bounds memory. */
   chunk?: number;
+  /** A class-conditional model's class for each of the n images (the class count: "no class"). */
+  labels?: Uint8Array;
+  /** Classifier-free guidance scale (diffusion/guidance.ts); 1, the default: the conditional model alone. */
+  guidance?: number;
+}
+
+/** The guidance scale of sample grids and `ddpm sample` unless told otherwise. */
+export const DEFAULT_GUIDANCE = 2;
+
+/** Image i of n in class i mod classes: a grid's rows then read 0, 1, 2, ... */
+export function cyclingLabels(n: number, classes: number): Uint8Array {
+  return Uint8Array.from({ length: n }, (_, i) => i % classes);
+}
+
+/** A sample grid's labels: every class in turn for a conditional model, none for an unconditional one. */
+export function gridLabels(config: UNetConfig, n: number): Uint8Array | undefined {
+  const classes = classCount(config);
+  return classes > 0 ? cyclingLabels(n, classes) : undefined;
 }
 
 /** Returns n images, NHWC in [-1, 1] (read asynchronously: webgpu has no synchronous read in Node). The same seed gives the same images on the same backend. */
+/** The model as a Denoiser: unconditional, conditional on `labels`, or guided (both in one pass of
+ * twice the batch, the second half labelled "no class"). */
+function denoiser(model: UNetModel, tensors: tf.Tensor[], labels: Uint8Array | undefined, guidance: number): Denoiser {
+  const classes = classCount(model.config);
+  if (classes === 0) {
+    if (labels !== undefined) throw new RangeError('labels given for an unconditional model');
+    return (xt, t) => model.forward(tensors, xt, t);
+  }
+  if (labels === undefined) throw new RangeError(`a class-conditional model (${classes} classes) needs a label per image`);
+  if (guidance === 1) return (xt, t) => model.forward(tensors, xt, t, { labels });
+  const both = Uint8Array.from([...labels, ...labels.map(() => classes)]);
+  return (xt, t) => tf.tidy(() => {
+    const out = model.forward(tensors, tf.concat([xt, xt]), Int32Array.from([...t, ...t]), { labels: both });
+    const [conditional, unconditional] = tf.split(out, 2) as [tf.Tensor4D, tf.Tensor4D];
+    return guide(conditional, unconditional, guidance);
+  });
+}
+
 export async function generateImages(model: UNetModel, params: Float32Array, schedule: DiffusionSchedule, opts: GenerateOptions): Promise<Float32Array> {
   const { imageSize: size, imageChannels: channels } = model.config;
   const perImage = size * size * channels;
   const out = new Float32Array(opts.n * perImage);
+  if (opts.labels !== undefined && opts.labels.length !== opts.n) throw new RangeError(`${opts.labels.length} labels for ${opts.n} images`);
   const tensors = model.tensorsFromFlat(params);
   const chunk = opts.chunk ?? 64;
   try {
@@ -28,7 +68,8 @@ export async function generateImages(model: UNetModel, params: Float32Array, sch
         const rng = Rng.fromKey(opts.seed >>> 0, RngStream.sample, start, draw++);
         return tf.tensor4d(rng.gaussianFloat32(shape[0] * shape[1] * shape[2] * shape[3]), shape);
       };
-      const images = sample(schedule, (xt, t) => model.forward(tensors, xt, t), [count, size, size, channels], { ...opts, noise });
+      const labels = opts.labels?.subarray(start, start + count);
+      const images = sample(schedule, denoiser(model, tensors, labels, opts.guidance ?? 1), [count, size, size, channels], { ...opts, noise });
       try {
         out.set((await images.data()) as Float32Array, start * perImage);
       } finally {

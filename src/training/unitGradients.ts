@@ -155,7 +155,7 @@ export class UnitGradientComputer {
         recorder?.nameInput(x0, 'x0');
         recorder?.nameInput(noise, 'noise');
         const lossOf = (...params: tf.Tensor[]) => {
-          const perExampleLosses = perExampleLoss(this.schedule, (xt, t) => this.model.forward(params, xt, t, { dropoutSeed: unit.dropoutSeed }), x0, unit.timesteps, noise, this.objective);
+          const perExampleLosses = perExampleLoss(this.schedule, (xt, t) => this.model.forward(params, xt, t, { dropoutSeed: unit.dropoutSeed, labels: unit.labels }), x0, unit.timesteps, noise, this.objective);
           perExample = tf.keep(perExampleLosses);
           return tf.sum(perExampleLosses) as tf.Scalar;
         };

@@ -13,6 +13,8 @@ export interface WorkUnit {
   flips: Uint8Array;
   /** Seed of this unit's dropout masks (unused when dropout is 0). */
   dropoutSeed: number;
+  /** A class-conditional model's class per example; the model's class count means "no class". */
+  labels?: Uint8Array;
 }
 
 export const LOSS_BUCKETS = 10;
