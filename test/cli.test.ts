@@ -294,6 +294,14 @@ describe('backends that this machine lacks', () => {
     fs.writeFileSync(path.join(dir, 'libvulkan.so.1'), '');
     expect(findVulkanLoader({ LD_LIBRARY_PATH: `/nonexistent:${dir}` })).toBe(path.join(dir, 'libvulkan.so.1'));
   });
+
+  it('names the webgpu adapter Dawn chose by its device, with vendor and driver where Dawn gives them', async () => {
+    const { describeAdapter } = await import('../src/backend/backend');
+    expect(describeAdapter({ info: { vendor: 'nvidia', architecture: 'hopper', device: 'NVIDIA H100 80GB HBM3', description: 'NVIDIA: 580.159.04' } }, 'vulkan'))
+      .toBe('webgpu adapter: NVIDIA H100 80GB HBM3 (nvidia, hopper, NVIDIA: 580.159.04), Dawn vulkan');
+    expect(describeAdapter({ info: { vendor: '', device: '', description: 'Mesa' } }, 'opengles')).toBe('webgpu adapter: Mesa, Dawn opengles');
+    expect(describeAdapter({}, 'vulkan')).toBe('webgpu adapter: unnamed, Dawn vulkan');
+  });
 });
 
 describe('--update-threads', () => {

@@ -62,6 +62,8 @@ describe('on the webgpu backend, 5 steps', () => {
     // worker replays units of size 2 once it has recorded and checked two.
     const replayed = (trained.get(dir) ?? '').split('\n').filter((l) => l.includes('webgpu step replay by unit size: 2: replayed')).length;
     expect(replayed).toBe(workers);
+    // Each process says which GPU Dawn gave it: the coordinator (it samples) and every worker.
+    expect((trained.get(dir) ?? '').split('\n').filter((l) => /^webgpu adapter: llvmpipe.*, Dawn opengles$/.test(l))).toHaveLength(workers + 1);
   }, 160_000);
 
   it('in-process: units of size 2 are replayed after the first two', () => {

@@ -67,7 +67,15 @@ async function initTensorflow(): Promise<void> {
     { brief: 'neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed and working' });
 }
 
-async function initWebgpu(): Promise<void> {
+/** What Dawn says of its adapter (WebGPU's GPUAdapterInfo), for the log: which GPU a worker got. */
+export function describeAdapter(adapter: unknown, dawnBackend: DawnBackend): string {
+  const info = (adapter as { info?: { vendor?: string; architecture?: string; device?: string; description?: string } }).info ?? {};
+  const name = info.device || info.description || 'unnamed';
+  const details = [info.vendor, info.architecture, info.device ? info.description : undefined].filter((s) => s).join(', ');
+  return `webgpu adapter: ${name}${details ? ` (${details})` : ''}, Dawn ${dawnBackend}`;
+}
+
+async function initWebgpu(log: (line: string) => void): Promise<void> {
   let dawnBackend: DawnBackend;
   let kernels: WebgpuKernelChoice;
   try {
@@ -93,6 +101,7 @@ async function initWebgpu(): Promise<void> {
   const gpu = (g.navigator as { gpu: { requestAdapter(): Promise<unknown> } }).gpu;
   const adapter = await gpu.requestAdapter();
   if (adapter === null || adapter === undefined) throw new BackendUnavailableError(`backend 'webgpu': Dawn found no GPU adapter on this machine (Dawn backend ${dawnBackend})`, { brief: 'no GPU adapter' });
+  log(describeAdapter(adapter, dawnBackend));
   require('@tensorflow/tfjs-backend-webgpu');
   registerWebgpuKernels(kernels);
   if (!(await tf.setBackend('webgpu'))) throw new BackendUnavailableError(`backend 'webgpu' did not initialise`);
@@ -112,12 +121,12 @@ async function initCpu(): Promise<void> {
   if (!(await tf.setBackend('cpu'))) throw new BackendUnavailableError(`backend 'cpu' did not initialise`);
 }
 
-async function initConcrete(name: ConcreteBackend): Promise<void> {
+async function initConcrete(name: ConcreteBackend, log: (line: string) => void): Promise<void> {
   switch (name) {
     case 'tensorflow':
       return initTensorflow();
     case 'webgpu':
-      return initWebgpu();
+      return initWebgpu(log);
     case 'wasm':
       return initWasm();
     case 'cpu':
@@ -136,14 +145,14 @@ export async function initBackend(name: BackendName, log: (line: string) => void
   tf.env().set('PROD', true);
   setReferenceSavedTensors(true);
   if (name !== 'auto') {
-    await initConcrete(name);
+    await initConcrete(name, log);
     await tf.ready();
     return name;
   }
   const tried: string[] = [];
   for (const candidate of ['tensorflow', 'webgpu', 'wasm', 'cpu'] as const) {
     try {
-      await initConcrete(candidate);
+      await initConcrete(candidate, log);
       await tf.ready();
       if (tried.length > 0) log(`backend auto: ${tried.join('; ')}`);
       return candidate;
