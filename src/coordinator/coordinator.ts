@@ -54,7 +54,7 @@ function planLabels(config: TrainConfig, dataset: ImageDataset): PlanConfig['lab
   if (classes === 0) return undefined;
   if (dataset.labels === undefined) throw new DataError(`--classes ${classes}: the data (${dataset.source}) has no class labels`);
   const top = dataset.labels.reduce((max, l) => Math.max(max, l), 0);
-  if (top >= classes) throw new DataError(`--classes ${classes}: the data (${dataset.source}) has labels up to ${top}; use --classes ${top + 1}`);
+  if (top >= classes) throw new DataError(`--classes ${classes}: the data (${dataset.source}) has labels up to ${top}; use --classes ${dataset.classes ?? top + 1}`);
   return { of: dataset.labels, classes, dropProbability: config.classDropout };
 }
 

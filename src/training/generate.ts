@@ -33,7 +33,6 @@ export function gridLabels(config: UNetConfig, n: number): Uint8Array | undefine
   return classes > 0 ? cyclingLabels(n, classes) : undefined;
 }
 
-/** Returns n images, NHWC in [-1, 1] (read asynchronously: webgpu has no synchronous read in Node). The same seed gives the same images on the same backend. */
 /** The model as a Denoiser: unconditional, conditional on `labels`, or guided (both in one pass of
  * twice the batch, the second half labelled "no class"). */
 function denoiser(model: UNetModel, tensors: tf.Tensor[], labels: Uint8Array | undefined, guidance: number): Denoiser {
@@ -52,6 +51,7 @@ function denoiser(model: UNetModel, tensors: tf.Tensor[], labels: Uint8Array | u
   });
 }
 
+/** Returns n images, NHWC in [-1, 1] (read asynchronously: webgpu has no synchronous read in Node). The same seed gives the same images on the same backend. */
 export async function generateImages(model: UNetModel, params: Float32Array, schedule: DiffusionSchedule, opts: GenerateOptions): Promise<Float32Array> {
   const { imageSize: size, imageChannels: channels } = model.config;
   const perImage = size * size * channels;
