@@ -215,10 +215,11 @@ describe('train --lr-schedule cosine --adam-weight-decay, then --resume with mor
     // Warm-up of 1 step, then (1 + cos(pi (step - 1) / 2)) / 2 of 1e-3.
     expect(rates(first)).toEqual([1e-3, 1e-3, 0.5e-3].map((v) => expect.closeTo(v, 15)));
     expect(readCheckpointConfig(path.join(run, 'step-00000003'))).toMatchObject({ lrSchedule: 'cosine', adamWeightDecay: 0.01, steps: 3 });
-    // The checkpoint's settings win over the flags (here the defaults); --steps moves the end of the decay.
-    const resumed = await ddpm([...common, '--steps', '5', '--resume']);
+    // The checkpoint's settings win over the flags, which are named when given; --steps moves the end of the decay.
+    const resumed = await ddpm([...common, '--steps', '5', '--resume', '--lr-schedule', 'linear', '--seed=4']);
     expect(resumed.code).toBe(0);
     expect(lines(resumed.stderr)).toContain("note: --steps 5 differs from the checkpoint's 3: the cosine learning rate now decays to 0 at step 5");
+    expect(lines(resumed.stderr)).toContain("note: --resume keeps the checkpoint's settings; ignored: --seed, --lr-schedule (only --steps may change)");
     expect(rates(resumed)).toEqual([(1 + Math.cos(Math.PI / 2)) / 2, (1 + Math.cos(Math.PI * 3 / 4)) / 2].map((f) => expect.closeTo(1e-3 * f, 15)));
   }, 120_000);
 });
@@ -301,6 +302,21 @@ describe('backends that this machine lacks', () => {
       .toBe('webgpu adapter: NVIDIA H100 80GB HBM3 (nvidia, hopper, NVIDIA: 580.159.04), Dawn vulkan');
     expect(describeAdapter({ info: { vendor: '', device: '', description: 'Mesa' } }, 'opengles')).toBe('webgpu adapter: Mesa, Dawn opengles');
     expect(describeAdapter({}, 'vulkan')).toBe('webgpu adapter: unnamed, Dawn vulkan');
+  });
+});
+
+describe('--resume with flags for settings the checkpoint fixes', () => {
+  it('names only flags the user gave whose values differ, model flags and --preset included', async () => {
+    const { ignoredOnResume } = await import('../src/cli/trainJob');
+    const { TRAIN_DEFAULTS } = await import('../src/training/config');
+    const saved = { ...TRAIN_DEFAULTS, lr: 1e-3, adamBeta1: 0.8 };
+    const given = (...flags: string[]) => (flag: string) => flags.includes(flag);
+    // Not given, the flags' defaults differ from the checkpoint's values without being named.
+    expect(ignoredOnResume(saved, TRAIN_DEFAULTS, given())).toEqual([]);
+    expect(ignoredOnResume(saved, { ...TRAIN_DEFAULTS, lr: 5e-4 }, given('lr', 'adam-beta1'))).toEqual(['--lr', '--adam-beta1']);
+    expect(ignoredOnResume(saved, { ...saved, steps: 9 }, given('lr', 'steps'))).toEqual([]);
+    const bigger = { ...saved, model: { ...saved.model, channels: 32, classes: 10 } };
+    expect(ignoredOnResume(saved, bigger, given('channels', 'classes', 'preset'))).toEqual(['--channels', '--classes', '--preset']);
   });
 });
 

@@ -60,13 +60,34 @@ function checkSampleEvery(a: JobArgs): void {
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
 
+/** The command line's flags, as typed (`--lr 1e-3`, `--lr=1e-3`): whether the user gave `flag`. */
+export function flagGiven(flag: string, argv = process.argv): boolean {
+  return argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`));
+}
+
+/** `warmupSteps` -> `warmup-steps`: every TrainConfig and UNetConfig field is its flag's name. */
+const flagOf = (field: string) => field.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`);
+
+/** Flags the user gave whose values a resumed run does not take (the checkpoint's win). */
+export function ignoredOnResume(saved: TrainConfig, fromFlags: TrainConfig, given: (flag: string) => boolean): string[] {
+  const differing = (a: object, b: object) => Object.keys(b).filter((k) => JSON.stringify((a as Record<string, unknown>)[k]) !== JSON.stringify((b as Record<string, unknown>)[k]));
+  const modelFields = differing(saved.model, fromFlags.model);
+  const fields = [...differing(saved, fromFlags).filter((k) => k !== 'model' && k !== 'steps'), ...modelFields];
+  const flags = fields.map(flagOf).filter(given);
+  if (modelFields.length > 0 && given('preset')) flags.push('preset');
+  return flags.map((flag) => `--${flag}`);
+}
+
 /** On --resume the checkpoint's config wins (it fixes the results); only --steps may change (and
- * with it where a decaying learning rate ends, which is said). */
-export function effectiveConfig(a: JobArgs): TrainConfig {
+ * with it where a decaying learning rate ends, which is said), and flags given for other settings
+ * are named as ignored. */
+export function effectiveConfig(a: JobArgs, given: (flag: string) => boolean = (f) => flagGiven(f)): TrainConfig {
   const fromFlags = trainConfigFromArgs(a);
   const root = a['checkpoint-dir'];
   if (!a.resume || !fs.existsSync(root) || fs.readdirSync(root).length === 0) return fromFlags;
   const saved = readCheckpointConfig(resolveCheckpointDir(root));
+  const ignored = ignoredOnResume(saved, fromFlags, given);
+  if (ignored.length > 0) log(`note: --resume keeps the checkpoint's settings; ignored: ${ignored.join(', ')} (only --steps may change)`);
   if (saved.lrSchedule !== 'constant' && saved.steps !== fromFlags.steps) {
     log(`note: --steps ${fromFlags.steps} differs from the checkpoint's ${saved.steps}: the ${saved.lrSchedule} learning rate now decays to 0 at step ${fromFlags.steps}`);
   }
