@@ -14,7 +14,7 @@ import { UNetModel } from '../src/model/unetModel';
 import { decodeMessage } from '../src/protocol/messages';
 import { decodeWork, encodeWork } from '../src/protocol/units';
 import { makeSchedule } from '../src/schedule';
-import { cyclingLabels, generateImages } from '../src/training/generate';
+import { cyclingLabels, generateImages, guidanceCaveat } from '../src/training/generate';
 import type { WorkUnit } from '../src/training/workUnit';
 
 const conditional: UNetConfig = { ...presetConfig('tiny'), classes: 10 };
@@ -52,6 +52,12 @@ describe('classifier-free guidance', () => {
     expect(Array.from(guide(cond, uncond, 1).dataSync())).toEqual([1, 2, -1, 0.5]);
     expect(Array.from(guide(cond, uncond, 3).dataSync())).toEqual([3, 4, -5, 0.5]);
     tf.dispose([cond, uncond]);
+  });
+
+  it('is flagged when the run never trained "no class" (--class-dropout 0), and only then', () => {
+    const run = (classDropout: number, model = conditional) => ({ model, classDropout });
+    expect(guidanceCaveat(run(0), 2)).toMatch(/^note: this run trains with --class-dropout 0, so its "no class" prediction is untrained and guidance 2 mixes it in/);
+    expect([guidanceCaveat(run(0.1), 2), guidanceCaveat(run(0), 1), guidanceCaveat(run(0, presetConfig('tiny')), 2)]).toEqual([undefined, undefined, undefined]);
   });
 
   it('one-hot rows put a 1 at each label and refuse a label past the table', () => {

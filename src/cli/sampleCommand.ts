@@ -5,7 +5,7 @@ import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '.
 import { UNetModel } from '../model/unetModel';
 import { makeSchedule } from '../schedule';
 import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../diffusion/samplers';
-import { DEFAULT_GUIDANCE, cyclingLabels, generateImages } from '../training/generate';
+import { DEFAULT_GUIDANCE, cyclingLabels, generateImages, guidanceCaveat } from '../training/generate';
 import { classCount } from '../model/config';
 import { writeGrid } from './grid';
 import { checkGuidance, withBackendOption } from './options';
@@ -66,6 +66,8 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const labels = sampleLabels(a.class, classCount(model.config), a.n);
     // "none" is unguided by definition; guidance needs a class to pull towards.
     const guidance = a.class === 'none' ? 1 : a.guidance;
+    const caveat = guidanceCaveat(loaded.config, guidance);
+    if (caveat !== undefined) process.stderr.write(`${caveat}\n`);
     const images = await generateImages(model, a.ema ? loaded.state.ema : loaded.state.params, schedule, {
       n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, steps: a.steps, eta: a.eta, variance: a.variance as VarianceName, prediction: loaded.config.prediction,
       labels, guidance,

@@ -14,7 +14,7 @@ import { LogFormat } from '../coordinator/progress';
 import { UNetModel } from '../model/unetModel';
 import { parameterCount } from '../model/paramSpecs';
 import { makeSchedule } from '../schedule';
-import { generateImages, gridLabels } from '../training/generate';
+import { generateImages, gridLabels, guidanceCaveat } from '../training/generate';
 import { TrainConfig } from '../training/config';
 import { TrainArgs, checkGuidance, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
@@ -103,6 +103,8 @@ export interface JobHooks {
 
 export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
   checkSampleEvery(a);
+  const caveat = guidanceCaveat(config, a['sample-guidance']);
+  if (caveat !== undefined && a['sample-n'] > 0) log(caveat);
   const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(config.model), availableCores());
   const { telemetry } = hooks;
   const raw = await loadDataset(config.data);

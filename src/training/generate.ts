@@ -22,6 +22,13 @@ export interface GenerateOptions extends Omit<SampleOptions, 'noise'> {
 /** The guidance scale of sample grids and `ddpm sample` unless told otherwise. */
 export const DEFAULT_GUIDANCE = 2;
 
+/** Why a guidance scale will not do what it says for this run, if it will not: with no label ever
+ * dropped, the "no class" row was never trained, and guidance mixes in an untrained prediction. */
+export function guidanceCaveat(config: { model: UNetConfig; classDropout: number }, guidance: number): string | undefined {
+  if (classCount(config.model) === 0 || config.classDropout > 0 || guidance === 1) return undefined;
+  return `note: this run trains with --class-dropout 0, so its "no class" prediction is untrained and guidance ${guidance} mixes it in; use guidance 1 or a class dropout like 0.1`;
+}
+
 /** Image i of n in class i mod classes: a grid's rows then read 0, 1, 2, ... */
 export function cyclingLabels(n: number, classes: number): Uint8Array {
   return Uint8Array.from({ length: n }, (_, i) => i % classes);
