@@ -76,7 +76,7 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
   int(c.timesteps, 'timesteps', 1);
   checkPrediction(c.prediction);
   checkSnrGamma(c.snrGamma);
-  checkOptimizerAdditions(c);
+  checkLaterFields(c);
   int(c.batchSize, 'batch-size', 1);
   int(c.unitSize, 'unit-size', 1);
   int(c.steps, 'steps', 0);
@@ -95,8 +95,8 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
 }
 
 /** A config read back from a checkpoint: fields added since it was written take the value that
- * runs had before them (prediction eps, snrGamma 0, a constant learning rate, no weight decay); a
- * value that is there must be valid. */
+ * runs had before them (prediction eps, snrGamma 0, a constant learning rate, no weight decay; the
+ * class dropout's default, which an unconditional run never reads); a value that is there must be valid. */
 export function savedTrainConfig(raw: TrainConfig): TrainConfig {
   const config = {
     ...raw, prediction: raw.prediction ?? 'eps', snrGamma: raw.snrGamma ?? 0,
@@ -105,11 +105,12 @@ export function savedTrainConfig(raw: TrainConfig): TrainConfig {
   };
   checkPrediction(config.prediction);
   checkSnrGamma(config.snrGamma);
-  checkOptimizerAdditions(config);
+  checkLaterFields(config);
   return config;
 }
 
-function checkOptimizerAdditions(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout'>): void {
+/** The fields older checkpoints lack besides the objective's: the schedule, weight decay, class dropout. */
+function checkLaterFields(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout'>): void {
   if (!(typeof c.classDropout === 'number' && c.classDropout >= 0 && c.classDropout < 1)) throw new InvalidTrainConfigError(`class-dropout must be in [0, 1), got ${c.classDropout}`);
   if (!isLrSchedule(c.lrSchedule)) throw new InvalidTrainConfigError(`lr-schedule must be one of ${LR_SCHEDULES.join(', ')}, got "${c.lrSchedule}"`);
   const wd = c.adamWeightDecay;
