@@ -233,6 +233,26 @@ describe('images:DIR', () => {
     expect(pixelAt(ds, 1, 3, 3)).toBe(99);
   });
 
+  test('subdirectories without top-level PNGs are classes (ImageFolder): numbered in name order, files in name order', async () => {
+    const dir = freshDir('png-classes');
+    for (const [cls, file, value] of [['dog', 'c.png', 30], ['cat', 'b.png', 20], ['cat', 'a.png', 10]] as const) {
+      mkdirSync(join(dir, cls), { recursive: true });
+      writePng(join(dir, cls, file), 2, 2, () => [value, value, value, 255], 0);
+    }
+    writeFileSync(join(dir, 'README.txt'), 'not a class');
+    const ds = await loadDataset(`images:${dir}`);
+    expect(ds).toMatchObject({ count: 3, channels: 1, classes: 2, classNames: ['cat', 'dog'], labels: Uint8Array.from([0, 0, 1]) });
+    expect([0, 1, 2].map((n) => pixelAt(ds, n, 0, 0))).toEqual([10, 20, 30]);
+    // Top-level PNGs win: the directory is then one unlabelled set, as before.
+    writePng(join(dir, 'top.png'), 2, 2, () => [0, 0, 0, 255], 0);
+    expect((await loadDataset(`images:${dir}`)).labels).toBeUndefined();
+    const emptyClass = freshDir('png-empty-class');
+    mkdirSync(join(emptyClass, 'a'));
+    mkdirSync(join(emptyClass, 'b'));
+    writePng(join(emptyClass, 'a', 'x.png'), 2, 2, () => [0, 0, 0, 255], 0);
+    await expectDataError(`images:${emptyClass}`, join(emptyClass, 'b'), "no *.png files in this class's subdirectory");
+  });
+
   test('mixed sizes, no PNGs, a broken PNG and a missing dir are DataErrors', async () => {
     const mixed = freshDir('png-mixed');
     writePng(join(mixed, 'a.png'), 4, 4, () => [0, 0, 0, 255], 2);

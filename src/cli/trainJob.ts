@@ -109,7 +109,7 @@ export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: 
   const { telemetry } = hooks;
   const raw = await loadDataset(config.data);
   const dataset = fitDataset(raw, config.model.imageSize, config.model.imageChannels);
-  log(`data: ${raw.source}: ${raw.count} images ${raw.height}x${raw.width}x${raw.channels}${raw.labels ? ` in ${raw.classes} classes` : ''}` +
+  log(`data: ${raw.source}: ${raw.count} images ${raw.height}x${raw.width}x${raw.channels}${raw.labels ? ` in ${raw.classes} classes${raw.classNames ? ` (${raw.classNames.map((n, i) => `${i} ${n}`).join(', ')})` : ''}` : ''}` +
     (raw === dataset ? '' : `, fitted to ${dataset.height}x${dataset.width}x${dataset.channels}`));
   log(`model: ${parameterCount(config.model)} parameters; batch ${config.batchSize} in units of ${config.unitSize}; ${config.steps} steps`);
   const model = new UNetModel(config.model);

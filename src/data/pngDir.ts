@@ -2,7 +2,8 @@
  * A directory of PNG files as one dataset. Every image must have the same size;
  * images are not resized here (fitDataset does that, once, for all formats).
  */
-import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { PNG, type PNGWithMetadata } from 'pngjs';
 import { listDirectoryOrThrow, readFileOrThrow, requireDirectory } from './fsRead';
 import { DataError, type ImageDataset } from './types';
@@ -10,42 +11,74 @@ import { DataError, type ImageDataset } from './types';
 /** PNG colour type 0: greyscale without alpha. */
 const PNG_COLOR_TYPE_GREY = 0;
 
+/** Code-unit order, so the order does not depend on the locale. */
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+async function pngNames(dir: string, source: string): Promise<string[]> {
+  return (await listDirectoryOrThrow(dir, source)).filter((name) => name.toLowerCase().endsWith('.png')).sort(byName);
+}
+
 /**
- * Loads every `*.png` (case-insensitive) in dir, sorted by file name (code-unit order, so
- * the order does not depend on the locale). The result has 1 channel if every file is
- * greyscale (colour type 0), else 3; alpha is dropped, not composited, since training
- * images are expected to be opaque.
+ * Loads every `*.png` (case-insensitive) in dir, sorted by file name. A directory with no PNG of
+ * its own but subdirectories holding them is labelled as torchvision's ImageFolder is: each
+ * subdirectory a class, numbered in name order (`classNames`), its PNGs in name order. The result
+ * has 1 channel if every file is greyscale (colour type 0), else 3; alpha is dropped, not
+ * composited, since training images are expected to be opaque.
  */
 export async function loadPngDirectory(dir: string): Promise<ImageDataset> {
   const source = `images:${dir}`;
   await requireDirectory(dir, source);
-  const names = (await listDirectoryOrThrow(dir, source))
-    .filter((name) => name.toLowerCase().endsWith('.png'))
-    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  if (names.length === 0) {
-    throw new DataError(`${source}: empty dataset: no *.png files in the directory`);
+  const names = await pngNames(dir, source);
+  if (names.length > 0) return decodeAll(names.map((name) => join(dir, name)), source);
+  const classNames: string[] = [];
+  for (const name of (await listDirectoryOrThrow(dir, source)).sort(byName)) {
+    if (await isDirectory(join(dir, name))) classNames.push(name);
   }
+  if (classNames.length === 0) throw new DataError(`${source}: empty dataset: no *.png files in the directory, nor subdirectories of them (one per class)`);
+  if (classNames.length > 255) throw new DataError(`${source}: ${classNames.length} subdirectories (classes); at most 255 are supported`);
+  const files: string[] = [];
+  const labels: number[] = [];
+  for (const [label, name] of classNames.entries()) {
+    const classDir = join(dir, name);
+    const inClass = await pngNames(classDir, `images:${classDir}`);
+    if (inClass.length === 0) throw new DataError(`images:${classDir}: no *.png files in this class's subdirectory`);
+    for (const file of inClass) {
+      files.push(join(classDir, file));
+      labels.push(label);
+    }
+  }
+  return { ...(await decodeAll(files, source)), labels: Uint8Array.from(labels), classes: classNames.length, classNames };
+}
 
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The files' images, which must all have the first one's size. */
+async function decodeAll(paths: string[], source: string): Promise<ImageDataset> {
   // Decoded first, before the loop, to size the output buffer.
-  const firstPng = await readPng(join(dir, names[0]));
+  const firstPng = await readPng(paths[0]);
   const { width, height } = firstPng;
   // Filled as RGB while decoding (colour types are only all known at the end), then
   // reduced to one channel if every file turned out to be grey.
-  const rgb = new Uint8Array(names.length * height * width * 3);
+  const rgb = new Uint8Array(paths.length * height * width * 3);
   let allGrey = true;
-  for (let n = 0; n < names.length; n++) {
-    const path = join(dir, names[n]);
-    const png = n === 0 ? firstPng : await readPng(path);
+  for (let n = 0; n < paths.length; n++) {
+    const png = n === 0 ? firstPng : await readPng(paths[n]);
     if (png.width !== width || png.height !== height) {
       throw new DataError(
-        `images:${path}: image is ${png.width}x${png.height}, but ${names[0]} is ${width}x${height}; all images must have the same size`,
+        `images:${paths[n]}: image is ${png.width}x${png.height}, but ${basename(paths[0])} is ${width}x${height}; all images must have the same size`,
       );
     }
     allGrey &&= png.colorType === PNG_COLOR_TYPE_GREY;
     rgbaToRgb(png.data, rgb, n * height * width * 3);
   }
   const pixels = allGrey ? firstOfThreeChannels(rgb) : rgb;
-  return { count: names.length, height, width, channels: allGrey ? 1 : 3, pixels, source };
+  return { count: paths.length, height, width, channels: allGrey ? 1 : 3, pixels, source };
 }
 
 /** pngjs always hands back 8-bit RGBA (it expands grey, palettes and 16-bit samples). */

@@ -16,6 +16,8 @@ export interface ImageDataset {
   /** Class of each image, in [0, classes), for class-conditional training; absent when the data has none. */
   labels?: Uint8Array;
   classes?: number;
+  /** What each class is called, where the data names them (images:DIR's subdirectories). */
+  classNames?: string[];
 }
 
 /** Bad or unreadable input data. The message is one line: `<spec or file>: <what is wrong>`. */
