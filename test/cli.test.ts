@@ -246,6 +246,30 @@ describe('train --classes 10, then sample by class (cpu backend)', () => {
   }, 120_000);
 });
 
+describe('class names: images:DIR with a subdirectory per class (cpu backend)', () => {
+  it('are kept in the checkpoint, and ddpm sample takes --class by name', async () => {
+    const data = path.join(tmp, 'pets');
+    for (const [cls, value] of [['cat', 40], ['dog', 200]] as const) {
+      fs.mkdirSync(path.join(data, cls), { recursive: true });
+      for (let i = 0; i < 2; i++) {
+        const png = new PNG({ width: 8, height: 8 });
+        png.data.fill(value + i);
+        fs.writeFileSync(path.join(data, cls, `${i}.png`), PNG.sync.write(png));
+      }
+    }
+    const run = path.join(tmp, 'pets-run');
+    const train = await ddpm(['train', '--data', `images:${data}`, '--preset', 'tiny', '--image-channels', '3', '--classes', '2', '--backend', 'cpu', '--workers', '0',
+      '--steps', '1', '--batch-size', '4', '--checkpoint-dir', run, '--sample-n', '0']);
+    expect(train.code).toBe(0);
+    expect(lines(train.stderr)).toContain(`data: images:${data}: 4 images 8x8x3 in 2 classes (0 cat, 1 dog)`);
+    expect(readCheckpointConfig(path.join(run, 'step-00000001')).classNames).toEqual(['cat', 'dog']);
+    const dog = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', 'dog', '--n', '2', '--steps', '2', '--out', path.join(tmp, 'dog.png')]);
+    expect(dog.code).toBe(0);
+    const cow = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', 'cow', '--out', path.join(tmp, 'cow.png')]);
+    expect([cow.code, cow.stderr]).toEqual([2, expect.stringContaining('--class must be all, none or a class in [0, 2) or one of cat, dog, got "cow"')]);
+  }, 120_000);
+});
+
 describe('--workers auto', () => {
   it('runs one process per core on one-core backends, no more than a step has units, and none on one core or a GPU backend', async () => {
     const { resolveLocalWorkers } = await import('../src/cli/localWorkers');

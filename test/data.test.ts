@@ -188,7 +188,7 @@ describe('cifar10:DIR', () => {
     writeFileSync(join(dir, 'test_batch.bin'), batch(1, 50));
     const ds = await loadDataset(`cifar10:${dir}`);
     expect(ds.count).toBe(3);
-    expect([Array.from(ds.labels!), ds.classes]).toEqual([[0, 1, 2], 10]);
+    expect([Array.from(ds.labels!), ds.classes, ds.classNames![7]]).toEqual([[0, 1, 2], 10, 'horse']);
     expect(pixelAt(ds, 2, 31, 31, 1)).toBe(planarValue(2, 1, 31, 31));
   });
 

@@ -26,16 +26,20 @@ interface SampleArgs {
   guidance: number;
 }
 
-/** --class for a model with `classes` classes: all of them in turn, "no class", or one, for n images. */
-function sampleLabels(spec: string, classes: number, n: number): Uint8Array | undefined {
+/** --class for a model with `classes` classes: all of them in turn, "no class", or one (by number,
+ * or by name where the run's data named its classes), for n images. */
+export function sampleLabels(spec: string, classes: number, n: number, names: readonly string[] = []): Uint8Array | undefined {
   if (classes === 0) {
     if (spec !== 'all') throw new UsageError(`--class ${spec}: the checkpoint's model is unconditional (trained without --classes)`);
     return undefined;
   }
   if (spec === 'all') return cyclingLabels(n, classes);
   if (spec === 'none') return new Uint8Array(n).fill(classes);
-  const k = Number(spec);
-  if (!(spec.trim() !== '' && Number.isInteger(k) && k >= 0 && k < classes)) throw new UsageError(`--class must be all, none or a class in [0, ${classes}), got "${spec}"`);
+  const k = names.includes(spec) ? names.indexOf(spec) : Number(spec);
+  if (!(spec.trim() !== '' && Number.isInteger(k) && k >= 0 && k < classes)) {
+    const named = names.length > 0 ? ` or one of ${names.join(', ')}` : '';
+    throw new UsageError(`--class must be all, none or a class in [0, ${classes})${named}, got "${spec}"`);
+  }
   return new Uint8Array(n).fill(k);
 }
 
@@ -51,7 +55,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     .option('variance', { type: 'string', choices: VARIANCE_NAMES, default: 'fixed-small', describe: 'DDPM variance' })
     .option('n', { type: 'number', default: 64, describe: 'number of images' })
     .option('seed', { type: 'number', default: 1 })
-    .option('class', { type: 'string', default: 'all', describe: 'a class-conditional model\'s class: all (one column each), none (unconditional) or one class K' })
+    .option('class', { type: 'string', default: 'all', describe: 'a class-conditional model\'s class: all (one column each), none (unconditional) or one class, by number or by name' })
     .option('guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'classifier-free guidance scale for a class (1: the conditional model alone)' })
     .option('out', { type: 'string', default: 'grid.png', describe: 'output PNG' }) as never,
   handler: async (a) => {
@@ -63,7 +67,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const model = new UNetModel(readCheckpointConfig(dir).model);
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
-    const labels = sampleLabels(a.class, classCount(model.config), a.n);
+    const labels = sampleLabels(a.class, classCount(model.config), a.n, loaded.config.classNames);
     // "none" is unguided by definition; guidance needs a class to pull towards.
     const guidance = a.class === 'none' ? 1 : a.guidance;
     const caveat = guidanceCaveat(loaded.config, guidance);

@@ -5,7 +5,8 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Argv } from 'yargs';
-import { fitDataset, loadDataset } from '../data/dataset';
+import { type ImageDataset, fitDataset, loadDataset } from '../data/dataset';
+import { classCount } from '../model/config';
 import { CheckpointStore, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
 import { Coordinator } from '../coordinator/coordinator';
 import { UnitExecutor } from '../coordinator/executor';
@@ -101,16 +102,25 @@ export interface JobHooks {
   telemetry: TrainingTelemetry;
 }
 
-export async function runTrainingJob(a: JobArgs, config: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
+/** The data line of the log: source, size, classes (named where the data names them), fitting. */
+function describeData(raw: ImageDataset, fitted: ImageDataset): string {
+  const names = raw.classNames ? ` (${raw.classNames.map((n, i) => `${i} ${n}`).join(', ')})` : '';
+  return `data: ${raw.source}: ${raw.count} images ${raw.height}x${raw.width}x${raw.channels}${raw.labels ? ` in ${raw.classes} classes${names}` : ''}` +
+    (raw === fitted ? '' : `, fitted to ${fitted.height}x${fitted.width}x${fitted.channels}`);
+}
+
+/** `base`: effectiveConfig's; a conditional run adds its data's class names to it. */
+export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
   checkSampleEvery(a);
-  const caveat = guidanceCaveat(config, a['sample-guidance']);
+  const caveat = guidanceCaveat(base, a['sample-guidance']);
   if (caveat !== undefined && a['sample-n'] > 0) log(caveat);
-  const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(config.model), availableCores());
+  const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(base.model), availableCores());
   const { telemetry } = hooks;
-  const raw = await loadDataset(config.data);
-  const dataset = fitDataset(raw, config.model.imageSize, config.model.imageChannels);
-  log(`data: ${raw.source}: ${raw.count} images ${raw.height}x${raw.width}x${raw.channels}${raw.labels ? ` in ${raw.classes} classes${raw.classNames ? ` (${raw.classNames.map((n, i) => `${i} ${n}`).join(', ')})` : ''}` : ''}` +
-    (raw === dataset ? '' : `, fitted to ${dataset.height}x${dataset.width}x${dataset.channels}`));
+  const raw = await loadDataset(base.data);
+  const dataset = fitDataset(raw, base.model.imageSize, base.model.imageChannels);
+  log(describeData(raw, dataset));
+  // Kept in the checkpoints, for `ddpm sample --class NAME`.
+  const config = classCount(base.model) > 0 && base.classNames === undefined && raw.classNames !== undefined ? { ...base, classNames: raw.classNames } : base;
   log(`model: ${parameterCount(config.model)} parameters; batch ${config.batchSize} in units of ${config.unitSize}; ${config.steps} steps`);
   const model = new UNetModel(config.model);
   const schedule = makeSchedule(config.schedule, config.timesteps);

@@ -13,7 +13,9 @@ const CHANNELS = 3;
 const PLANE_BYTES = SIDE * SIDE;
 const IMAGE_BYTES = PLANE_BYTES * CHANNELS;
 const RECORD_BYTES = 1 + IMAGE_BYTES;
-const CLASSES = 10;
+/** batches.meta.txt's names, in label order. */
+const CLASS_NAMES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
+const CLASSES = CLASS_NAMES.length;
 /** Only the training batches: test_batch.bin is held out on purpose. */
 const BATCH_FILES = [1, 2, 3, 4, 5].map((i) => `data_batch_${i}.bin`);
 
@@ -59,7 +61,7 @@ export async function loadCifar10(dir: string): Promise<ImageDataset> {
     }
     firstImage += batch.records;
   }
-  return { count, height: SIDE, width: SIDE, channels: CHANNELS, pixels, source, labels, classes: CLASSES };
+  return { count, height: SIDE, width: SIDE, channels: CHANNELS, pixels, source, labels, classes: CLASSES, classNames: CLASS_NAMES };
 }
 
 /** Writes records' images as HWC into out starting at outOffset, skipping each label byte. */

@@ -14,6 +14,8 @@ export interface TrainConfig {
   snrGamma: number;
   /** A class-conditional model's probability of training an example as "no class" (batchPlan.ts). */
   classDropout: number;
+  /** A class-conditional run's class names, where its data names them (`ddpm sample --class NAME`). */
+  classNames?: string[];
   data: string;
   flip: boolean;
   batchSize: number;
@@ -109,8 +111,9 @@ export function savedTrainConfig(raw: TrainConfig): TrainConfig {
   return config;
 }
 
-/** The fields older checkpoints lack besides the objective's: the schedule, weight decay, class dropout. */
-function checkLaterFields(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout'>): void {
+/** The fields older checkpoints lack besides the objective's: the schedule, weight decay, class dropout and names. */
+function checkLaterFields(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout' | 'classNames'>): void {
+  if (c.classNames !== undefined && !(Array.isArray(c.classNames) && c.classNames.every((n) => typeof n === 'string'))) throw new InvalidTrainConfigError('classNames must be a list of strings');
   if (!(typeof c.classDropout === 'number' && c.classDropout >= 0 && c.classDropout < 1)) throw new InvalidTrainConfigError(`class-dropout must be in [0, 1), got ${c.classDropout}`);
   if (!isLrSchedule(c.lrSchedule)) throw new InvalidTrainConfigError(`lr-schedule must be one of ${LR_SCHEDULES.join(', ')}, got "${c.lrSchedule}"`);
   const wd = c.adamWeightDecay;
