@@ -225,7 +225,7 @@ describe('train --lr-schedule cosine --adam-weight-decay, then --resume with mor
 });
 
 describe('train --classes 10, then sample by class (cpu backend)', () => {
-  it('draws one column per class, samples one class or refuses a class the model lacks, and refuses --class for an unconditional model', async () => {
+  it('draws one column per class, samples one class or refuses a class the model lacks, and refuses --class and --guidance for an unconditional model', async () => {
     const run = path.join(tmp, 'conditional');
     const train = await ddpm(['train', '--preset', 'tiny', '--classes', '10', '--backend', 'cpu', '--workers', '0', '--steps', '2', '--batch-size', '4',
       '--unit-size', '4', '--checkpoint-dir', run, '--sample-n', '20', '--sample-steps', '2', '--log-every', '0']);
@@ -242,6 +242,8 @@ describe('train --classes 10, then sample by class (cpu backend)', () => {
     const refused = await ddpm(['sample', '--checkpoint', plain, '--backend', 'cpu', '--class', '3', '--out', path.join(tmp, 'refused.png')]);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("--class 3: the checkpoint's model is unconditional (trained without --classes)");
+    const guided = await ddpm(['sample', '--checkpoint', plain, '--backend', 'cpu', '--guidance', '3', '--out', path.join(tmp, 'refused.png')]);
+    expect([guided.code, guided.stderr]).toEqual([2, expect.stringContaining("--guidance 3: the checkpoint's model is unconditional")]);
     expect(fs.existsSync(path.join(tmp, 'twelve.png')) || fs.existsSync(path.join(tmp, 'refused.png'))).toBe(false);
   }, 120_000);
 });

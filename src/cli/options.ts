@@ -18,6 +18,11 @@ export function parseIntList(value: string, flag: string): number[] {
   });
 }
 
+/** The command line's flags, as typed (`--lr 1e-3`, `--lr=1e-3`): whether the user gave `flag`. */
+export function flagGiven(flag: string, argv = process.argv): boolean {
+  return argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`));
+}
+
 /** A classifier-free guidance scale (--guidance, --sample-guidance): any finite number >= 0. */
 export function checkGuidance(value: number, flag: string): void {
   if (!(Number.isFinite(value) && value >= 0)) throw new UsageError(`--${flag} must be a finite number >= 0 (1: no guidance), got ${value}`);

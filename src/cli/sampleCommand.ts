@@ -8,7 +8,7 @@ import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../dif
 import { DEFAULT_GUIDANCE, cyclingLabels, generateImages, guidanceCaveat } from '../training/generate';
 import { classCount } from '../model/config';
 import { writeGrid } from './grid';
-import { checkGuidance, withBackendOption } from './options';
+import { checkGuidance, flagGiven, withBackendOption } from './options';
 import { UsageError } from './errors';
 
 interface SampleArgs {
@@ -68,6 +68,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
     const labels = sampleLabels(a.class, classCount(model.config), a.n, loaded.config.classNames);
+    if (labels === undefined && flagGiven('guidance')) throw new UsageError(`--guidance ${a.guidance}: the checkpoint's model is unconditional (trained without --classes)`);
     // "none" is unguided by definition; guidance needs a class to pull towards.
     const guidance = a.class === 'none' ? 1 : a.guidance;
     const caveat = guidanceCaveat(loaded.config, guidance);

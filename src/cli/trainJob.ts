@@ -17,7 +17,7 @@ import { parameterCount } from '../model/paramSpecs';
 import { makeSchedule } from '../schedule';
 import { generateImages, gridLabels, guidanceCaveat } from '../training/generate';
 import { TrainConfig } from '../training/config';
-import { TrainArgs, checkGuidance, trainConfigFromArgs } from './options';
+import { TrainArgs, checkGuidance, flagGiven, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
@@ -60,11 +60,6 @@ function checkSampleEvery(a: JobArgs): void {
 }
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
-
-/** The command line's flags, as typed (`--lr 1e-3`, `--lr=1e-3`): whether the user gave `flag`. */
-export function flagGiven(flag: string, argv = process.argv): boolean {
-  return argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`));
-}
 
 /** `warmupSteps` -> `warmup-steps`: every TrainConfig and UNetConfig field is its flag's name. */
 const flagOf = (field: string) => field.replace(/[A-Z]/g, (m) => `-${m.toLowerCase()}`);
