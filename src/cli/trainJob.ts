@@ -52,7 +52,7 @@ export function withSampleEveryOption<T>(y: Argv<T>) {
   return y.option('sample-every', { type: 'number', default: 0, describe: 'steps between sample grids (--sample-n images, EMA weights) in CHECKPOINT_DIR/samples/; 0: off' });
 }
 
-function checkSampleEvery(a: JobArgs): void {
+function checkSampleFlags(a: JobArgs): void {
   checkGuidance(a['sample-guidance'], 'sample-guidance');
   const every = a['sample-every'];
   if (!Number.isInteger(every) || every < 0) throw new UsageError(`--sample-every must be a non-negative integer, got ${every}`);
@@ -106,7 +106,7 @@ function describeData(raw: ImageDataset, fitted: ImageDataset): string {
 
 /** `base`: effectiveConfig's; a conditional run adds its data's class names to it. */
 export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
-  checkSampleEvery(a);
+  checkSampleFlags(a);
   const caveat = guidanceCaveat(base, a['sample-guidance']);
   if (caveat !== undefined && a['sample-n'] > 0) log(caveat);
   const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(base.model), availableCores());

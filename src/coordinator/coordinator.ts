@@ -9,7 +9,7 @@ import { OrderedReducer, ReducedStep } from '../training/reduce';
 import { OptimizerState, UpdateStats, applyUpdate, initialOptimizerState } from '../training/optimizer';
 import { UnitResult, WorkUnit } from '../training/workUnit';
 import { UNetModel } from '../model/unetModel';
-import { DataError, ImageDataset } from '../data/dataset';
+import { DataError, ImageDataset, maxLabel } from '../data/dataset';
 import { classCount } from '../model/config';
 import { CheckpointStore } from '../checkpoint/store';
 import { CheckpointError } from '../checkpoint/errors';
@@ -53,7 +53,7 @@ function planLabels(config: TrainConfig, dataset: ImageDataset): PlanConfig['lab
   const classes = classCount(config.model);
   if (classes === 0) return undefined;
   if (dataset.labels === undefined) throw new DataError(`--classes ${classes}: the data (${dataset.source}) has no class labels`);
-  const top = dataset.labels.reduce((max, l) => Math.max(max, l), 0);
+  const top = maxLabel(dataset.labels);
   if (top >= classes) throw new DataError(`--classes ${classes}: the data (${dataset.source}) has labels up to ${top}; use --classes ${dataset.classes ?? top + 1}`);
   return { of: dataset.labels, classes, dropProbability: config.classDropout };
 }

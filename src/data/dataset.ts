@@ -8,7 +8,7 @@ import { loadMnistPackage } from './mnistPackage';
 import { loadPngDirectory } from './pngDir';
 import { DataError, type ImageDataset } from './types';
 
-export { DataError, type ImageDataset } from './types';
+export { DataError, type ImageDataset, maxLabel } from './types';
 export { fitDataset } from './fit';
 
 /** The accepted spec forms, as shown in error messages and help text. */

@@ -7,7 +7,7 @@ import { basename, dirname, join } from 'node:path';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { readFileOrThrow } from './fsRead';
-import { DataError, type ImageDataset } from './types';
+import { DataError, type ImageDataset, maxLabel } from './types';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -26,7 +26,7 @@ export async function loadIdx(path: string): Promise<ImageDataset> {
   const labelPath = labelFileBeside(path);
   if (labelPath === undefined || !existsSync(labelPath)) return images;
   const labels = parseIdxLabels(await readMaybeGzipped(labelPath, `idx:${labelPath}`), `idx:${labelPath}`, images.count);
-  return { ...images, labels, classes: labels.reduce((max, l) => Math.max(max, l), 0) + 1 };
+  return { ...images, labels, classes: maxLabel(labels) + 1 };
 }
 
 /** MNIST's naming: the label file's name has `labels-idx1` where the image file's has `images-idx3`. */

@@ -14,9 +14,7 @@ const PNG_COLOR_TYPE_GREY = 0;
 /** Code-unit order, so the order does not depend on the locale. */
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-async function pngNames(dir: string, source: string): Promise<string[]> {
-  return (await listDirectoryOrThrow(dir, source)).filter((name) => name.toLowerCase().endsWith('.png')).sort(byName);
-}
+const isPng = (name: string) => name.toLowerCase().endsWith('.png');
 
 /**
  * Loads every `*.png` (case-insensitive) in dir, sorted by file name. A directory with no PNG of
@@ -28,10 +26,10 @@ async function pngNames(dir: string, source: string): Promise<string[]> {
 export async function loadPngDirectory(dir: string): Promise<ImageDataset> {
   const source = `images:${dir}`;
   await requireDirectory(dir, source);
-  const names = await pngNames(dir, source);
-  if (names.length > 0) return decodeAll(names.map((name) => join(dir, name)), source);
+  const entries = (await listDirectoryOrThrow(dir, source)).sort(byName);
+  if (entries.some(isPng)) return decodeAll(entries.filter(isPng).map((name) => join(dir, name)), source);
   const classNames: string[] = [];
-  for (const name of (await listDirectoryOrThrow(dir, source)).sort(byName)) {
+  for (const name of entries) {
     if (await isDirectory(join(dir, name))) classNames.push(name);
   }
   if (classNames.length === 0) throw new DataError(`${source}: empty dataset: no *.png files in the directory, nor subdirectories of them (one per class)`);
@@ -40,7 +38,7 @@ export async function loadPngDirectory(dir: string): Promise<ImageDataset> {
   const labels: number[] = [];
   for (const [label, name] of classNames.entries()) {
     const classDir = join(dir, name);
-    const inClass = await pngNames(classDir, `images:${classDir}`);
+    const inClass = (await listDirectoryOrThrow(classDir, `images:${classDir}`)).filter(isPng).sort(byName);
     if (inClass.length === 0) throw new DataError(`images:${classDir}: no *.png files in this class's subdirectory`);
     for (const file of inClass) {
       files.push(join(classDir, file));

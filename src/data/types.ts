@@ -20,6 +20,11 @@ export interface ImageDataset {
   classNames?: string[];
 }
 
+/** The largest label (0 for none): a label file's class count is one more. */
+export function maxLabel(labels: Uint8Array): number {
+  return labels.reduce((max, l) => Math.max(max, l), 0);
+}
+
 /** Bad or unreadable input data. The message is one line: `<spec or file>: <what is wrong>`. */
 export class DataError extends Error {
   override name = 'DataError';

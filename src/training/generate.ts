@@ -50,7 +50,8 @@ function denoiser(model: UNetModel, tensors: tf.Tensor[], labels: Uint8Array | u
   }
   if (labels === undefined) throw new RangeError(`a class-conditional model (${classes} classes) needs a label per image`);
   if (guidance === 1) return (xt, t) => model.forward(tensors, xt, t, { labels });
-  const both = Uint8Array.from([...labels, ...labels.map(() => classes)]);
+  const both = new Uint8Array(2 * labels.length).fill(classes);
+  both.set(labels);
   return (xt, t) => tf.tidy(() => {
     const out = model.forward(tensors, tf.concat([xt, xt]), Int32Array.from([...t, ...t]), { labels: both });
     const [conditional, unconditional] = tf.split(out, 2) as [tf.Tensor4D, tf.Tensor4D];
