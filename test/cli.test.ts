@@ -10,7 +10,10 @@ import { PNG } from 'pngjs';
 import { makeSchedule } from '../src/schedule';
 import { REPO_ROOT } from './helpers/childProcess';
 import { availableCores } from '../src/cli/localWorkers';
-import { readCheckpointConfig } from '../src/checkpoint/store';
+import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../src/checkpoint/store';
+import { decodeSafetensors } from '../src/checkpoint/safetensors';
+import { fromTorch, torchName } from '../src/model/torchLayout';
+import { UNetModel } from '../src/model/unetModel';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'ddpm.js');
 
@@ -115,6 +118,7 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     ['an unknown preset', () => ['--preset', 'huge'], 'huge'],
     ['a malformed IDX file', () => ['--data', `idx:${garbage()}`], path.join(tmp, 'garbage.idx')],
     ['an unknown prediction target', () => ['--prediction', 'noise'], 'prediction, Given: "noise", Choices: "eps", "v", "x0"'],
+    ['a linear schedule of 10 timesteps', () => ['--timesteps', '10'], 'the linear schedule needs timesteps >= 21'],
     ['a negative --snr-gamma', () => ['--snr-gamma', '-1'], 'snr-gamma must be a finite number >= 0 (0: no weighting), got -1'],
     ['an unknown learning-rate schedule', () => ['--lr-schedule', 'step'], 'lr-schedule, Given: "step", Choices: "constant", "linear", "cosine"'],
     ['a negative --adam-weight-decay', () => ['--adam-weight-decay', '-0.01'], 'adam-weight-decay must be a finite number >= 0 (0: none), got -0.01'],
@@ -201,6 +205,75 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
 
   it('another seed gives another image', () => {
     expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'C.png')))).not.toBe(0);
+  });
+
+  it('sample --sampler dpm-solver++ writes another image from the same noise; --eta with it is a one-line error', async () => {
+    const dpm = (out: string, extra: string[] = []) => ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--ema', '--sampler', 'dpm-solver++',
+      '--steps', '5', '--n', '4', '--seed', '1', '--out', path.join(tmp, out), ...extra]);
+    const ok = await dpm('D.png');
+    expect(ok.code).toBe(0);
+    expect(PNG.sync.read(fs.readFileSync(path.join(tmp, 'D.png')))).toMatchObject({ width: 22, height: 22 });
+    expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'D.png')))).not.toBe(0);
+    const bad = await dpm('E.png', ['--eta', '0.5']);
+    expect(bad.code).toBe(2);
+    expect(lines(bad.stderr).filter((l) => l.startsWith('ddpm: error:'))).toEqual(['ddpm: error: --eta applies to --sampler ddim only (dpm-solver++ got --eta 0.5)']);
+    expect(fs.existsSync(path.join(tmp, 'E.png'))).toBe(false);
+  }, 60_000);
+});
+
+describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s names, test/torchExport.test.ts checks the layout', () => {
+  let run: string;
+
+  beforeAll(async () => {
+    run = path.join(tmp, 'export-run');
+    const r = await ddpm(['train', '--preset', 'tiny', '--classes', '10', '--backend', 'cpu', '--workers', '0', '--steps', '2', '--batch-size', '4',
+      '--unit-size', '4', '--checkpoint-dir', run, '--sample-n', '0', '--log-every', '0']);
+    expect(r.code).toBe(0);
+  }, 120_000);
+
+  it('writes the EMA weights by default and the raw ones with --weights raw, with the run\'s settings as metadata', async () => {
+    const loaded = loadCheckpointArg(run, new UNetModel(readCheckpointConfig(resolveCheckpointDir(run)).model).specs, () => undefined);
+    const model = new UNetModel(loaded.config.model);
+    for (const weights of ['ema', 'raw'] as const) {
+      const out = path.join(tmp, `${weights}.safetensors`);
+      const r = await ddpm(['export', '--checkpoint', run, ...(weights === 'raw' ? ['--weights', 'raw'] : []), '--out', out]);
+      expect(r.code).toBe(0);
+      expect(lines(r.stderr)).toContain(`wrote ${out}: ${model.specs.length} tensors, ${model.size} parameters (${weights}) from ${loaded.dir} (step 2)`);
+      const file = decodeSafetensors(fs.readFileSync(out));
+      expect(file.metadata).toEqual({
+        format: 'ddpm-cluster-unet', unet_config: JSON.stringify(loaded.config.model), prediction: 'eps', schedule: 'linear',
+        timesteps: '1000', step: '2', weights, parameters: String(model.size),
+      });
+      const expected = model.flatViews(weights === 'ema' ? loaded.state.ema : loaded.state.params);
+      const byName = new Map(file.tensors.map((t) => [t.name, t]));
+      model.specs.forEach((spec, i) => expect(Array.from(fromTorch(spec, byName.get(torchName(spec.name))!.data))).toEqual(Array.from(expected[i])));
+    }
+    // EMA and raw differ after two steps, so the flag chose.
+    expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'ema.safetensors')), fs.readFileSync(path.join(tmp, 'raw.safetensors')))).not.toBe(0);
+  });
+
+  it.each([
+    ['an --out directory that does not exist', () => ['--checkpoint', run, '--out', path.join(tmp, 'nowhere', 'm.safetensors')], `--out ${path.join(tmp, 'nowhere', 'm.safetensors')}: no such directory`],
+    ['a missing checkpoint', () => ['--checkpoint', path.join(tmp, 'no-run'), '--out', path.join(tmp, 'x.safetensors')], 'no such checkpoint directory'],
+  ])('%s: exit code 2, one line, no file', async (_what, args, message) => {
+    const r = await ddpm(['export', ...args()]);
+    expect(r.code).toBe(2);
+    const errors = lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain(message);
+    expect(fs.existsSync(path.join(tmp, 'x.safetensors'))).toBe(false);
+  });
+});
+
+describe('ddpm schedule with a bad --timesteps', () => {
+  it.each([
+    ['0', 'timesteps must be a positive integer, got 0'],
+    ['10', 'the linear schedule needs timesteps >= 21 (its last beta, 0.02 x 1000/T, reaches 1 at T = 20), got 10'],
+  ])('--timesteps %s: exit code 2 and one line naming it, nothing on stdout', async (timesteps, message) => {
+    const r = await ddpm(['schedule', '--timesteps', timesteps]);
+    expect(r.code).toBe(2);
+    expect(lines(r.stderr)).toEqual([`ddpm: error: ${message}`]);
+    expect(r.stdout).toBe('');
   });
 });
 

@@ -51,13 +51,14 @@
  * 2.2e-13, and 1e-12 is kept there, as it is for every linear-schedule value.
  */
 import {
+  InvalidTimestepsError,
   UnknownScheduleError,
   extract,
   makeBetas,
   makeSchedule,
   type DiffusionSchedule,
 } from '../src/schedule/betaSchedule';
-import { ddimTimesteps } from '../src/schedule/samplingTimesteps';
+import { ddimTimesteps, logSnrTimesteps } from '../src/schedule/samplingTimesteps';
 
 type Quantity =
   | 'betas'
@@ -299,6 +300,14 @@ describe('makeBetas argument checking', () => {
   it('rejects T = 0', () => {
     expect(() => makeBetas('linear', 0)).toThrow(RangeError);
   });
+
+  it('rejects a linear schedule of T <= 20, whose last beta 0.02 x 1000/T reaches 1 (cosine clips its betas at 0.999)', () => {
+    expect(makeBetas('linear', 21)[20]).toBeLessThan(1);
+    expect(() => makeBetas('linear', 20)).toThrow(InvalidTimestepsError);
+    expect(() => makeBetas('linear', 10)).toThrow(/linear schedule needs timesteps >= 21.*got 10/);
+    expect(makeSchedule('linear', 21).alphasCumprod[20]).toBeGreaterThan(0);
+    expect(makeSchedule('cosine', 10).alphasCumprod[9]).toBeGreaterThan(0);
+  });
 });
 
 describe('ddimTimesteps', () => {
@@ -315,5 +324,44 @@ describe('ddimTimesteps', () => {
 
   it('rejects more steps than training timesteps', () => {
     expect(() => ddimTimesteps(1000, 1001)).toThrow(RangeError);
+  });
+});
+
+describe('logSnrTimesteps (DPM-Solver++\'s spacing, uniform in lambda = log(alpha / sigma))', () => {
+  // numpy: lam = 0.5 * np.log(ac / (1 - ac)); lo, hi = max(lam[T-1], -5.1), lam[0]
+  //   out = [T-1] + [argmin(|lam - (lo + (hi - lo) i / (M-1))|) for i in 1..M-1], then made distinct
+  it('matches numpy for the linear schedule, T = 1000, 10 and 20 steps', () => {
+    const ac = makeSchedule('linear', 1000).alphasCumprod;
+    expect(logSnrTimesteps(ac, 10)).toEqual([999, 886, 757, 603, 410, 202, 73, 22, 5, 0]);
+    expect(logSnrTimesteps(ac, 20)).toEqual([999, 947, 893, 834, 772, 704, 629, 546, 454, 353, 253, 166, 103, 61, 35, 19, 10, 4, 1, 0]);
+  });
+
+  it('matches numpy for the cosine schedule, T = 1000, 10 steps: lambda from -5.1, not the clipped end\'s -9.9', () => {
+    const ac = makeSchedule('cosine', 1000).alphasCumprod;
+    expect(0.5 * Math.log(ac[999] / (1 - ac[999]))).toBeLessThan(-9.9);
+    expect(logSnrTimesteps(ac, 10)).toEqual([999, 987, 962, 885, 674, 330, 111, 31, 6, 0]);
+  });
+
+  it('gives `steps` distinct decreasing timesteps in [0, T-1], from T-1 (and to 0 for 2 or more), for every steps <= T', () => {
+    for (const name of ['linear', 'cosine'] as const) {
+      for (const T of name === 'linear' ? [21, 40] : [2, 5, 12, 40]) {
+        const ac = makeSchedule(name, T).alphasCumprod;
+        for (let steps = 1; steps <= T; steps++) {
+          const ts = logSnrTimesteps(ac, steps);
+          expect(ts.length).toBe(steps);
+          expect(ts[0]).toBe(T - 1);
+          if (steps > 1) expect(ts[steps - 1]).toBe(0);
+          for (let i = 1; i < steps; i++) expect(ts[i]).toBeLessThan(ts[i - 1]);
+          expect(ts[steps - 1]).toBeGreaterThanOrEqual(0);
+        }
+      }
+    }
+    expect(logSnrTimesteps(makeSchedule('linear', 40).alphasCumprod, 40)).toEqual(Array.from({ length: 40 }, (_, i) => 39 - i));
+  });
+
+  it('rejects 0 steps and more steps than training timesteps', () => {
+    const ac = makeSchedule('linear', 100).alphasCumprod;
+    expect(() => logSnrTimesteps(ac, 0)).toThrow(RangeError);
+    expect(() => logSnrTimesteps(ac, 101)).toThrow(RangeError);
   });
 });

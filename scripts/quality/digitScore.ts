@@ -6,7 +6,7 @@
  * class-conditional checkpoint's samples go through the classes in turn, at each --guidance scale,
  * and also get a class accuracy: how often the CNN names the class asked for.
  *
- *   npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [--n 512] [--steps 50]
+ *   npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [--n 512] [--sampler ddim] [--steps 50]
  *     [--seed 1] [--backend wasm] [--no-ema] [--guidance 1,2,3] [--json out.json]
  */
 import * as fs from 'fs';
@@ -16,6 +16,7 @@ import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '.
 import { EXIT_USER_ERROR, UsageError, isUserError } from '../../src/cli/errors';
 import { fitDataset } from '../../src/data/fit';
 import { loadMnistPackage } from '../../src/data/mnistPackage';
+import { SAMPLER_NAMES, isSamplerName } from '../../src/diffusion/samplers';
 import { UNetModel } from '../../src/model/unetModel';
 import { Rng, hashKey } from '../../src/rng/rng';
 import { makeSchedule } from '../../src/schedule';
@@ -41,7 +42,8 @@ for (let i = 2; i < process.argv.length; i++) {
 const flags = parseFlags(USAGE, {
   checkpoint: { default: [] as string[], help: 'run directory (its latest checkpoint) or checkpoint directory; repeat for several' },
   n: { default: 512, help: 'samples per checkpoint (and real / noise images)' },
-  steps: { default: 50, help: 'DDIM steps (eta 0)' },
+  sampler: { default: 'ddim' as string, help: `sampler: ${SAMPLER_NAMES.join(', ')} (ddim with eta 0)` },
+  steps: { default: 50, help: 'denoising steps (ddim, dpm-solver++)' },
   seed: { default: 1, help: 'sampling seed' },
   backend: { default: 'wasm', help: 'tfjs backend: wasm or cpu (or any of src/backend)' },
   'no-ema': { default: false, help: 'score the raw parameters instead of the EMA weights' },
@@ -115,13 +117,14 @@ function score(ctx: SizeContext, images: Float32Array, n: number, labels?: Uint8
 }
 
 async function main(): Promise<void> {
-  const { n, steps, seed, backend: backendFlag } = flags;
+  const { n, steps, seed, backend: backendFlag, sampler } = flags;
   const ema = !flags['no-ema'];
   if (checkpoints.length === 0) throw new UsageError('--checkpoint DIR is required');
   if (checkpoints.some((c) => c === '' || c.startsWith('--'))) throw new UsageError('--checkpoint needs a directory');
   if (!(Number.isInteger(n) && n >= 2)) throw new UsageError(`--n must be an integer >= 2, got ${n}`);
   if (!(Number.isInteger(steps) && steps >= 1)) throw new UsageError(`--steps must be a positive integer, got ${steps}`);
   if (!(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff)) throw new UsageError(`--seed must be a uint32, got ${seed}`);
+  if (!isSamplerName(sampler)) throw new UsageError(`--sampler: unknown sampler "${sampler}" (allowed: ${SAMPLER_NAMES.join(', ')})`);
   if (!isBackendName(backendFlag)) throw new UsageError(`--backend: unknown backend "${backendFlag}"`);
   if (n > TRAIN_COUNT) throw new UsageError(`--n must be at most ${TRAIN_COUNT} (the real-digit row), got ${n}`);
 
@@ -165,7 +168,7 @@ async function main(): Promise<void> {
     for (const guidance of labels === undefined ? [null] : flags.guidance) {
       const t1 = process.hrtime.bigint();
       const images = await generateImages(model, ema ? loaded.state.ema : loaded.state.params, schedule, {
-        n, seed, sampler: 'ddim', steps, eta: 0, prediction: loaded.config.prediction, labels, guidance: guidance ?? undefined,
+        n, seed, sampler, steps, eta: 0, prediction: loaded.config.prediction, labels, guidance: guidance ?? undefined,
       });
       rows.push({ source: loaded.dir, step: loaded.state.step, size, guidance, ...score(ctx, images, n, labels), seconds: seconds(t1) });
     }
@@ -182,13 +185,13 @@ async function main(): Promise<void> {
 
   const note = `real digits: the first ${n} of the classifier's ${TRAIN_COUNT} training digits (seen in training, so its confidence there is a ceiling); ` +
     `fid reference: the ${split.heldOut.length} held-out digits; noise: N(0, 1) clamped to [-1, 1]`;
-  console.log(`samples: n ${n}, DDIM ${steps} steps, eta 0, seed ${seed}, ${ema ? 'EMA' : 'raw'} weights, backend ${backend}`);
+  console.log(`samples: n ${n}, ${sampler === 'ddpm' ? 'DDPM, every timestep' : `${sampler} ${steps} steps`}${sampler === 'ddim' ? ', eta 0' : ''}, seed ${seed}, ${ema ? 'EMA' : 'raw'} weights, backend ${backend}`);
   for (const ctx of contexts.values()) console.log(`classifier ${ctx.info.size}x${ctx.info.size} (${ctx.info.version}, trained on ${ctx.info.trainedOn}): held-out accuracy ${(100 * ctx.info.heldOutAccuracy).toFixed(2)}%`);
   console.log(`${note}\n`);
   console.log(table(['source', 'step', 'size', 'guidance', 'confident', 'meanMaxProb', 'classEntropyBits', 'fid', 'classAccuracy'],
     rows.map((r) => [r.source, r.step ?? '-', r.size, r.guidance ?? '-', fmt(r.confident), fmt(r.meanMaxProb), fmt(r.classEntropyBits), fmt(r.fid, 2), r.classAccuracy === null ? '-' : fmt(r.classAccuracy)])));
   if (flags.json !== '') {
-    const out = { config: { n, steps, sampler: 'ddim', eta: 0, seed, ema, backend }, classifiers: [...contexts.values()].map((c) => c.info), note, rows };
+    const out = { config: { n, steps, sampler, eta: 0, seed, ema, backend }, classifiers: [...contexts.values()].map((c) => c.info), note, rows };
     fs.writeFileSync(flags.json, `${JSON.stringify(out, null, 2)}\n`);
     log(`wrote ${flags.json}`);
   }

@@ -4,7 +4,7 @@ import { InvalidModelConfigError } from '../model/config';
 import { InvalidTrainConfigError } from '../training/config';
 import { CheckpointError } from '../checkpoint/errors';
 import { BackendUnavailableError } from '../backend/backend';
-import { UnknownScheduleError } from '../schedule';
+import { InvalidTimestepsError, UnknownScheduleError } from '../schedule';
 import { NotEnoughWorkersError } from '../coordinator/errors';
 
 export class UsageError extends Error {
@@ -14,7 +14,7 @@ export class UsageError extends Error {
   }
 }
 
-const USER_ERRORS = [UsageError, DataError, InvalidModelConfigError, InvalidTrainConfigError, CheckpointError, BackendUnavailableError, UnknownScheduleError, NotEnoughWorkersError];
+const USER_ERRORS = [UsageError, DataError, InvalidModelConfigError, InvalidTrainConfigError, CheckpointError, BackendUnavailableError, UnknownScheduleError, InvalidTimestepsError, NotEnoughWorkersError];
 
 export function isUserError(err: unknown): err is Error {
   return USER_ERRORS.some((cls) => err instanceof cls);

@@ -8,6 +8,7 @@ import { coordinatorCommand } from './coordinatorCommand';
 import { workerCommand } from './workerCommand';
 import { keygenCommand } from './keygenCommand';
 import { inspectCommand } from './inspectCommand';
+import { exportCommand } from './exportCommand';
 import { EXIT_USER_ERROR, isUserError } from './errors';
 
 function fail(message: string): never {
@@ -24,6 +25,7 @@ export async function main(argv: string[]): Promise<void> {
       .command(workerCommand)
       .command(sampleCommand)
       .command(inspectCommand)
+      .command(exportCommand)
       .command(scheduleCommand)
       .command(modelCommand)
       .command(keygenCommand)

@@ -49,8 +49,8 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
   builder: (y) => withBackendOption(y)
     .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint directory (a run directory uses its latest)' })
     .option('ema', { type: 'boolean', default: false, describe: 'use the EMA weights' })
-    .option('sampler', { type: 'string', choices: SAMPLER_NAMES, default: 'ddim' })
-    .option('steps', { type: 'number', default: 50, describe: 'DDIM steps' })
+    .option('sampler', { type: 'string', choices: SAMPLER_NAMES, default: 'ddim', describe: 'ddim (--steps, --eta), dpm-solver++ (second-order, --steps: 10-20 suffice) or ddpm (ancestral, every timestep)' })
+    .option('steps', { type: 'number', default: 50, describe: 'denoising steps of ddim and dpm-solver++' })
     .option('eta', { type: 'number', default: 0, describe: 'DDIM eta (0 = deterministic)' })
     .option('variance', { type: 'string', choices: VARIANCE_NAMES, default: 'fixed-small', describe: 'DDPM variance' })
     .option('n', { type: 'number', default: 64, describe: 'number of images' })
@@ -63,6 +63,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     process.stderr.write(`backend: ${backend}\n`);
     if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
     checkGuidance(a.guidance, 'guidance');
+    if (a.eta !== 0 && a.sampler !== 'ddim') throw new UsageError(`--eta applies to --sampler ddim only (${a.sampler} got --eta ${a.eta})`);
     const dir = resolveCheckpointDir(a.checkpoint);
     const model = new UNetModel(readCheckpointConfig(dir).model);
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));

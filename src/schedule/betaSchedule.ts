@@ -13,6 +13,26 @@ export class UnknownScheduleError extends Error {
   }
 }
 
+/** Timesteps a schedule cannot have: not a positive integer, or, for the linear schedule, so few
+ * that its rescaled betas (0.02 x 1000/T at the end) reach 1 and abar_t falls to 0 or below. */
+export class InvalidTimestepsError extends RangeError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'InvalidTimestepsError';
+  }
+}
+
+export const MIN_LINEAR_TIMESTEPS = 21;
+
+export function checkTimesteps(name: ScheduleName, timesteps: number): void {
+  if (!Number.isInteger(timesteps) || timesteps < 1) {
+    throw new InvalidTimestepsError(`timesteps must be a positive integer, got ${timesteps}`);
+  }
+  if (name === 'linear' && timesteps < MIN_LINEAR_TIMESTEPS) {
+    throw new InvalidTimestepsError(`the linear schedule needs timesteps >= ${MIN_LINEAR_TIMESTEPS} (its last beta, 0.02 x 1000/T, reaches 1 at T = 20), got ${timesteps}`);
+  }
+}
+
 export function isScheduleName(name: string): name is ScheduleName {
   return (SCHEDULE_NAMES as readonly string[]).includes(name);
 }
@@ -45,9 +65,7 @@ export function cosineBetas(timesteps: number): Float64Array {
 }
 
 export function makeBetas(name: ScheduleName, timesteps: number): Float64Array {
-  if (!Number.isInteger(timesteps) || timesteps < 1) {
-    throw new RangeError(`timesteps must be a positive integer, got ${timesteps}`);
-  }
+  checkTimesteps(name, timesteps);
   switch (name) {
     case 'linear':
       return linearBetas(timesteps);

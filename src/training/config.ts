@@ -1,6 +1,6 @@
 /** The full training configuration: one defaults object serves the CLI and the tests. */
 import { UNetConfig, presetConfig, validateConfig } from '../model/config';
-import { ScheduleName } from '../schedule';
+import { ScheduleName, checkTimesteps } from '../schedule';
 import { PREDICTION_TARGETS, PredictionTarget, isPredictionTarget } from '../diffusion/types';
 import { LR_SCHEDULES, LrSchedule, isLrSchedule } from './optimizer';
 
@@ -76,6 +76,7 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
     if (!Number.isInteger(v) || v < min) throw new InvalidTrainConfigError(`${name} must be an integer >= ${min}, got ${v}`);
   };
   int(c.timesteps, 'timesteps', 1);
+  checkTimesteps(c.schedule, c.timesteps);
   checkPrediction(c.prediction);
   checkSnrGamma(c.snrGamma);
   checkLaterFields(c);
