@@ -6,12 +6,13 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { execFile } from 'child_process';
+import { createHash } from 'crypto';
 import { PNG } from 'pngjs';
 import { makeSchedule } from '../src/schedule';
 import { REPO_ROOT } from './helpers/childProcess';
 import { availableCores } from '../src/cli/localWorkers';
 import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../src/checkpoint/store';
-import { decodeSafetensors } from '../src/checkpoint/safetensors';
+import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetensors';
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
 
@@ -227,8 +228,10 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
   beforeAll(async () => {
     run = path.join(tmp, 'export-run');
     const r = await ddpm(['train', '--preset', 'tiny', '--classes', '10', '--backend', 'cpu', '--workers', '0', '--steps', '2', '--batch-size', '4',
-      '--unit-size', '4', '--checkpoint-dir', run, '--sample-n', '0', '--log-every', '0']);
+      '--unit-size', '4', '--checkpoint-dir', run, '--sample-n', '2', '--sample-sampler', 'dpm-solver++', '--sample-steps', '3', '--log-every', '0']);
     expect(r.code).toBe(0);
+    // The grid's sampler is a flag too.
+    expect(lines(r.stderr)).toContain(`samples: ${path.join(run, 'samples.png')} (2 images, EMA weights, DPM-Solver++ 3 steps)`);
   }, 120_000);
 
   it('writes the EMA weights by default and the raw ones with --weights raw, with the run\'s settings as metadata', async () => {
@@ -250,6 +253,60 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
     }
     // EMA and raw differ after two steps, so the flag chose.
     expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'ema.safetensors')), fs.readFileSync(path.join(tmp, 'raw.safetensors')))).not.toBe(0);
+  });
+
+  it('train --init-from the export starts a new run at step 0 with those weights (params and EMA) and the file\'s U-Net, recording the file', async () => {
+    const file = path.join(tmp, 'ema.safetensors');
+    const exported = decodeSafetensors(fs.readFileSync(file));
+    const tuned = path.join(tmp, 'tuned');
+    // No model flags: the file's tiny class-conditional U-Net, not the default preset.
+    const r = await ddpm(['train', '--init-from', file, '--backend', 'cpu', '--workers', '0', '--steps', '0', '--checkpoint-dir', tuned, '--sample-n', '0', '--lr', '1e-3']);
+    expect(r.code).toBe(0);
+    const sha256 = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+    expect(lines(r.stderr)).toContain(`starting from the weights in ${file} (SHA-256 ${sha256.slice(0, 12)})`);
+    const source = loadCheckpointArg(run, new UNetModel(readCheckpointConfig(resolveCheckpointDir(run)).model).specs, () => undefined);
+    const config = readCheckpointConfig(resolveCheckpointDir(tuned));
+    expect(config.model).toEqual(source.config.model);
+    expect(config.initFrom).toEqual({ file, sha256 });
+    expect(config.lr).toBe(1e-3);
+    const model = new UNetModel(config.model);
+    const loaded = loadCheckpointArg(tuned, model.specs, () => undefined);
+    expect(loaded.state.step).toBe(0);
+    expect(Buffer.compare(Buffer.from(loaded.state.params.buffer), Buffer.from(source.state.ema.buffer))).toBe(0);
+    expect(Buffer.compare(Buffer.from(loaded.state.ema.buffer), Buffer.from(source.state.ema.buffer))).toBe(0);
+    expect(exported.tensors.length).toBe(model.specs.length);
+    // --resume continues the checkpoint, whatever --init-from says, and names the flag as ignored.
+    const resumed = await ddpm(['train', '--init-from', file, '--resume', '--backend', 'cpu', '--workers', '0', '--steps', '1', '--checkpoint-dir', tuned, '--sample-n', '0', '--lr', '1e-3']);
+    expect(resumed.code).toBe(0);
+    expect(lines(resumed.stderr)).toContain("note: --resume keeps the checkpoint's settings; ignored: --init-from (only --steps may change)");
+    expect(loadCheckpointArg(tuned, model.specs, () => undefined).state.step).toBe(1);
+  }, 60_000);
+
+  it.each([
+    ['a model flag that disagrees with the file', () => ['--channels', '32'], 'the file fixes the model; it disagrees with --channels'],
+    ['another preset', () => ['--preset', 'mnist'], 'the file fixes the model; it disagrees with --preset'],
+    ['a missing file', () => ['--init-from', path.join(tmp, 'none.safetensors')], `--init-from ${path.join(tmp, 'none.safetensors')}: no such file`],
+    ['a file missing a tensor', () => {
+      const f = decodeSafetensors(fs.readFileSync(path.join(tmp, 'ema.safetensors')));
+      const cut = path.join(tmp, 'cut.safetensors');
+      fs.writeFileSync(cut, encodeSafetensors({ metadata: f.metadata, tensors: f.tensors.filter((t) => t.name !== 'mid_attn_1.q.weight') }));
+      return ['--init-from', cut];
+    }, 'cut.safetensors: no tensor mid_attn_1.q.weight'],
+    ['a file that is not safetensors', () => {
+      const junk = path.join(tmp, 'junk.safetensors');
+      fs.writeFileSync(junk, 'PK\x03\x04 a zip, as torch.save writes, not safetensors');
+      return ['--init-from', junk];
+    }, 'junk.safetensors: not a safetensors file of float32 tensors'],
+  ])('train --init-from with %s: exit code 2, one line, nothing written', async (_what, args, message) => {
+    const dir = path.join(tmp, 'never-tuned');
+    const extra = args();
+    const r = await ddpm(['train', ...(extra.includes('--init-from') ? [] : ['--init-from', path.join(tmp, 'ema.safetensors')]), ...extra, '--backend', 'cpu', '--workers', '0', '--steps', '0', '--checkpoint-dir', dir]);
+    expect(r.code).toBe(2);
+    const errors = lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toContain(message);
+    expect(r.stderr).not.toContain('    at ');
+    expect(fs.existsSync(dir)).toBe(false);
   });
 
   it.each([

@@ -8,6 +8,7 @@ for the files `ddpm export` writes (safetensors under this module's state_dict n
     model, meta = load_exported('model.safetensors')   # eval mode, strict state_dict
     eps = model(x_t, t)                                  # x_t: [N, C, H, W] float32, t: [N] int64
     eps = model(x_t, t, labels)                          # class-conditional: labels [N], meta['classes'] = "no class"
+    save_exported(model, meta, 'tuned.safetensors')      # after training in PyTorch: ddpm train --init-from takes it
 
 What the network predicts is meta['prediction'] (eps, v or x0); meta['schedule'] and
 meta['timesteps'] give the noise schedule (make_schedule below). The command line samples from an
@@ -21,6 +22,7 @@ Needs only PyTorch (Debian's python3-torch; torch >= 1.13) and the standard libr
 import argparse
 import json
 import math
+import os
 import struct
 import sys
 import zlib
@@ -230,6 +232,32 @@ def load_exported(path: str, device: str = 'cpu'):
         'weights': metadata['weights'], 'class_names': json.loads(metadata.get('class_names', '[]')),
     }
     return model.to(device).eval(), meta
+
+
+def save_exported(model: UNet, meta, path: str, step: int = 0, weights: str = 'raw') -> None:
+    """Writes `model` as `ddpm export` does (meta as load_exported returns it: config, prediction,
+    schedule, timesteps, optionally class_names), so that `ddpm train --init-from PATH` fine-tunes
+    from weights trained or changed in PyTorch."""
+    state = {name: t.detach().to('cpu', torch.float32).contiguous() for name, t in model.state_dict().items()}
+    metadata = {
+        'format': 'ddpm-cluster-unet', 'unet_config': json.dumps(meta['config'], separators=(',', ':')),
+        'prediction': meta['prediction'], 'schedule': meta['schedule'], 'timesteps': str(meta['timesteps']),
+        'step': str(step), 'weights': weights, 'parameters': str(sum(t.numel() for t in state.values())),
+    }
+    if meta.get('class_names'):
+        metadata['class_names'] = json.dumps(meta['class_names'])
+    header, offset, blobs = {'__metadata__': metadata}, 0, []
+    for name, t in state.items():
+        blob = t.numpy().astype('<f4').tobytes()
+        header[name] = {'dtype': 'F32', 'shape': list(t.shape), 'data_offsets': [offset, offset + len(blob)]}
+        offset += len(blob)
+        blobs.append(blob)
+    raw = json.dumps(header, separators=(',', ':')).encode()
+    raw += b' ' * (-len(raw) % 8)
+    tmp = f'{path}.tmp'
+    with open(tmp, 'wb') as f:
+        f.write(struct.pack('<Q', len(raw)) + raw + b''.join(blobs))
+    os.replace(tmp, path)
 
 
 def make_schedule(name: str, timesteps: int) -> torch.Tensor:

@@ -3,6 +3,7 @@ import { DataError } from '../data/dataset';
 import { InvalidModelConfigError } from '../model/config';
 import { InvalidTrainConfigError } from '../training/config';
 import { CheckpointError } from '../checkpoint/errors';
+import { InitWeightsError } from '../checkpoint/initWeights';
 import { BackendUnavailableError } from '../backend/backend';
 import { InvalidTimestepsError, UnknownScheduleError } from '../schedule';
 import { NotEnoughWorkersError } from '../coordinator/errors';
@@ -14,7 +15,7 @@ export class UsageError extends Error {
   }
 }
 
-const USER_ERRORS = [UsageError, DataError, InvalidModelConfigError, InvalidTrainConfigError, CheckpointError, BackendUnavailableError, UnknownScheduleError, InvalidTimestepsError, NotEnoughWorkersError];
+const USER_ERRORS = [UsageError, DataError, InvalidModelConfigError, InvalidTrainConfigError, CheckpointError, BackendUnavailableError, UnknownScheduleError, InvalidTimestepsError, InitWeightsError, NotEnoughWorkersError];
 
 export function isUserError(err: unknown): err is Error {
   return USER_ERRORS.some((cls) => err instanceof cls);

@@ -116,10 +116,12 @@ export function withTrainOptions<T>(y: Argv<T>) {
     .option('checkpoint-every', { type: 'number', default: 500, describe: 'steps between checkpoints (0: only at the end)' })
     .option('keep', { type: 'number', default: 3, describe: 'checkpoints kept' })
     .option('resume', { type: 'boolean', default: false, describe: 'continue from the latest checkpoint in --checkpoint-dir' })
+    .option('init-from', { type: 'string', describe: 'start from the weights in this ddpm export file (fine-tuning: its architecture, a new run at step 0)' })
     .option('log-format', { type: 'string', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'progress line format' })
     .option('log-every', { type: 'number', default: 5, describe: 'seconds between progress lines' })
     .option('sample-n', { type: 'number', default: 64, describe: 'images in the final sample grid (0: none)' })
-    .option('sample-steps', { type: 'number', default: 50, describe: 'DDIM steps for the final sample grid' })
+    .option('sample-sampler', { type: 'string', choices: ['ddim', 'dpm-solver++'] as const, default: 'ddim', describe: 'sampler of the sample grids (ddim: eta 0; dpm-solver++ needs fewer steps, e.g. 20)' })
+    .option('sample-steps', { type: 'number', default: 50, describe: 'denoising steps of the sample grids' })
     .option('sample-guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'with --classes: classifier-free guidance scale of the sample grids (one column per class; 1: no guidance)' })
     .option('out', { type: 'string', describe: 'final sample grid PNG (default CHECKPOINT_DIR/samples.png)' })
     .option('update-threads', { type: 'string', default: 'auto', describe: 'threads for the coordinator\'s passes over the parameters (mean gradient, Adam, EMA); auto: one per core, at most 8, for models of 1M parameters or more, else 1; results do not depend on it' });

@@ -16,7 +16,9 @@ import { UNetModel } from '../model/unetModel';
 import { parameterCount } from '../model/paramSpecs';
 import { makeSchedule } from '../schedule';
 import { generateImages, gridLabels, guidanceCaveat } from '../training/generate';
-import { TrainConfig } from '../training/config';
+import { SamplerName } from '../diffusion/samplers';
+import { TrainConfig, validateTrainConfig } from '../training/config';
+import { describeInitFile, loadInitWeights } from '../checkpoint/initWeights';
 import { TrainArgs, checkGuidance, flagGiven, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
@@ -30,15 +32,19 @@ export interface JobArgs extends TrainArgs {
   'checkpoint-every': number;
   keep: number;
   resume: boolean;
+  'init-from'?: string;
   'log-format': string;
   'log-every': number;
   'sample-n': number;
   'sample-steps': number;
+  'sample-sampler': string;
   'sample-guidance': number;
   'sample-every': number;
   'update-threads': string;
   out?: string;
 }
+
+const samplerLabel = (name: string) => (name === 'ddim' ? 'DDIM' : name === 'dpm-solver++' ? 'DPM-Solver++' : name);
 
 /** `--update-threads`: below a million parameters the passes take milliseconds; threads would
  * only add their start-up. */
@@ -80,14 +86,27 @@ export function ignoredOnResume(saved: TrainConfig, fromFlags: TrainConfig, give
 export function effectiveConfig(a: JobArgs, given: (flag: string) => boolean = (f) => flagGiven(f)): TrainConfig {
   const fromFlags = trainConfigFromArgs(a);
   const root = a['checkpoint-dir'];
-  if (!a.resume || !fs.existsSync(root) || fs.readdirSync(root).length === 0) return fromFlags;
+  if (!a.resume || !fs.existsSync(root) || fs.readdirSync(root).length === 0) return a['init-from'] === undefined ? fromFlags : initFromConfig(a['init-from'], fromFlags, given);
   const saved = readCheckpointConfig(resolveCheckpointDir(root));
   const ignored = ignoredOnResume(saved, fromFlags, given);
+  if (given('init-from')) ignored.push('--init-from');
   if (ignored.length > 0) log(`note: --resume keeps the checkpoint's settings; ignored: ${ignored.join(', ')} (only --steps may change)`);
   if (saved.lrSchedule !== 'constant' && saved.steps !== fromFlags.steps) {
     log(`note: --steps ${fromFlags.steps} differs from the checkpoint's ${saved.steps}: the ${saved.lrSchedule} learning rate now decays to 0 at step ${fromFlags.steps}`);
   }
   return { ...saved, steps: fromFlags.steps };
+}
+
+/** A fine-tuning run: the file's architecture (model flags given that disagree with it are an
+ * error, not silently dropped), the other settings from the flags. */
+export function initFromConfig(file: string, fromFlags: TrainConfig, given: (flag: string) => boolean): TrainConfig {
+  const { from, model } = describeInitFile(file);
+  const conflicts = Object.keys(model).filter((k) => given(flagOf(k)) && JSON.stringify((model as unknown as Record<string, unknown>)[k]) !== JSON.stringify((fromFlags.model as unknown as Record<string, unknown>)[k]));
+  if (given('preset') && JSON.stringify(model) !== JSON.stringify(fromFlags.model) && conflicts.length === 0) conflicts.push('preset');
+  if (conflicts.length > 0) {
+    throw new UsageError(`--init-from ${file}: the file fixes the model; it disagrees with ${conflicts.map((k) => `--${flagOf(k)}`).join(', ')} (its U-Net: ${JSON.stringify(model)})`);
+  }
+  return validateTrainConfig({ ...fromFlags, model, initFrom: from });
 }
 
 export interface JobHooks {
@@ -120,7 +139,7 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   const model = new UNetModel(config.model);
   const schedule = makeSchedule(config.schedule, config.timesteps);
   const sampler = new PeriodicSampler({
-    model, schedule, prediction: config.prediction, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], ddimSteps: a['sample-steps'],
+    model, schedule, prediction: config.prediction, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], sampler: a['sample-sampler'] as SamplerName, steps: a['sample-steps'],
     guidance: a['sample-guidance'], log,
     onWritten: (file, step) => { telemetry.onSample(file, step); log(`samples: ${file}`); },
   });
@@ -130,6 +149,7 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   const reporter = new ProgressReporter({ totalSteps: config.steps, format: a['log-format'] as LogFormat, everySeconds: a['log-every'], log: (l) => process.stdout.write(`${l}\n`) });
   const coordinator = new Coordinator({
     config, dataset, executor, checkpoints: { store, every: a['checkpoint-every'], keep: a.keep }, resume: a.resume, log, updateThreads,
+    initialParams: config.initFrom && (() => loadInitWeights(config.initFrom!, model)),
     onStep: (r) => {
       reporter.onStep(r, hooks.workers());
       telemetry.onStep(r);
@@ -156,11 +176,11 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   if (a['sample-n'] > 0 && !interrupted) {
     const out = a.out ?? path.join(a['checkpoint-dir'], 'samples.png');
     const images = await generateImages(model, coordinator.optimizerState.ema, schedule, {
-      n: a['sample-n'], seed: 1, sampler: 'ddim', steps: a['sample-steps'], eta: 0, prediction: config.prediction,
+      n: a['sample-n'], seed: 1, sampler: a['sample-sampler'] as SamplerName, steps: a['sample-steps'], eta: 0, prediction: config.prediction,
       labels: gridLabels(config.model, a['sample-n']), guidance: a['sample-guidance'],
     });
     writeGrid(out, images, a['sample-n'], config.model);
     telemetry.onSample(out, coordinator.step);
-    log(`samples: ${out} (${a['sample-n']} images, EMA weights, DDIM ${a['sample-steps']} steps)`);
+    log(`samples: ${out} (${a['sample-n']} images, EMA weights, ${samplerLabel(a['sample-sampler'])} ${a['sample-steps']} steps)`);
   }
 }

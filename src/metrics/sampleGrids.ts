@@ -12,6 +12,7 @@ import * as path from 'path';
 import { UNetModel } from '../model/unetModel';
 import { DiffusionSchedule } from '../schedule';
 import type { PredictionTarget } from '../diffusion/types';
+import type { SamplerName } from '../diffusion/samplers';
 import { generateImages, gridLabels } from '../training/generate';
 import { writeGrid } from '../cli/grid';
 import { stepDirName } from '../checkpoint/format';
@@ -37,7 +38,9 @@ export interface SampleGridOptions {
   checkpointDir: string;
   every: number;
   n: number;
-  ddimSteps: number;
+  /** The sampler and its steps (ddim: eta 0). */
+  sampler: SamplerName;
+  steps: number;
   /** Classifier-free guidance scale for a conditional model (generate.ts). */
   guidance: number;
   log: (line: string) => void;
@@ -67,7 +70,7 @@ export class PeriodicSampler {
   }
 
   private async draw(step: number, weights: Float32Array): Promise<void> {
-    const { model, schedule, prediction, n, ddimSteps, guidance } = this.opts;
+    const { model, schedule, prediction, n, sampler, steps, guidance } = this.opts;
     const labels = gridLabels(model.config, n);
     const perImage = model.config.imageSize * model.config.imageSize * model.config.imageChannels;
     const images = new Float32Array(n * perImage);
@@ -75,7 +78,7 @@ export class PeriodicSampler {
       await new Promise((resolve) => setImmediate(resolve));
       // Image i always comes from seed i + 1: grids of successive steps show the same noise.
       images.set(await generateImages(model, weights, schedule, {
-        n: 1, seed: i + 1, sampler: 'ddim', steps: ddimSteps, eta: 0, prediction, labels: labels?.subarray(i, i + 1), guidance,
+        n: 1, seed: i + 1, sampler, steps, eta: 0, prediction, labels: labels?.subarray(i, i + 1), guidance,
       }), i * perImage);
     }
     const file = sampleGridPath(this.opts.checkpointDir, step);

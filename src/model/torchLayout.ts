@@ -78,6 +78,10 @@ function permute(values: Float32Array, shape: readonly number[], perm: readonly 
   return out;
 }
 
+export function torchShape(spec: ParamSpec): number[] {
+  return torchAxes(spec).shape;
+}
+
 export function toTorch(spec: ParamSpec, values: Float32Array): TorchTensor {
   if (values.length !== paramSize(spec.shape)) throw new RangeError(`${spec.name}: ${values.length} values for shape [${spec.shape}]`);
   const { perm, shape } = torchAxes(spec);

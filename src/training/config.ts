@@ -4,8 +4,17 @@ import { ScheduleName, checkTimesteps } from '../schedule';
 import { PREDICTION_TARGETS, PredictionTarget, isPredictionTarget } from '../diffusion/types';
 import { LR_SCHEDULES, LrSchedule, isLrSchedule } from './optimizer';
 
+/** Where a fine-tuning run's starting weights came from (`--init-from`, checkpoint/initWeights.ts). */
+export interface InitFrom {
+  /** Absolute path, as read when the run started. */
+  file: string;
+  sha256: string;
+}
+
 export interface TrainConfig {
   model: UNetConfig;
+  /** Starting weights from a file instead of the seed's initialisation; absent: from the seed. */
+  initFrom?: InitFrom;
   schedule: ScheduleName;
   timesteps: number;
   /** What the network predicts (src/diffusion/types.ts). */
@@ -112,8 +121,12 @@ export function savedTrainConfig(raw: TrainConfig): TrainConfig {
   return config;
 }
 
-/** The fields older checkpoints lack besides the objective's: the schedule, weight decay, class dropout and names. */
-function checkLaterFields(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout' | 'classNames'>): void {
+/** The fields older checkpoints lack besides the objective's: the schedule, weight decay, class dropout and names, initial weights. */
+function checkLaterFields(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout' | 'classNames' | 'initFrom'>): void {
+  const init = c.initFrom;
+  if (init !== undefined && !(typeof init === 'object' && init !== null && typeof init.file === 'string' && /^[0-9a-f]{64}$/.test(String(init.sha256)))) {
+    throw new InvalidTrainConfigError('initFrom must be {file, sha256}');
+  }
   if (c.classNames !== undefined && !(Array.isArray(c.classNames) && c.classNames.every((n) => typeof n === 'string'))) throw new InvalidTrainConfigError('classNames must be a list of strings');
   if (!(typeof c.classDropout === 'number' && c.classDropout >= 0 && c.classDropout < 1)) throw new InvalidTrainConfigError(`class-dropout must be in [0, 1), got ${c.classDropout}`);
   if (!isLrSchedule(c.lrSchedule)) throw new InvalidTrainConfigError(`lr-schedule must be one of ${LR_SCHEDULES.join(', ')}, got "${c.lrSchedule}"`);
