@@ -98,6 +98,17 @@ describe('ddpm model --preset cifar10', () => {
   });
 });
 
+/** A user's mistake: exit code 2, one line `ddpm: error: ...` containing `message`, no stack
+ * trace, and `untouched` (a checkpoint directory, an output file) not created. */
+function expectUserError(r: Result, message: string, untouched: string): void {
+  expect(r.code).toBe(2);
+  const errors = lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'));
+  expect(errors).toHaveLength(1);
+  expect(errors[0]).toContain(message);
+  expect(r.stderr).not.toContain('    at ');
+  expect(fs.existsSync(untouched)).toBe(false);
+}
+
 describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack trace', () => {
   const garbage = () => {
     const file = path.join(tmp, 'garbage.idx');
@@ -130,12 +141,7 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
   ])('train with %s', async (_what, extraArgs, named) => {
     const ckpt = path.join(tmp, 'never-written');
     const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'cpu', '--checkpoint-dir', ckpt, ...extraArgs()]);
-    expect(r.code).toBe(2);
-    const errors = lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'));
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toContain(named);
-    expect(r.stderr).not.toContain('    at ');
-    expect(fs.existsSync(ckpt)).toBe(false);
+    expectUserError(r, named, ckpt);
   });
 });
 
@@ -301,12 +307,7 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
     const dir = path.join(tmp, 'never-tuned');
     const extra = args();
     const r = await ddpm(['train', ...(extra.includes('--init-from') ? [] : ['--init-from', path.join(tmp, 'ema.safetensors')]), ...extra, '--backend', 'cpu', '--workers', '0', '--steps', '0', '--checkpoint-dir', dir]);
-    expect(r.code).toBe(2);
-    const errors = lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'));
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toContain(message);
-    expect(r.stderr).not.toContain('    at ');
-    expect(fs.existsSync(dir)).toBe(false);
+    expectUserError(r, message, dir);
   });
 
   it.each([
@@ -314,11 +315,7 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
     ['a missing checkpoint', () => ['--checkpoint', path.join(tmp, 'no-run'), '--out', path.join(tmp, 'x.safetensors')], 'no such checkpoint directory'],
   ])('%s: exit code 2, one line, no file', async (_what, args, message) => {
     const r = await ddpm(['export', ...args()]);
-    expect(r.code).toBe(2);
-    const errors = lines(r.stderr).filter((l) => l.startsWith('ddpm: error:'));
-    expect(errors).toHaveLength(1);
-    expect(errors[0]).toContain(message);
-    expect(fs.existsSync(path.join(tmp, 'x.safetensors'))).toBe(false);
+    expectUserError(r, message, path.join(tmp, 'x.safetensors'));
   });
 });
 
