@@ -137,6 +137,8 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     ['--classes for data without labels', () => ['--classes', '10', '--data', `idx:${unlabelled()}`], 'has no class labels'],
     ['--classes below the data\'s labels', () => ['--classes', '5'], '--classes 5: the data (mnist) has labels up to 9; use --classes 10'],
     ['--class-dropout 1', () => ['--classes', '10', '--class-dropout', '1'], 'class-dropout must be in [0, 1), got 1'],
+    ['--sample-steps 0 (found before training, not at its end)', () => ['--sample-steps', '0'], "--sample-steps must be an integer in [1, 1000] (the run's timesteps), got 0"],
+    ['--sample-n -1', () => ['--sample-n', '-1'], '--sample-n must be a non-negative integer (0: no grid), got -1'],
     ['a negative --sample-guidance', () => ['--classes', '10', '--sample-guidance', '-1'], '--sample-guidance must be a finite number >= 0 (1: no guidance), got -1'],
   ])('train with %s', async (_what, extraArgs, named) => {
     const ckpt = path.join(tmp, 'never-written');
@@ -214,17 +216,17 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'C.png')))).not.toBe(0);
   });
 
-  it('sample --sampler dpm-solver++ writes another image from the same noise; --eta with it is a one-line error', async () => {
-    const dpm = (out: string, extra: string[] = []) => ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--ema', '--sampler', 'dpm-solver++',
-      '--steps', '5', '--n', '4', '--seed', '1', '--out', path.join(tmp, out), ...extra]);
+  it('sample --sampler dpm-solver++ writes another image from the same noise; --eta with it, or more steps than T, is a one-line error', async () => {
+    const dpm = (out: string, extra: string[] = [], steps = '5') => ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--ema', '--sampler', 'dpm-solver++',
+      '--steps', steps, '--n', '4', '--seed', '1', '--out', path.join(tmp, out), ...extra]);
     const ok = await dpm('D.png');
     expect(ok.code).toBe(0);
     expect(PNG.sync.read(fs.readFileSync(path.join(tmp, 'D.png')))).toMatchObject({ width: 22, height: 22 });
     expect(Buffer.compare(fs.readFileSync(path.join(tmp, 'A.png')), fs.readFileSync(path.join(tmp, 'D.png')))).not.toBe(0);
     const bad = await dpm('E.png', ['--eta', '0.5']);
-    expect(bad.code).toBe(2);
-    expect(lines(bad.stderr).filter((l) => l.startsWith('ddpm: error:'))).toEqual(['ddpm: error: --eta applies to --sampler ddim only (dpm-solver++ got --eta 0.5)']);
-    expect(fs.existsSync(path.join(tmp, 'E.png'))).toBe(false);
+    expectUserError(bad, '--eta applies to --sampler ddim only (dpm-solver++ got --eta 0.5)', path.join(tmp, 'E.png'));
+    const tooMany = await dpm('F.png', [], '1001');
+    expectUserError(tooMany, "--steps must be an integer in [1, 1000] (the run's timesteps), got 1001", path.join(tmp, 'F.png'));
   }, 60_000);
 });
 

@@ -28,6 +28,11 @@ export function checkGuidance(value: number, flag: string): void {
   if (!(Number.isFinite(value) && value >= 0)) throw new UsageError(`--${flag} must be a finite number >= 0 (1: no guidance), got ${value}`);
 }
 
+/** Denoising steps of a sampler over a run's T training timesteps (--steps, --sample-steps). */
+export function checkSamplingSteps(steps: number, timesteps: number, flag: string): void {
+  if (!(Number.isInteger(steps) && steps >= 1 && steps <= timesteps)) throw new UsageError(`--${flag} must be an integer in [1, ${timesteps}] (the run's timesteps), got ${steps}`);
+}
+
 export function withModelOptions<T>(y: Argv<T>, defaultPreset: string) {
   return y
     .option('preset', { type: 'string', choices: PRESET_NAMES, default: defaultPreset, describe: 'model preset; the flags below override it' })

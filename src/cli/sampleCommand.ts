@@ -8,7 +8,7 @@ import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../dif
 import { DEFAULT_GUIDANCE, cyclingLabels, generateImages, guidanceCaveat } from '../training/generate';
 import { classCount } from '../model/config';
 import { writeGrid } from './grid';
-import { checkGuidance, flagGiven, withBackendOption } from './options';
+import { checkGuidance, checkSamplingSteps, flagGiven, withBackendOption } from './options';
 import { UsageError } from './errors';
 
 interface SampleArgs {
@@ -67,6 +67,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const dir = resolveCheckpointDir(a.checkpoint);
     const model = new UNetModel(readCheckpointConfig(dir).model);
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
+    if (a.sampler !== 'ddpm') checkSamplingSteps(a.steps, loaded.config.timesteps, 'steps');
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
     const labels = sampleLabels(a.class, classCount(model.config), a.n, loaded.config.classNames);
     if (labels === undefined && flagGiven('guidance')) throw new UsageError(`--guidance ${a.guidance}: the checkpoint's model is unconditional (trained without --classes)`);

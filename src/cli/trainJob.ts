@@ -19,7 +19,7 @@ import { generateImages, gridLabels, guidanceCaveat } from '../training/generate
 import { SamplerName } from '../diffusion/samplers';
 import { TrainConfig, validateTrainConfig } from '../training/config';
 import { describeInitFile, loadInitWeights } from '../checkpoint/initWeights';
-import { TrainArgs, checkGuidance, flagGiven, trainConfigFromArgs } from './options';
+import { TrainArgs, checkGuidance, checkSamplingSteps, flagGiven, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
@@ -58,11 +58,15 @@ export function withSampleEveryOption<T>(y: Argv<T>) {
   return y.option('sample-every', { type: 'number', default: 0, describe: 'steps between sample grids (--sample-n images, EMA weights) in CHECKPOINT_DIR/samples/; 0: off' });
 }
 
-function checkSampleFlags(a: JobArgs): void {
+/** The grids' flags, checked before training so that a typo does not fail the run at its end. */
+function checkSampleFlags(a: JobArgs, timesteps: number): void {
   checkGuidance(a['sample-guidance'], 'sample-guidance');
+  const n = a['sample-n'];
+  if (!(Number.isInteger(n) && n >= 0)) throw new UsageError(`--sample-n must be a non-negative integer (0: no grid), got ${n}`);
   const every = a['sample-every'];
   if (!Number.isInteger(every) || every < 0) throw new UsageError(`--sample-every must be a non-negative integer, got ${every}`);
-  if (every > 0 && !(a['sample-n'] >= 1)) throw new UsageError(`--sample-every ${every} needs --sample-n of at least 1, got ${a['sample-n']}`);
+  if (every > 0 && !(n >= 1)) throw new UsageError(`--sample-every ${every} needs --sample-n of at least 1, got ${n}`);
+  if (n > 0) checkSamplingSteps(a['sample-steps'], timesteps, 'sample-steps');
 }
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -125,7 +129,7 @@ function describeData(raw: ImageDataset, fitted: ImageDataset): string {
 
 /** `base`: effectiveConfig's; a conditional run adds its data's class names to it. */
 export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
-  checkSampleFlags(a);
+  checkSampleFlags(a, base.timesteps);
   const caveat = guidanceCaveat(base, a['sample-guidance']);
   if (caveat !== undefined && a['sample-n'] > 0) log(caveat);
   const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(base.model), availableCores());
