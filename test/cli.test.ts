@@ -139,6 +139,9 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     ['--class-dropout 1', () => ['--classes', '10', '--class-dropout', '1'], 'class-dropout must be in [0, 1), got 1'],
     ['--sample-steps 0 (found before training, not at its end)', () => ['--sample-steps', '0'], "--sample-steps must be an integer in [1, 1000] (the run's timesteps), got 0"],
     ['--sample-n -1', () => ['--sample-n', '-1'], '--sample-n must be a non-negative integer (0: no grid), got -1'],
+    ['--image-channels 2', () => ['--image-channels', '2'], '--image-channels 2: images can be fitted to 1 (grey) or 3 (RGB) channels'],
+    ['--timesteps 1000000', () => ['--timesteps', '1000000'], 'timesteps must be at most 100000, got 1000000'],
+    ['an --out in a directory that does not exist (found before training)', () => ['--out', path.join(tmp, 'no-dir', 'grid.png')], `--out ${path.join(tmp, 'no-dir', 'grid.png')}: no such directory ${path.join(tmp, 'no-dir')}`],
     ['a negative --sample-guidance', () => ['--classes', '10', '--sample-guidance', '-1'], '--sample-guidance must be a finite number >= 0 (1: no guidance), got -1'],
   ])('train with %s', async (_what, extraArgs, named) => {
     const ckpt = path.join(tmp, 'never-written');
@@ -228,6 +231,18 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     const tooMany = await dpm('F.png', [], '1001');
     expectUserError(tooMany, "--steps must be an integer in [1, 1000] (the run's timesteps), got 1001", path.join(tmp, 'F.png'));
   }, 60_000);
+});
+
+describe('other commands\' user errors: exit code 2, one line, no stack trace', () => {
+  it.each([
+    ['sample --eta 2', ['sample', '--checkpoint', 'MISSING', '--eta', '2'], '--eta must be in [0, 1]'],
+    ['sample --out in a missing directory', ['sample', '--checkpoint', 'MISSING', '--out', 'MISSING/g.png'], '--out MISSING/g.png: no such directory'],
+    ['worker --connect without a port', ['worker', '--connect', 'tcp://127.0.0.1'], '--connect tcp://127.0.0.1: not a ZeroMQ address'],
+    ['worker --connect with no host', ['worker', '--connect', 'tcp://:5555'], '--connect tcp://:5555: not a ZeroMQ address'],
+    ['coordinator --bind that is not an address', ['coordinator', '--bind', 'localhost:5555'], '--bind localhost:5555: not a ZeroMQ address'],
+  ])('%s', async (_what, args, message) => {
+    expectUserError(await ddpm(args.map((a) => a.replace('MISSING', path.join(tmp, 'no-dir')))), message.replace('MISSING', path.join(tmp, 'no-dir')), path.join(tmp, 'no-dir'));
+  });
 });
 
 describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s names, test/torchExport.test.ts checks the layout', () => {

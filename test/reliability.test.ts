@@ -200,6 +200,15 @@ describe('a worker', () => {
     expect((await waitExit(w, 15_000)).code).toBe(0);
     await waitFor(() => /worker early dropped: left/.test(c.output()), 10_000, 'the coordinator to see it leave');
   }, 120_000);
+
+  it('still waiting for a coordinator that never came, exits 0 on SIGTERM ("stopped", not "failed")', async () => {
+    const w = startDdpm(['worker', '--connect', `tcp://127.0.0.1:${await freePort()}`, '--name', 'alone', '--backend', 'cpu']);
+    await waitFor(() => /connecting to/.test(w.output()), 30_000, 'the worker to start');
+    await new Promise((r) => setTimeout(r, 500));
+    w.child.kill('SIGTERM');
+    expect((await waitExit(w, 15_000)).code).toBe(0);
+    expect(w.output()).toMatch(/worker alone: stopped after 0 units/);
+  }, 60_000);
 });
 
 describe('a checkpoint save that fails mid-run, e.g. a full disk (RELIABILITY 11)', () => {

@@ -1,7 +1,7 @@
 /** `ddpm coordinator`: bind a ROUTER socket and train with whatever workers attach. */
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
-import { withTrainOptions } from './options';
+import { checkEndpoint, withTrainOptions } from './options';
 import { ClusterArgs, remoteWorkerSource, startRemoteExecutor, withClusterOptions } from './cluster';
 import { JobArgs, effectiveConfig, log, runTrainingJob, withSampleEveryOption } from './trainJob';
 import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
@@ -25,6 +25,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
   builder: (y) => withCurveServerOptions(withMetricsOptions(withSampleEveryOption(withClusterOptions(withTrainOptions(y))), { port: 9464, host: '0.0.0.0' }))
     .option('bind', { type: 'string', default: 'tcp://0.0.0.0:5555', describe: 'ZeroMQ address to bind' }) as never,
   handler: async (a) => {
+    checkEndpoint(a.bind, 'bind');
     const config = effectiveConfig(a);
     // Key errors exit 2 before anything starts.
     const curve = curveServerFromArgs(a);

@@ -1,6 +1,4 @@
 /** `ddpm export`: a checkpoint's U-Net as a safetensors file with PyTorch's names and layouts. */
-import * as fs from 'fs';
-import * as path from 'path';
 import type { CommandModule } from 'yargs';
 import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
 import { encodeSafetensors } from '../checkpoint/safetensors';
@@ -8,7 +6,7 @@ import { toTorch } from '../model/torchLayout';
 import { UNetModel } from '../model/unetModel';
 import { TrainConfig } from '../training/config';
 import { writeFileAtomic } from '../util/fsync';
-import { UsageError } from './errors';
+import { checkOutputDir } from './options';
 
 export const EXPORT_FORMAT = 'ddpm-cluster-unet';
 export const WEIGHT_CHOICES = ['ema', 'raw'] as const;
@@ -44,8 +42,7 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     .option('weights', { type: 'string', choices: WEIGHT_CHOICES, default: 'ema', describe: 'the EMA weights (what sampling uses) or the raw parameters' })
     .option('out', { type: 'string', default: 'model.safetensors', describe: 'output file, replaced atomically' }) as never,
   handler: (a) => {
-    const outDir = path.dirname(path.resolve(a.out));
-    if (!fs.existsSync(outDir) || !fs.statSync(outDir).isDirectory()) throw new UsageError(`--out ${a.out}: no such directory ${outDir}`);
+    checkOutputDir(a.out, 'out');
     const model = new UNetModel(readCheckpointConfig(resolveCheckpointDir(a.checkpoint)).model);
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
     const weights = a.weights as Weights;

@@ -1,4 +1,6 @@
 /** Option groups shared by commands, and their translation into configs. */
+import * as fs from 'fs';
+import * as path from 'path';
 import type { Argv } from 'yargs';
 import { PRESET_NAMES, UNetConfig, presetConfig, validateConfig } from '../model/config';
 import { SCHEDULE_NAMES, ScheduleName } from '../schedule';
@@ -26,6 +28,22 @@ export function flagGiven(flag: string, argv = process.argv): boolean {
 /** A classifier-free guidance scale (--guidance, --sample-guidance): any finite number >= 0. */
 export function checkGuidance(value: number, flag: string): void {
   if (!(Number.isFinite(value) && value >= 0)) throw new UsageError(`--${flag} must be a finite number >= 0 (1: no guidance), got ${value}`);
+}
+
+/** A ZeroMQ endpoint this project's sockets use: tcp://HOST:PORT (HOST a name, an IPv4 address,
+ * [IPv6] or *), or ipc://PATH. libzmq would throw on some malformed ones and accept others that
+ * never connect (tcp://:5555), so the syntax is checked before any socket exists. */
+export function checkEndpoint(value: string, flag: string): void {
+  const tcp = /^tcp:\/\/(\[[0-9A-Fa-f:.]+\]|[^\s/:[\]]+):(\d+)$/.exec(value);
+  const port = tcp ? Number(tcp[2]) : 0;
+  if (tcp ? port >= 1 && port <= 65535 : /^ipc:\/\/\S+$/.test(value)) return;
+  throw new UsageError(`--${flag} ${value}: not a ZeroMQ address (expected tcp://HOST:PORT with a port in 1-65535, or ipc://PATH)`);
+}
+
+/** An output file's directory must exist before the work that ends in writing it starts. */
+export function checkOutputDir(file: string, flag: string): void {
+  const dir = path.dirname(path.resolve(file));
+  if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--${flag} ${file}: no such directory ${dir}`);
 }
 
 /** Denoising steps of a sampler over a run's T training timesteps (--steps, --sample-steps). */

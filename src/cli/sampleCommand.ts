@@ -8,7 +8,7 @@ import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../dif
 import { DEFAULT_GUIDANCE, cyclingLabels, generateImages, guidanceCaveat } from '../training/generate';
 import { classCount } from '../model/config';
 import { writeGrid } from './grid';
-import { checkGuidance, checkSamplingSteps, flagGiven, withBackendOption } from './options';
+import { checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, withBackendOption } from './options';
 import { UsageError } from './errors';
 
 interface SampleArgs {
@@ -64,6 +64,8 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
     checkGuidance(a.guidance, 'guidance');
     if (a.eta !== 0 && a.sampler !== 'ddim') throw new UsageError(`--eta applies to --sampler ddim only (${a.sampler} got --eta ${a.eta})`);
+    if (!(a.eta >= 0 && a.eta <= 1)) throw new UsageError(`--eta must be in [0, 1] (0: deterministic, 1: DDPM's noise), got ${a.eta}`);
+    checkOutputDir(a.out, 'out');
     const dir = resolveCheckpointDir(a.checkpoint);
     const model = new UNetModel(readCheckpointConfig(dir).model);
     const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));

@@ -19,7 +19,7 @@ import { generateImages, gridLabels, guidanceCaveat } from '../training/generate
 import { SamplerName } from '../diffusion/samplers';
 import { TrainConfig, validateTrainConfig } from '../training/config';
 import { describeInitFile, loadInitWeights } from '../checkpoint/initWeights';
-import { TrainArgs, checkGuidance, checkSamplingSteps, flagGiven, trainConfigFromArgs } from './options';
+import { TrainArgs, checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
@@ -67,6 +67,7 @@ function checkSampleFlags(a: JobArgs, timesteps: number): void {
   if (!Number.isInteger(every) || every < 0) throw new UsageError(`--sample-every must be a non-negative integer, got ${every}`);
   if (every > 0 && !(n >= 1)) throw new UsageError(`--sample-every ${every} needs --sample-n of at least 1, got ${n}`);
   if (n > 0) checkSamplingSteps(a['sample-steps'], timesteps, 'sample-steps');
+  if (n > 0 && a.out !== undefined) checkOutputDir(a.out, 'out');
 }
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);

@@ -4,7 +4,7 @@ import * as os from 'os';
 import { BackendName, initBackend } from '../backend/backend';
 import { ZmqClient } from '../transport/zmq';
 import { Worker } from '../worker/worker';
-import { withBackendOption } from './options';
+import { checkEndpoint, withBackendOption } from './options';
 import { MetricsArgs, serveMetrics, withMetricsOptions } from '../metrics/cliOptions';
 import { WorkerMetrics } from '../metrics/workerMetrics';
 import { CurveClientArgs, curveClientFromArgs, withCurveClientOptions } from './keygenCommand';
@@ -31,6 +31,7 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     .option('threads', { type: 'string', default: 'auto', describe: 'units computed at once, one per thread; auto: one per core on wasm/cpu (which compute on one core per thread), 1 on tensorflow/webgpu' })
     .option('coordinator-timeout', { type: 'number', default: 5, describe: 'seconds of coordinator silence before registering again' }) as never,
   handler: async (a) => {
+    checkEndpoint(a.connect, 'connect');
     const curve = curveClientFromArgs(a);
     const name = a.name ?? `${os.hostname()}-${process.pid}`;
     if (name.includes('#')) throw new UsageError(`--name "${name}" must not contain '#' (reserved for the beacon's routing id)`);

@@ -11,6 +11,7 @@
  * 3 -> 1 is ITU-R BT.601 luma. Values are rounded once, after both steps.
  */
 import type { ImageDataset } from './types';
+import { DataError } from './types';
 
 const LUMA_WEIGHTS = [0.299, 0.587, 0.114] as const;
 
@@ -25,7 +26,8 @@ export function fitDataset(ds: ImageDataset, size: number, channels: number): Im
     throw new RangeError(`fitDataset: size must be a positive integer, got ${size}`);
   }
   if (channels !== 1 && channels !== 3) {
-    throw new RangeError(`fitDataset: channels must be 1 or 3, got ${channels}`);
+    // The model's --image-channels: a user's choice, reported as theirs.
+    throw new DataError(`--image-channels ${channels}: images can be fitted to 1 (grey) or 3 (RGB) channels`);
   }
   if (ds.channels !== 1 && ds.channels !== 3) {
     throw new RangeError(`fitDataset: ${ds.source} has ${ds.channels} channels, only 1 or 3 can be converted`);

@@ -23,11 +23,14 @@ export class InvalidTimestepsError extends RangeError {
 }
 
 export const MIN_LINEAR_TIMESTEPS = 21;
+/** Far beyond any schedule in use (1,000 to 4,000); the derived arrays take 80 bytes per timestep. */
+export const MAX_TIMESTEPS = 100_000;
 
 export function checkTimesteps(name: ScheduleName, timesteps: number): void {
   if (!Number.isInteger(timesteps) || timesteps < 1) {
     throw new InvalidTimestepsError(`timesteps must be a positive integer, got ${timesteps}`);
   }
+  if (timesteps > MAX_TIMESTEPS) throw new InvalidTimestepsError(`timesteps must be at most ${MAX_TIMESTEPS}, got ${timesteps}`);
   if (name === 'linear' && timesteps < MIN_LINEAR_TIMESTEPS) {
     throw new InvalidTimestepsError(`the linear schedule needs timesteps >= ${MIN_LINEAR_TIMESTEPS} (its last beta, 0.02 x 1000/T, reaches 1 at T = 20), got ${timesteps}`);
   }

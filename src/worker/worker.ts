@@ -74,7 +74,12 @@ export class Worker {
 
   /** Starts the message loop; resolves with how it ended (run over, or stop()). Idempotent. */
   start(): Promise<'finished' | 'stopped'> {
-    this.loop ??= this.messageLoop();
+    // stop() closes the channel, which fails a send still waiting for a coordinator (the first
+    // REGISTER, when none is up yet): that is the stop it asked for, not a failure.
+    this.loop ??= this.messageLoop().catch((err: unknown) => {
+      if (this.stopping) return 'stopped' as const;
+      throw err;
+    });
     return this.loop;
   }
 
