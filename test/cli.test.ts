@@ -142,6 +142,7 @@ describe('user errors: exit code 2 and one line `ddpm: error: ...`, no stack tra
     ['--image-channels 2', () => ['--image-channels', '2'], '--image-channels 2: images can be fitted to 1 (grey) or 3 (RGB) channels'],
     ['--timesteps 1000000', () => ['--timesteps', '1000000'], 'timesteps must be at most 100000, got 1000000'],
     ['an --out in a directory that does not exist (found before training)', () => ['--out', path.join(tmp, 'no-dir', 'grid.png')], `--out ${path.join(tmp, 'no-dir', 'grid.png')}: no such directory ${path.join(tmp, 'no-dir')}`],
+    ['a --checkpoint-dir that is a file', () => ['--checkpoint-dir', path.join(REPO_ROOT, 'package.json')], `--checkpoint-dir ${path.join(REPO_ROOT, 'package.json')}: not a directory`],
     ['a negative --sample-guidance', () => ['--classes', '10', '--sample-guidance', '-1'], '--sample-guidance must be a finite number >= 0 (1: no guidance), got -1'],
   ])('train with %s', async (_what, extraArgs, named) => {
     const ckpt = path.join(tmp, 'never-written');
@@ -239,6 +240,8 @@ describe('other commands\' user errors: exit code 2, one line, no stack trace', 
     ['sample --out in a missing directory', ['sample', '--checkpoint', 'MISSING', '--out', 'MISSING/g.png'], '--out MISSING/g.png: no such directory'],
     ['worker --connect without a port', ['worker', '--connect', 'tcp://127.0.0.1'], '--connect tcp://127.0.0.1: not a ZeroMQ address'],
     ['worker --connect with no host', ['worker', '--connect', 'tcp://:5555'], '--connect tcp://:5555: not a ZeroMQ address'],
+    ['inspect of a file', ['inspect', path.join(REPO_ROOT, 'package.json')], 'package.json: not a directory (a checkpoint is a directory'],
+    ['export of a file', ['export', '--checkpoint', path.join(REPO_ROOT, 'package.json'), '--out', 'MISSING.safetensors'], 'package.json: not a directory'],
     ['coordinator --bind that is not an address', ['coordinator', '--bind', 'localhost:5555'], '--bind localhost:5555: not a ZeroMQ address'],
   ])('%s', async (_what, args, message) => {
     expectUserError(await ddpm(args.map((a) => a.replace('MISSING', path.join(tmp, 'no-dir')))), message.replace('MISSING', path.join(tmp, 'no-dir')), path.join(tmp, 'no-dir'));
@@ -333,6 +336,14 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
   ])('%s: exit code 2, one line, no file', async (_what, args, message) => {
     const r = await ddpm(['export', ...args()]);
     expectUserError(r, message, path.join(tmp, 'x.safetensors'));
+  });
+});
+
+describe('a flag given twice', () => {
+  it('takes its last value, as most command lines do', async () => {
+    const r = await ddpm(['schedule', '--timesteps', '10', '--timesteps', '30']);
+    expect(r.code).toBe(0);
+    expect(JSON.parse(r.stdout).timesteps).toBe(30);
   });
 });
 

@@ -204,6 +204,7 @@ function checkedConfig(dir: string, raw: TrainConfig): TrainConfig {
 /** A checkpoint root (with `latest`) or a step directory -> the step directory to load. */
 export function resolveCheckpointDir(dirOrRoot: string): string {
   if (!fs.existsSync(dirOrRoot)) throw new CheckpointError(`${dirOrRoot}: no such checkpoint directory`);
+  if (!fs.statSync(dirOrRoot).isDirectory()) throw new CheckpointError(`${dirOrRoot}: not a directory (a checkpoint is a directory, or a run directory holding them)`);
   if (fs.existsSync(path.join(dirOrRoot, MANIFEST_FILE))) return dirOrRoot;
   const latest = path.join(dirOrRoot, LATEST_FILE);
   if (fs.existsSync(latest)) return path.join(dirOrRoot, fs.readFileSync(latest, 'utf8').trim());

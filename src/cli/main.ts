@@ -30,6 +30,9 @@ export async function main(argv: string[]): Promise<void> {
       .command(modelCommand)
       .command(keygenCommand)
       .demandCommand(1, 'name a command')
+      // A flag given twice takes its last value, as most command lines do (yargs would pass an
+      // array that no option here expects).
+      .parserConfiguration({ 'duplicate-arguments-array': false })
       .strict()
       .recommendCommands()
       .fail((msg, err) => {

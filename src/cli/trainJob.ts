@@ -58,8 +58,8 @@ export function withSampleEveryOption<T>(y: Argv<T>) {
   return y.option('sample-every', { type: 'number', default: 0, describe: 'steps between sample grids (--sample-n images, EMA weights) in CHECKPOINT_DIR/samples/; 0: off' });
 }
 
-/** The grids' flags, checked before training so that a typo does not fail the run at its end. */
-function checkSampleFlags(a: JobArgs, timesteps: number): void {
+/** The output flags, checked before training so that a typo does not fail the run at its end. */
+function checkOutputFlags(a: JobArgs, timesteps: number): void {
   checkGuidance(a['sample-guidance'], 'sample-guidance');
   const n = a['sample-n'];
   if (!(Number.isInteger(n) && n >= 0)) throw new UsageError(`--sample-n must be a non-negative integer (0: no grid), got ${n}`);
@@ -68,6 +68,8 @@ function checkSampleFlags(a: JobArgs, timesteps: number): void {
   if (every > 0 && !(n >= 1)) throw new UsageError(`--sample-every ${every} needs --sample-n of at least 1, got ${n}`);
   if (n > 0) checkSamplingSteps(a['sample-steps'], timesteps, 'sample-steps');
   if (n > 0 && a.out !== undefined) checkOutputDir(a.out, 'out');
+  const dir = a['checkpoint-dir'];
+  if (fs.existsSync(dir) && !fs.statSync(dir).isDirectory()) throw new UsageError(`--checkpoint-dir ${dir}: not a directory`);
 }
 
 export const log = (line: string) => process.stderr.write(`${line}\n`);
@@ -130,7 +132,7 @@ function describeData(raw: ImageDataset, fitted: ImageDataset): string {
 
 /** `base`: effectiveConfig's; a conditional run adds its data's class names to it. */
 export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
-  checkSampleFlags(a, base.timesteps);
+  checkOutputFlags(a, base.timesteps);
   const caveat = guidanceCaveat(base, a['sample-guidance']);
   if (caveat !== undefined && a['sample-n'] > 0) log(caveat);
   const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(base.model), availableCores());
