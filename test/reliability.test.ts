@@ -201,6 +201,30 @@ describe('a worker', () => {
     await waitFor(() => /worker early dropped: left/.test(c.output()), 10_000, 'the coordinator to see it leave');
   }, 120_000);
 
+  it('started by ddpm train stops when that process is killed with SIGKILL, mid-run (no orphans waiting forever)', async () => {
+    const { execFileSync } = await import('child_process');
+    const t = startDdpm(['train', '--workers', '2', ...TINY, '--steps', '100000', '--checkpoint-dir', path.join(root, 'orphans')]);
+    await waitFor(() => (t.output().match(/joined run/g) ?? []).length === 2, 60_000, 'both local workers to join');
+    await new Promise((r) => setTimeout(r, 1000)); // into the run: units in flight
+    const endpoint = /connecting to (tcp:\/\/127\.0\.0\.1:\d+)/.exec(t.output())![1];
+    const workerPids = () => {
+      try {
+        return execFileSync('pgrep', ['-f', `worker --connect ${endpoint} `], { encoding: 'utf8' }).trim().split('\n').filter(Boolean).map(Number);
+      } catch {
+        return []; // pgrep exits 1 when nothing matches
+      }
+    };
+    expect(workerPids()).toHaveLength(2);
+    t.child.kill('SIGKILL');
+    try {
+      await waitFor(() => workerPids().length === 0, 15_000, 'the local workers to exit');
+    } finally {
+      for (const pid of workerPids()) process.kill(pid, 'SIGKILL'); // a failure leaves no orphans either
+    }
+    expect(t.output()).toMatch(/worker local-0: the ddpm process that started it is gone: stopping/);
+    expect(t.output()).toMatch(/worker local-1: stopped after \d+ units/);
+  }, 90_000);
+
   it('still waiting for a coordinator that never came, exits 0 on SIGTERM ("stopped", not "failed")', async () => {
     const w = startDdpm(['worker', '--connect', `tcp://127.0.0.1:${await freePort()}`, '--name', 'alone', '--backend', 'cpu']);
     await waitFor(() => /connecting to/.test(w.output()), 30_000, 'the worker to start');

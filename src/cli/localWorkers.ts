@@ -81,7 +81,10 @@ export function spawnLocalWorkers(n: number, endpoint: string, backend: string, 
   const children: ChildProcess[] = [];
   for (let i = 0; i < n; i++) {
     // `ddpm train --threads` (default 1: the processes already share out the cores).
-    const child = spawn(process.execPath, [bin, 'worker', '--connect', endpoint, '--name', `local-${i}`, '--backend', backend, '--threads', String(threads)], { stdio: ['ignore', 'inherit', 'inherit'] });
+    // The IPC channel is a lifeline, not for messages: if this process dies, even by SIGKILL, it
+    // closes and the worker stops (workerCommand.ts) instead of waiting for a coordinator forever.
+    const child = spawn(process.execPath, [bin, 'worker', '--connect', endpoint, '--name', `local-${i}`, '--backend', backend, '--threads', String(threads)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    child.channel?.unref();
     child.on('exit', (code, signal) => { if (code !== 0) log(`local worker ${i} exited (${signal ?? code})`); });
     children.push(child);
   }

@@ -61,6 +61,14 @@ export const workerCommand: CommandModule<object, WorkerArgs> = {
     const onSignal = () => { metrics.stopping = true; void running.stop('signal'); };
     process.once('SIGTERM', onSignal);
     process.once('SIGINT', onSignal);
+    if (process.channel) {
+      // Started by `ddpm train` (localWorkers.ts): its death closes this channel.
+      process.channel.unref();
+      process.once('disconnect', () => {
+        log(`worker ${name}: the ddpm process that started it is gone: stopping`);
+        onSignal();
+      });
+    }
     let how: 'finished' | 'stopped' | 'failed';
     try {
       how = await worker.start();
