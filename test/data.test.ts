@@ -344,7 +344,7 @@ describe('fitDataset', () => {
 
   test('rejects bad arguments with the bad value', () => {
     expect(() => fitDataset(constant, 0, 1)).toThrow('got 0');
-    expect(() => fitDataset(constant, 32, 4)).toThrow('got 4');
+    expect(() => fitDataset(constant, 32, 4)).toThrow('--image-channels 4: images can be fitted to 1 (grey) or 3 (RGB) channels');
     expect(() => fitDataset({ ...constant, pixels: new Uint8Array(3) }, 32, 1)).toThrow('has 3 pixel bytes');
   });
 });
