@@ -311,6 +311,14 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
   it.each([
     ['a model flag that disagrees with the file', () => ['--channels', '32'], 'the file fixes the model; it disagrees with --channels'],
     ['another preset', () => ['--preset', 'mnist'], 'the file fixes the model; it disagrees with --preset'],
+    ['--classes on an unconditional file', () => {
+      const f = decodeSafetensors(fs.readFileSync(path.join(tmp, 'ema.safetensors')));
+      const config = JSON.parse(f.metadata.unet_config) as Record<string, unknown>;
+      delete config.classes;
+      const plain = path.join(tmp, 'plain.safetensors');
+      fs.writeFileSync(plain, encodeSafetensors({ metadata: { ...f.metadata, unet_config: JSON.stringify(config) }, tensors: f.tensors.filter((t) => t.name !== 'class_emb.weight') }));
+      return ['--init-from', plain, '--classes', '10'];
+    }, 'plain.safetensors: the file fixes the model; it disagrees with --classes'],
     ['a missing file', () => ['--init-from', path.join(tmp, 'none.safetensors')], `--init-from ${path.join(tmp, 'none.safetensors')}: no such file`],
     ['a file missing a tensor', () => {
       const f = decodeSafetensors(fs.readFileSync(path.join(tmp, 'ema.safetensors')));

@@ -108,7 +108,8 @@ export function effectiveConfig(a: JobArgs, given: (flag: string) => boolean = (
  * error, not silently dropped), the other settings from the flags. */
 export function initFromConfig(file: string, fromFlags: TrainConfig, given: (flag: string) => boolean): TrainConfig {
   const { from, model } = describeInitFile(file);
-  const conflicts = Object.keys(model).filter((k) => given(flagOf(k)) && JSON.stringify((model as unknown as Record<string, unknown>)[k]) !== JSON.stringify((fromFlags.model as unknown as Record<string, unknown>)[k]));
+  const fields = [...new Set([...Object.keys(model), ...Object.keys(fromFlags.model)])]; // --classes on an unconditional file too
+  const conflicts = fields.filter((k) => given(flagOf(k)) && JSON.stringify((model as unknown as Record<string, unknown>)[k]) !== JSON.stringify((fromFlags.model as unknown as Record<string, unknown>)[k]));
   if (given('preset') && JSON.stringify(model) !== JSON.stringify(fromFlags.model) && conflicts.length === 0) conflicts.push('preset');
   if (conflicts.length > 0) {
     throw new UsageError(`--init-from ${file}: the file fixes the model; it disagrees with ${conflicts.map((k) => `--${flagOf(k)}`).join(', ')} (its U-Net: ${JSON.stringify(model)})`);
