@@ -19,7 +19,8 @@ export interface ServerChannel {
 
 /** A worker's side: one coordinator. */
 export interface ClientChannel {
-  /** With `timeoutMs`, gives up (rejects) if the message cannot be queued in time. */
+  /** With `timeoutMs`, gives up (rejects) if the message cannot be queued in time, counting the
+   * wait behind this channel's earlier sends. */
   send(frames: Buffer[], timeoutMs?: number): Promise<void>;
   /** Resolves with the next message, undefined after `timeoutMs` without one or once closed. */
   receive(timeoutMs: number): Promise<Buffer[] | undefined>;

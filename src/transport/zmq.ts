@@ -54,6 +54,11 @@ export interface HandshakeFailure {
   final: boolean;
 }
 
+/** What zeromq.js throws when a send's timeout passes (EAGAIN), for one that never reached the socket. */
+function sendTimedOut(): Error {
+  return Object.assign(new Error('Operation was not possible or timed out'), { code: 'EAGAIN' });
+}
+
 /** zeromq.js allows one send in flight per socket: queue the rest. */
 class SendQueue {
   private tail: Promise<void> = Promise.resolve();
@@ -213,12 +218,30 @@ export class ZmqClient implements ClientChannel {
     return startBeacon({ address: this.address, routingId: this.socket.routingId ?? '', intervalMs, curve: this.curveOptions });
   }
 
+  /** The timeout covers the wait behind earlier sends too: with the coordinator gone, a send
+   * without one (a RESULT) waits forever, and a bounded one queued after it (a heartbeat, the
+   * goodbye) must still give up in time. */
   send(frames: Buffer[], timeoutMs = -1): Promise<void> {
     if (this.closed) return Promise.resolve();
-    return this.queue.run(() => {
-      this.socket.sendTimeout = timeoutMs;
+    if (timeoutMs < 0) {
+      return this.queue.run(() => {
+        this.socket.sendTimeout = -1;
+        return this.socket.send(frames);
+      });
+    }
+    const deadline = Date.now() + timeoutMs;
+    let expired = false;
+    const queued = this.queue.run(() => {
+      const left = deadline - Date.now();
+      if (expired || left < 0) return Promise.reject(sendTimedOut());
+      this.socket.sendTimeout = left;
       return this.socket.send(frames);
     });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => { expired = true; reject(sendTimedOut()); }, timeoutMs);
+    });
+    return Promise.race([queued, late]).finally(() => clearTimeout(timer));
   }
 
   async receive(timeoutMs: number): Promise<Buffer[] | undefined> {

@@ -260,14 +260,10 @@ export class Worker {
   stop(reason = 'stopping'): Promise<void> {
     this.stopped ??= (async () => {
       this.stopping = true;
-      // After the coordinator's own goodbye there is no one to tell; otherwise try for a second.
-      // Bounded here too: the channel sends in order, so with the coordinator gone the goodbye
-      // queues behind a RESULT that waits for it forever (only close() below ends that wait).
+      // After the coordinator's own goodbye there is no one to tell; otherwise try for a second
+      // (bounded even behind a RESULT that waits for a coordinator that is gone: ClientChannel.send).
       if (this.welcomedRunId !== undefined && reason !== 'finished') {
-        const goodbye = this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.welcomedRunId, goodbye: { reason } }), 1000).catch(() => undefined);
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([goodbye, new Promise<void>((resolve) => { timer = setTimeout(resolve, 1000); })]);
-        clearTimeout(timer);
+        await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.welcomedRunId, goodbye: { reason } }), 1000).catch(() => undefined);
       }
       await this.opts.beacon?.stop();
       this.opts.channel.close();
