@@ -11,7 +11,7 @@ import { PNG } from 'pngjs';
 import { makeSchedule } from '../src/schedule';
 import { REPO_ROOT } from './helpers/childProcess';
 import { availableCores } from '../src/cli/localWorkers';
-import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../src/checkpoint/store';
+import { loadCheckpointArg, loadModelCheckpoint, readCheckpointConfig, resolveCheckpointDir } from '../src/checkpoint/store';
 import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetensors';
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
@@ -261,8 +261,7 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
   }, 120_000);
 
   it('writes the EMA weights by default and the raw ones with --weights raw, with the run\'s settings as metadata', async () => {
-    const loaded = loadCheckpointArg(run, new UNetModel(readCheckpointConfig(resolveCheckpointDir(run)).model).specs, () => undefined);
-    const model = new UNetModel(loaded.config.model);
+    const { model, loaded } = loadModelCheckpoint(run, () => undefined);
     for (const weights of ['ema', 'raw'] as const) {
       const out = path.join(tmp, `${weights}.safetensors`);
       const r = await ddpm(['export', '--checkpoint', run, ...(weights === 'raw' ? ['--weights', 'raw'] : []), '--out', out]);
@@ -290,7 +289,7 @@ describe('ddpm export (cpu backend): the checkpoint\'s weights under PyTorch\'s 
     expect(r.code).toBe(0);
     const sha256 = createHash('sha256').update(fs.readFileSync(file)).digest('hex');
     expect(lines(r.stderr)).toContain(`starting from the weights in ${file} (SHA-256 ${sha256.slice(0, 12)})`);
-    const source = loadCheckpointArg(run, new UNetModel(readCheckpointConfig(resolveCheckpointDir(run)).model).specs, () => undefined);
+    const source = loadModelCheckpoint(run, () => undefined).loaded;
     const config = readCheckpointConfig(resolveCheckpointDir(tuned));
     expect(config.model).toEqual(source.config.model);
     expect(config.initFrom).toEqual({ file, sha256 });

@@ -16,8 +16,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../src/backend/backend';
-import { SafetensorsError, decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetensors';
-import { exportMetadata } from '../src/cli/exportCommand';
+import { SafetensorsError, decodeSafetensors } from '../src/checkpoint/safetensors';
+import { encodeExport, exportMetadata } from '../src/cli/exportCommand';
 import { UNetConfig } from '../src/model/config';
 import { TRAIN_DEFAULTS, validateTrainConfig } from '../src/training/config';
 import { paramSize } from '../src/model/paramSpecs';
@@ -66,9 +66,9 @@ function nchw(values: Float32Array, [n, h, w, c]: number[]): number[][][][] {
     Array.from({ length: w }, (_, x) => values[((b * h + y) * w + x) * c + ch]))));
 }
 
+/** As `ddpm export` writes it, for a run of the defaults on this U-Net at step 0. */
 function exportFile(model: UNetModel, flat: Float32Array): Uint8Array {
-  const views = model.flatViews(flat);
-  return encodeSafetensors({ tensors: model.specs.map((s, i) => toTorch(s, views[i])), metadata: { format: 'ddpm-cluster-unet', unet_config: JSON.stringify(model.config), prediction: 'eps', schedule: 'linear', timesteps: '1000', step: '0', weights: 'ema', parameters: String(model.size) } });
+  return encodeExport(model, flat, exportMetadata(validateTrainConfig({ ...TRAIN_DEFAULTS, model: model.config }), 0, 'ema', model.size));
 }
 
 describe('export to PyTorch (safetensors under scripts/torch/ddpm_unet.py\'s names)', () => {

@@ -11,7 +11,7 @@ import { UNetConfig, validateConfig } from '../model/config';
 import { fromTorch, torchName, torchShape } from '../model/torchLayout';
 import { UNetModel } from '../model/unetModel';
 import { InitFrom } from '../training/config';
-import { SafetensorsError, SafetensorsFile, decodeSafetensors } from './safetensors';
+import { SafetensorsError, decodeSafetensors, readSafetensorsMetadata } from './safetensors';
 
 export class InitWeightsError extends Error {
   constructor(file: string, problem: string) {
@@ -20,27 +20,31 @@ export class InitWeightsError extends Error {
   }
 }
 
-interface ReadInit {
-  from: InitFrom;
-  model: UNetConfig;
-  contents: SafetensorsFile;
-}
-
-function readInit(file: string): ReadInit {
-  let bytes: Buffer;
+function readBytes(file: string): Buffer {
   try {
-    bytes = fs.readFileSync(file);
+    return fs.readFileSync(file);
   } catch (err) {
     throw new InitWeightsError(file, (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message);
   }
-  let contents: SafetensorsFile;
+}
+
+/** `read` on the file's bytes, its format errors said as the file's. */
+function parsed<T>(file: string, bytes: Uint8Array, read: (bytes: Uint8Array) => T): T {
   try {
-    contents = decodeSafetensors(bytes);
+    return read(bytes);
   } catch (err) {
     if (err instanceof SafetensorsError) throw new InitWeightsError(file, `not a safetensors file of float32 tensors (${err.message})`);
     throw err;
   }
-  const raw = contents.metadata.unet_config;
+}
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/** The architecture a file holds, and what a run records of it: its header is checked and its
+ * bytes hashed; the tensors are read when the run starts (loadInitWeights). */
+export function describeInitFile(file: string): { from: InitFrom; model: UNetConfig } {
+  const bytes = readBytes(file);
+  const raw = parsed(file, bytes, readSafetensorsMetadata).unet_config;
   if (raw === undefined) throw new InitWeightsError(file, 'no unet_config in its metadata (write it with ddpm export or ddpm_unet.save_exported)');
   let model: UNetConfig;
   try {
@@ -48,21 +52,16 @@ function readInit(file: string): ReadInit {
   } catch (err) {
     throw new InitWeightsError(file, `unet_config: ${(err as Error).message}`);
   }
-  return { from: { file: path.resolve(file), sha256: createHash('sha256').update(bytes).digest('hex') }, model, contents };
-}
-
-/** The architecture a file holds, and what a run records of it; reads and checks the whole file. */
-export function describeInitFile(file: string): { from: InitFrom; model: UNetConfig } {
-  const { from, model } = readInit(file);
-  return { from, model };
+  return { from: { file: path.resolve(file), sha256: sha256(bytes) }, model };
 }
 
 /** The flat parameter vector of `model` from the file the run recorded; every tensor must be there
  * with its shape, and no other, and the file must be the one recorded (the same SHA-256). */
 export function loadInitWeights(from: InitFrom, model: UNetModel): Float32Array {
-  const { from: now, contents } = readInit(from.file);
-  if (now.sha256 !== from.sha256) throw new InitWeightsError(from.file, `changed since the run recorded it (SHA-256 ${now.sha256}, recorded ${from.sha256})`);
-  const byName = new Map(contents.tensors.map((t) => [t.name, t]));
+  const bytes = readBytes(from.file);
+  const now = sha256(bytes);
+  if (now !== from.sha256) throw new InitWeightsError(from.file, `changed since the run recorded it (SHA-256 ${now}, recorded ${from.sha256})`);
+  const byName = new Map(parsed(from.file, bytes, decodeSafetensors).tensors.map((t) => [t.name, t]));
   const flat = new Float32Array(model.size);
   const views = model.flatViews(flat);
   model.specs.forEach((spec, i) => {

@@ -5,6 +5,7 @@
  * `safetensors` package read it; scripts/torch/ddpm_unet.py reads it with the standard library.
  * Only float32 tensors are written or read here.
  */
+import { paramSize } from '../model/paramSpecs';
 import type { TorchTensor } from '../model/torchLayout';
 
 export class SafetensorsError extends Error {
@@ -46,9 +47,15 @@ export function encodeSafetensors({ tensors, metadata }: SafetensorsFile): Uint8
   return out;
 }
 
-/** Parses a safetensors file of float32 tensors; any inconsistency is a SafetensorsError naming it. */
-export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
-  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+interface TensorEntry {
+  name: string;
+  shape: number[];
+  /** Byte offset of its data in the file. */
+  at: number;
+}
+
+/** The header, checked: every tensor F32 with a shape and offsets that hold it within the file. */
+function parseHeader(buf: Buffer): { metadata: Record<string, string>; entries: TensorEntry[] } {
   if (buf.length < 8) throw new SafetensorsError(`${buf.length} bytes is too short for a safetensors header`);
   const n = buf.readBigUInt64LE(0);
   if (n > BigInt(Math.min(HEADER_LIMIT, buf.length - 8))) throw new SafetensorsError(`header length ${n} does not fit in ${buf.length} bytes`);
@@ -62,7 +69,7 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
   const dataStart = 8 + Number(n);
   const dataLength = buf.length - dataStart;
   const metadata: Record<string, string> = {};
-  const tensors: TorchTensor[] = [];
+  const entries: TensorEntry[] = [];
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') {
       for (const [k, v] of Object.entries((entry ?? {}) as Record<string, unknown>)) {
@@ -78,11 +85,27 @@ export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
     if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) throw new SafetensorsError(`tensor ${name}: bad shape`);
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isInteger(o) && o >= 0)) throw new SafetensorsError(`tensor ${name}: bad data_offsets`);
     const [begin, end] = offsets as number[];
-    const count = (shape as number[]).reduce((a, b) => a * b, 1);
-    if (end - begin !== count * 4 || end > dataLength) throw new SafetensorsError(`tensor ${name}: data_offsets [${begin}, ${end}] do not hold shape [${shape}] within the file`);
-    const data = new Float32Array(count);
-    for (let i = 0; i < count; i++) data[i] = buf.readFloatLE(dataStart + begin + 4 * i);
-    tensors.push({ name, shape: shape as number[], data });
+    if (end - begin !== paramSize(shape as number[]) * 4 || end > dataLength) throw new SafetensorsError(`tensor ${name}: data_offsets [${begin}, ${end}] do not hold shape [${shape}] within the file`);
+    entries.push({ name, shape: shape as number[], at: dataStart + begin });
   }
+  return { metadata, entries };
+}
+
+const asBuffer = (bytes: Uint8Array) => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/** Parses a safetensors file of float32 tensors; any inconsistency is a SafetensorsError naming it. */
+export function decodeSafetensors(bytes: Uint8Array): SafetensorsFile {
+  const buf = asBuffer(bytes);
+  const { metadata, entries } = parseHeader(buf);
+  const tensors = entries.map(({ name, shape, at }) => {
+    const data = new Float32Array(paramSize(shape));
+    for (let i = 0; i < data.length; i++) data[i] = buf.readFloatLE(at + 4 * i);
+    return { name, shape, data };
+  });
   return { tensors, metadata };
+}
+
+/** The metadata alone, after the same checks of the header as decodeSafetensors (no tensor data read). */
+export function readSafetensorsMetadata(bytes: Uint8Array): Record<string, string> {
+  return parseHeader(asBuffer(bytes)).metadata;
 }

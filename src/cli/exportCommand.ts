@@ -1,9 +1,9 @@
 /** `ddpm export`: a checkpoint's U-Net as a safetensors file with PyTorch's names and layouts. */
 import type { CommandModule } from 'yargs';
-import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
+import { loadModelCheckpoint } from '../checkpoint/store';
+import type { UNetModel } from '../model/unetModel';
 import { encodeSafetensors } from '../checkpoint/safetensors';
 import { toTorch } from '../model/torchLayout';
-import { UNetModel } from '../model/unetModel';
 import { TrainConfig } from '../training/config';
 import { writeFileAtomic } from '../util/fsync';
 import { checkOutputDir } from './options';
@@ -34,6 +34,12 @@ export function exportMetadata(config: TrainConfig, step: number, weights: Weigh
   };
 }
 
+/** The file `ddpm export` writes: every parameter of `flat` under PyTorch's name and layout. */
+export function encodeExport(model: UNetModel, flat: Float32Array, metadata: Record<string, string>): Uint8Array {
+  const views = model.flatViews(flat);
+  return encodeSafetensors({ tensors: model.specs.map((spec, i) => toTorch(spec, views[i])), metadata });
+}
+
 export const exportCommand: CommandModule<object, ExportArgs> = {
   command: 'export',
   describe: 'write a checkpoint\'s U-Net as safetensors, under PyTorch\'s names and layouts (scripts/torch/ddpm_unet.py loads it)',
@@ -43,13 +49,10 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     .option('out', { type: 'string', default: 'model.safetensors', describe: 'output file, replaced atomically' }) as never,
   handler: (a) => {
     checkOutputDir(a.out, 'out');
-    const model = new UNetModel(readCheckpointConfig(resolveCheckpointDir(a.checkpoint)).model);
-    const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
+    const { model, loaded } = loadModelCheckpoint(a.checkpoint, (l) => process.stderr.write(`${l}\n`));
     const weights = a.weights as Weights;
-    const views = model.flatViews(weights === 'ema' ? loaded.state.ema : loaded.state.params);
-    const tensors = model.specs.map((spec, i) => toTorch(spec, views[i]));
     const metadata = exportMetadata(loaded.config, loaded.state.step, weights, model.size);
-    writeFileAtomic(a.out, encodeSafetensors({ tensors, metadata }));
-    process.stderr.write(`wrote ${a.out}: ${tensors.length} tensors, ${model.size} parameters (${weights}) from ${loaded.dir} (step ${loaded.state.step})\n`);
+    writeFileAtomic(a.out, encodeExport(model, weights === 'ema' ? loaded.state.ema : loaded.state.params, metadata));
+    process.stderr.write(`wrote ${a.out}: ${model.specs.length} tensors, ${model.size} parameters (${weights}) from ${loaded.dir} (step ${loaded.state.step})\n`);
   },
 };

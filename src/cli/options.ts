@@ -5,6 +5,7 @@ import type { Argv } from 'yargs';
 import { PRESET_NAMES, UNetConfig, presetConfig, validateConfig } from '../model/config';
 import { SCHEDULE_NAMES, ScheduleName } from '../schedule';
 import { PREDICTION_TARGETS, PredictionTarget } from '../diffusion/types';
+import { SAMPLER_NAMES } from '../diffusion/samplers';
 import { BACKEND_NAMES, BackendName } from '../backend/backend';
 import { TRAIN_DEFAULTS, TrainConfig, validateTrainConfig } from '../training/config';
 import { LR_SCHEDULES, LrSchedule } from '../training/optimizer';
@@ -143,7 +144,7 @@ export function withTrainOptions<T>(y: Argv<T>) {
     .option('log-format', { type: 'string', choices: ['text', 'json'] as const, default: 'text' as const, describe: 'progress line format' })
     .option('log-every', { type: 'number', default: 5, describe: 'seconds between progress lines' })
     .option('sample-n', { type: 'number', default: 64, describe: 'images in the final sample grid (0: none)' })
-    .option('sample-sampler', { type: 'string', choices: ['ddim', 'dpm-solver++'] as const, default: 'ddim', describe: 'sampler of the sample grids (ddim: eta 0; dpm-solver++ needs fewer steps, e.g. 20)' })
+    .option('sample-sampler', { type: 'string', choices: SAMPLER_NAMES.filter((name) => name !== 'ddpm'), default: 'ddim', describe: 'sampler of the sample grids (ddim: eta 0; dpm-solver++ needs fewer steps, e.g. 20)' })
     .option('sample-steps', { type: 'number', default: 50, describe: 'denoising steps of the sample grids' })
     .option('sample-guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'with --classes: classifier-free guidance scale of the sample grids (one column per class; 1: no guidance)' })
     .option('out', { type: 'string', describe: 'final sample grid PNG (default CHECKPOINT_DIR/samples.png)' })

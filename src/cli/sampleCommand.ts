@@ -1,8 +1,7 @@
 /** `ddpm sample`: a PNG grid from a checkpoint. */
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
-import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
-import { UNetModel } from '../model/unetModel';
+import { loadModelCheckpoint } from '../checkpoint/store';
 import { makeSchedule } from '../schedule';
 import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../diffusion/samplers';
 import { DEFAULT_GUIDANCE, cyclingLabels, generateImages, guidanceCaveat } from '../training/generate';
@@ -66,9 +65,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     if (a.eta !== 0 && a.sampler !== 'ddim') throw new UsageError(`--eta applies to --sampler ddim only (${a.sampler} got --eta ${a.eta})`);
     if (!(a.eta >= 0 && a.eta <= 1)) throw new UsageError(`--eta must be in [0, 1] (0: deterministic, 1: DDPM's noise), got ${a.eta}`);
     checkOutputDir(a.out, 'out');
-    const dir = resolveCheckpointDir(a.checkpoint);
-    const model = new UNetModel(readCheckpointConfig(dir).model);
-    const loaded = loadCheckpointArg(a.checkpoint, model.specs, (l) => process.stderr.write(`${l}\n`));
+    const { model, loaded } = loadModelCheckpoint(a.checkpoint, (l) => process.stderr.write(`${l}\n`));
     if (a.sampler !== 'ddpm') checkSamplingSteps(a.steps, loaded.config.timesteps, 'steps');
     const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
     const labels = sampleLabels(a.class, classCount(model.config), a.n, loaded.config.classNames);

@@ -18,7 +18,7 @@ import { makeSchedule } from '../schedule';
 import { generateImages, gridLabels, guidanceCaveat } from '../training/generate';
 import { SamplerName } from '../diffusion/samplers';
 import { TrainConfig, validateTrainConfig } from '../training/config';
-import { describeInitFile, loadInitWeights } from '../checkpoint/initWeights';
+import { describeInitFile } from '../checkpoint/initWeights';
 import { TrainArgs, checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, trainConfigFromArgs } from './options';
 import { writeGrid } from './grid';
 import { onStopSignals } from './signals';
@@ -157,7 +157,6 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   const reporter = new ProgressReporter({ totalSteps: config.steps, format: a['log-format'] as LogFormat, everySeconds: a['log-every'], log: (l) => process.stdout.write(`${l}\n`) });
   const coordinator = new Coordinator({
     config, dataset, executor, checkpoints: { store, every: a['checkpoint-every'], keep: a.keep }, resume: a.resume, log, updateThreads,
-    initialParams: config.initFrom && (() => loadInitWeights(config.initFrom!, model)),
     onStep: (r) => {
       reporter.onStep(r, hooks.workers());
       telemetry.onStep(r);

@@ -12,6 +12,7 @@ import { UNetModel } from '../model/unetModel';
 import { DataError, ImageDataset, maxLabel } from '../data/dataset';
 import { classCount } from '../model/config';
 import { CheckpointStore } from '../checkpoint/store';
+import { loadInitWeights } from '../checkpoint/initWeights';
 import { CheckpointError } from '../checkpoint/errors';
 import { UnitExecutor } from './executor';
 import { UpdateThreads, shareOptimizerState } from '../training/updateThreads';
@@ -42,8 +43,6 @@ export interface CoordinatorOptions {
   /** Threads (this one included) for the per-step pass over the parameters: clipping, Adam, the
    * EMA and the encoding of the next PARAMETERS message. The result does not depend on it. Default 1. */
   updateThreads?: number;
-  /** A fresh run's starting parameters (config.initFrom's file); default: the seed's initialisation. */
-  initialParams?: () => Float32Array;
   onCheckpoint?: (dir: string, seconds: number) => void;
   onCheckpointFailed?: (err: Error) => void;
   /** After a stop request, how long the step in flight may take before it is abandoned. */
@@ -112,9 +111,9 @@ export class Coordinator {
         log?.(`resumed from ${loaded.dir} at step ${loaded.state.step}`);
       } else {
         if (resume) log?.('no checkpoint to resume from: starting at step 0');
-        const params = this.opts.initialParams?.() ?? this.model.initialParams(config.seed);
-        if (config.initFrom) log?.(`starting from the weights in ${config.initFrom.file} (SHA-256 ${config.initFrom.sha256.slice(0, 12)})`);
-        this.state = initialOptimizerState(params);
+        const from = config.initFrom;
+        this.state = initialOptimizerState(from ? loadInitWeights(from, this.model) : this.model.initialParams(config.seed));
+        if (from) log?.(`starting from the weights in ${from.file} (SHA-256 ${from.sha256.slice(0, 12)})`);
       }
       const lanes = this.opts.updateThreads ?? 1;
       if (lanes > 1) {

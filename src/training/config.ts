@@ -84,7 +84,6 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
   const int = (v: number, name: string, min: number) => {
     if (!Number.isInteger(v) || v < min) throw new InvalidTrainConfigError(`${name} must be an integer >= ${min}, got ${v}`);
   };
-  int(c.timesteps, 'timesteps', 1);
   checkTimesteps(c.schedule, c.timesteps);
   checkPrediction(c.prediction);
   checkSnrGamma(c.snrGamma);
