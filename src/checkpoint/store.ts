@@ -7,7 +7,6 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { createHash, randomBytes } from 'crypto';
 import type { ParamSpec } from '../model/paramSpecs';
-import { UNetModel } from '../model/unetModel';
 import { fsyncDir, writeFileAtomic, writeFileSynced } from '../util/fsync';
 import { CheckpointError } from './errors';
 import { crashPoint } from '../util/crashPoint';
@@ -220,10 +219,4 @@ export function loadCheckpointArg(arg: string, specs: readonly ParamSpec[], log:
   const loaded = resolveCheckpointDir(arg) === arg ? loadCheckpointDir(arg, specs) : new CheckpointStore(arg, specs, log).loadLatest();
   if (loaded === undefined) throw new CheckpointError(`${arg}: no complete checkpoint`);
   return loaded;
-}
-
-/** loadCheckpointArg with the U-Net the checkpoint's config describes (whose specs it reads). */
-export function loadModelCheckpoint(arg: string, log: (line: string) => void): { model: UNetModel; loaded: LoadedCheckpoint } {
-  const model = new UNetModel(readCheckpointConfig(resolveCheckpointDir(arg)).model);
-  return { model, loaded: loadCheckpointArg(arg, model.specs, log) };
 }

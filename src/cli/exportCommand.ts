@@ -1,6 +1,6 @@
 /** `ddpm export`: a checkpoint's U-Net as a safetensors file with PyTorch's names and layouts. */
 import type { CommandModule } from 'yargs';
-import { loadModelCheckpoint } from '../checkpoint/store';
+import { loadModelCheckpoint } from './checkpointArg';
 import type { UNetModel } from '../model/unetModel';
 import { encodeSafetensors } from '../checkpoint/safetensors';
 import { toTorch } from '../model/torchLayout';

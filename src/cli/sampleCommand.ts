@@ -1,7 +1,7 @@
 /** `ddpm sample`: a PNG grid from a checkpoint. */
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
-import { loadModelCheckpoint } from '../checkpoint/store';
+import { loadModelCheckpoint } from './checkpointArg';
 import { makeSchedule } from '../schedule';
 import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../diffusion/samplers';
 import { DEFAULT_GUIDANCE, cyclingLabels, generateImages, guidanceCaveat } from '../training/generate';
