@@ -16,6 +16,8 @@ import { loadModelCheckpoint } from '../src/cli/checkpointArg';
 import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetensors';
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
+import { crc32 } from '../src/sampling/npz';
+import { readNpz } from './helpers/npzReader';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'ddpm.js');
 
@@ -233,6 +235,73 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     const tooMany = await dpm('F.png', [], '1001');
     expectUserError(tooMany, "--steps must be an integer in [1, 1000] (the run's timesteps), got 1001", path.join(tmp, 'F.png'));
   }, 60_000);
+
+  it('sample writes a .npz and a directory of PNGs holding the grid\'s images; threads, and a second run that completes the directory, change no byte', async () => {
+    const base = ['sample', '--checkpoint', run, '--backend', 'cpu', '--steps', '3', '--n', '6', '--batch-size', '2'];
+    const out = (name: string) => path.join(tmp, name);
+    const [one, two, grid] = await Promise.all([
+      ddpm([...base, '--threads', '1', '--out', out('one.npz')]),
+      ddpm([...base, '--threads', '2', '--out', out('two.npz')]),
+      ddpm([...base, '--out', out('six.png')]),
+    ]);
+    for (const r of [one, two, grid]) expect(r.code).toBe(0);
+    expect(lines(two.stderr)).toContain('sampling on 2 threads');
+    expect(lines(one.stderr)).toContain(`wrote ${out('one.npz')}: arr_0 uint8 (6, 8, 8, 1): 6 samples from ${path.join(run, 'step-00000004')} (step 4, ema weights)`);
+    const npz = fs.readFileSync(out('one.npz'));
+    expect(Buffer.compare(npz, fs.readFileSync(out('two.npz')))).toBe(0);
+    const arrays = readNpz(npz, crc32);
+    expect([...arrays.keys()]).toEqual(['arr_0']); // no labels: the model is unconditional
+    const pixels = arrays.get('arr_0')!;
+    expect(pixels).toMatchObject({ descr: '|u1', shape: [6, 8, 8, 1] });
+    // Image k of the array is image k of the grid (3 columns, 2 px padding).
+    const png = PNG.sync.read(fs.readFileSync(out('six.png')));
+    const gridPixel = (k: number, y: number, x: number) => png.data[4 * ((2 + Math.floor(k / 3) * 10 + y) * png.width + 2 + (k % 3) * 10 + x)];
+    const imagePixel = (k: number, y: number, x: number) => pixels.data[k * 64 + y * 8 + x];
+    for (let k = 0; k < 6; k++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) expect(gridPixel(k, y, x)).toBe(imagePixel(k, y, x));
+    expect(new Set(pixels.data).size).toBeGreaterThan(10);
+
+    const dir = out('pngs');
+    const first = await ddpm([...base, '--out', dir]);
+    expect(first.code).toBe(0);
+    const names = ['000000.png', '000001.png', '000002.png', '000003.png', '000004.png', '000005.png'];
+    expect(fs.readdirSync(dir).sort()).toEqual([...names, 'sample.json']);
+    for (const [k, name] of names.entries()) {
+      const image = PNG.sync.read(fs.readFileSync(path.join(dir, name)));
+      expect([image.width, image.height]).toEqual([8, 8]);
+      expect(Array.from({ length: 64 }, (_, i) => image.data[4 * i])).toEqual(Array.from(pixels.data.subarray(k * 64, (k + 1) * 64)));
+    }
+    // An interrupted run: image 2 missing (so its batch, images 2-3, is drawn again), image 5 half written.
+    const before = fs.readFileSync(path.join(dir, '000003.png'));
+    fs.rmSync(path.join(dir, '000002.png'));
+    fs.writeFileSync(path.join(dir, '000005.png.tmp-1-abc'), 'partial');
+    fs.rmSync(path.join(dir, '000005.png'));
+    const again = await ddpm([...base, '--out', dir]);
+    expect(again.code).toBe(0);
+    expect(lines(again.stderr)).toContain(`${dir}: 2 of 6 images already there (same settings); sampling the other 4`);
+    expect(Buffer.compare(fs.readFileSync(path.join(dir, '000003.png')), before)).toBe(0);
+    for (const [k, name] of names.entries()) {
+      const image = PNG.sync.read(fs.readFileSync(path.join(dir, name)));
+      expect(Array.from({ length: 64 }, (_, i) => image.data[4 * i])).toEqual(Array.from(pixels.data.subarray(k * 64, (k + 1) * 64)));
+    }
+    // Other settings would mix two samplings in one directory.
+    const other = await ddpm([...base.map((a) => (a === '3' ? '4' : a)), '--out', dir]);
+    expectUserError(other, `--out ${dir}: the directory holds samples made with other settings (steps 3 -> 4); give a new or empty directory`, out('never'));
+    fs.mkdirSync(out('foreign'));
+    fs.writeFileSync(path.join(out('foreign'), 'cat.jpg'), 'not ours');
+    expectUserError(await ddpm([...base, '--out', out('foreign')]), `--out ${out('foreign')}: the directory holds files that ddpm sample did not write; give a new or empty directory`, out('never'));
+  }, 120_000);
+});
+
+describe('ddpm sample: --out, --batch-size and --threads mistakes are one-line errors before anything is loaded', () => {
+  it.each([
+    ['an --out that is neither .png, .npz nor a directory', ['--out', 'x.jpg'], '--out x.jpg: give a .png (a grid), a .npz (a NumPy array) or a directory (one PNG per image)'],
+    ['--batch-size 0', ['--batch-size', '0'], '--batch-size must be a positive integer, got 0'],
+    ['--threads 0', ['--threads', '0'], '--threads must be "auto" or an integer from 1 to 256, got 0'],
+    ['a .npz in a missing directory', ['--out', 'MISSING/x.npz'], '--out MISSING/x.npz: no such directory'],
+  ])('%s', async (_what, args, message) => {
+    const fix = (a: string) => a.replace('MISSING', path.join(tmp, 'no-dir'));
+    expectUserError(await ddpm(['sample', '--checkpoint', 'MISSING', ...args].map(fix)), fix(message), path.join(tmp, 'no-dir'));
+  });
 });
 
 describe('other commands\' user errors: exit code 2, one line, no stack trace', () => {
@@ -388,7 +457,7 @@ describe('train --lr-schedule cosine --adam-weight-decay, then --resume with mor
 });
 
 describe('train --classes 10, then sample by class (cpu backend)', () => {
-  it('draws one column per class, samples one class or refuses a class the model lacks, and refuses --class and --guidance for an unconditional model', async () => {
+  it('draws one column per class, samples one class or refuses a class the model lacks, gives each image\'s class in a .npz (arr_1) or a directory (labels.csv), and refuses --class and --guidance for an unconditional model', async () => {
     const run = path.join(tmp, 'conditional');
     const train = await ddpm(['train', '--preset', 'tiny', '--classes', '10', '--backend', 'cpu', '--workers', '0', '--steps', '2', '--batch-size', '4',
       '--unit-size', '4', '--checkpoint-dir', run, '--sample-n', '20', '--sample-steps', '2', '--log-every', '0']);
@@ -398,6 +467,20 @@ describe('train --classes 10, then sample by class (cpu backend)', () => {
     const three = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', '3', '--n', '4', '--steps', '2', '--out', path.join(tmp, 'three.png')]);
     expect(three.code).toBe(0);
     expect(PNG.sync.read(fs.readFileSync(path.join(tmp, 'three.png')))).toMatchObject({ width: 22, height: 22 });
+    // A .npz and a directory carry each image's class: every class in turn, or the one asked for.
+    const labelled = (out: string, ...extra: string[]) => ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--n', '12', '--steps', '2', '--out', path.join(tmp, out), ...extra]);
+    const [all, seven, dir] = await Promise.all([labelled('all.npz'), labelled('seven.npz', '--class', '7'), labelled('labelled')]);
+    for (const r of [all, seven, dir]) expect(r.code).toBe(0);
+    const classes = (file: string) => Array.from(new BigInt64Array(Uint8Array.from(readNpz(fs.readFileSync(path.join(tmp, file)), crc32).get('arr_1')!.data).buffer), Number);
+    expect(classes('all.npz')).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
+    expect(classes('seven.npz')).toEqual(new Array(12).fill(7));
+    expect(lines(all.stderr)).toContain(`wrote ${path.join(tmp, 'all.npz')}: arr_0 uint8 (12, 8, 8, 1), arr_1 int64 labels (12,): 12 samples from ${path.join(run, 'step-00000002')} (step 2, ema weights)`);
+    const csv = fs.readFileSync(path.join(tmp, 'labelled', 'labels.csv'), 'utf8').trim().split('\n');
+    expect(csv).toEqual(['file,class', ...Array.from({ length: 12 }, (_, i) => `${String(i).padStart(6, '0')}.png,${i % 10}`)]);
+    // Same settings, same images, whichever form they are written in.
+    const first = PNG.sync.read(fs.readFileSync(path.join(tmp, 'labelled', '000011.png')));
+    const arr = readNpz(fs.readFileSync(path.join(tmp, 'all.npz')), crc32).get('arr_0')!.data;
+    expect(Array.from({ length: 64 }, (_, i) => first.data[4 * i])).toEqual(Array.from(arr.subarray(11 * 64, 12 * 64)));
     const twelve = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', '12', '--out', path.join(tmp, 'twelve.png')]);
     expect([twelve.code, lines(twelve.stderr).filter((l) => l.startsWith('ddpm: error:'))]).toEqual([2, ['ddpm: error: --class must be all, none or a class in [0, 10), got "12"']]);
     const plain = path.join(tmp, 'plain');

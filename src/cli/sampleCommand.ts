@@ -1,24 +1,33 @@
-/** `ddpm sample`: a PNG grid from a checkpoint. */
+/** `ddpm sample`: images from a checkpoint, as a grid, an array or a directory (sampleOutput.ts). */
+import * as path from 'path';
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
 import { loadModelCheckpoint } from './checkpointArg';
-import { makeSchedule } from '../schedule';
 import { SAMPLER_NAMES, SamplerName, VARIANCE_NAMES, VarianceName } from '../diffusion/samplers';
-import { DEFAULT_GUIDANCE, cyclingLabels, generateImages, guidanceCaveat } from '../training/generate';
+import { DEFAULT_GUIDANCE, DEFAULT_SAMPLE_BATCH, cyclingLabels, guidanceCaveat } from '../training/generate';
 import { classCount } from '../model/config';
-import { writeGrid } from './grid';
+import { imageBytes } from '../data/png';
+import { formatDuration } from '../coordinator/progress';
+import { startBatchSampler } from '../sampling/batchSampler';
+import { batchPlan, runBatches } from '../sampling/runBatches';
+import { WEIGHT_CHOICES } from './exportCommand';
+import { MAX_THREADS, availableCores, parseCountFlag, resolveComputeThreads } from './localWorkers';
+import { openSink, sampleFormat } from './sampleOutput';
 import { checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, withBackendOption } from './options';
 import { UsageError } from './errors';
 
 interface SampleArgs {
   checkpoint: string;
-  ema: boolean;
+  weights: string;
+  ema?: boolean;
   sampler: string;
   steps: number;
   eta: number;
   variance: string;
   n: number;
   seed: number;
+  'batch-size': number;
+  threads: string;
   out: string;
   backend: string;
   class: string;
@@ -42,43 +51,85 @@ export function sampleLabels(spec: string, classes: number, n: number, names: re
   return new Uint8Array(n).fill(k);
 }
 
+/** How often the progress line is printed while sampling. */
+const PROGRESS_EVERY_MS = 10_000;
+
 export const sampleCommand: CommandModule<object, SampleArgs> = {
   command: 'sample',
-  describe: 'generate a PNG grid of images from a checkpoint',
+  describe: 'generate images from a checkpoint: a PNG grid, a .npz array or a directory of PNGs',
   builder: (y) => withBackendOption(y)
     .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint directory (a run directory uses its latest)' })
-    .option('ema', { type: 'boolean', default: false, describe: 'use the EMA weights' })
+    .option('weights', { type: 'string', choices: WEIGHT_CHOICES, default: 'ema', describe: 'the EMA weights (what the training grids show) or the raw parameters' })
+    .option('ema', { type: 'boolean', hidden: true, describe: 'the same as --weights ema (the default)' })
     .option('sampler', { type: 'string', choices: SAMPLER_NAMES, default: 'ddim', describe: 'ddim (--steps, --eta), dpm-solver++ (second-order, --steps: 10-20 suffice) or ddpm (ancestral, every timestep)' })
     .option('steps', { type: 'number', default: 50, describe: 'denoising steps of ddim and dpm-solver++' })
     .option('eta', { type: 'number', default: 0, describe: 'DDIM eta (0 = deterministic)' })
     .option('variance', { type: 'string', choices: VARIANCE_NAMES, default: 'fixed-small', describe: 'DDPM variance' })
     .option('n', { type: 'number', default: 64, describe: 'number of images' })
     .option('seed', { type: 'number', default: 1 })
+    .option('batch-size', { type: 'number', default: DEFAULT_SAMPLE_BATCH, describe: 'images per forward pass; each batch has its own noise, so the same --seed and --batch-size give the same images' })
+    .option('threads', { type: 'string', default: 'auto', describe: 'batches sampled at once, one per thread, each with its own copy of the model; auto: one per core on wasm/cpu, 1 on tensorflow/webgpu; the images do not depend on it' })
     .option('class', { type: 'string', default: 'all', describe: 'a class-conditional model\'s class: all (one column each), none (unconditional) or one class, by number or by name' })
     .option('guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'classifier-free guidance scale for a class (1: the conditional model alone)' })
-    .option('out', { type: 'string', default: 'grid.png', describe: 'output PNG' }) as never,
+    .option('out', { type: 'string', default: 'grid.png', describe: 'a .png: a grid; a .npz: a NumPy uint8 NHWC array (arr_0) and labels (arr_1); a directory: one PNG per image, completed if run again' }) as never,
   handler: async (a) => {
-    const backend = await initBackend(a.backend as BackendName, (l) => process.stderr.write(`${l}\n`));
-    process.stderr.write(`backend: ${backend}\n`);
+    const format = sampleFormat(a.out);
+    checkOutputDir(a.out.replace(/[\\/]+$/, ''), 'out');
     if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
+    if (!(Number.isInteger(a['batch-size']) && a['batch-size'] >= 1)) throw new UsageError(`--batch-size must be a positive integer, got ${a['batch-size']}`);
+    parseCountFlag('threads', a.threads, 1, MAX_THREADS);
     checkGuidance(a.guidance, 'guidance');
     if (a.eta !== 0 && a.sampler !== 'ddim') throw new UsageError(`--eta applies to --sampler ddim only (${a.sampler} got --eta ${a.eta})`);
     if (!(a.eta >= 0 && a.eta <= 1)) throw new UsageError(`--eta must be in [0, 1] (0: deterministic, 1: DDPM's noise), got ${a.eta}`);
-    checkOutputDir(a.out, 'out');
-    const { model, loaded } = loadModelCheckpoint(a.checkpoint, (l) => process.stderr.write(`${l}\n`));
+    const log = (l: string) => process.stderr.write(`${l}\n`);
+    const backend = await initBackend(a.backend as BackendName, log);
+    log(`backend: ${backend}`);
+    const { model, loaded } = loadModelCheckpoint(a.checkpoint, log);
     if (a.sampler !== 'ddpm') checkSamplingSteps(a.steps, loaded.config.timesteps, 'steps');
-    const schedule = makeSchedule(loaded.config.schedule, loaded.config.timesteps);
     const labels = sampleLabels(a.class, classCount(model.config), a.n, loaded.config.classNames);
     if (labels === undefined && flagGiven('guidance')) throw new UsageError(`--guidance ${a.guidance}: the checkpoint's model is unconditional (trained without --classes)`);
     // "none" is unguided by definition; guidance needs a class to pull towards.
     const guidance = a.class === 'none' ? 1 : a.guidance;
     const caveat = guidanceCaveat(loaded.config, guidance);
-    if (caveat !== undefined) process.stderr.write(`${caveat}\n`);
-    const images = await generateImages(model, a.ema ? loaded.state.ema : loaded.state.params, schedule, {
-      n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, steps: a.steps, eta: a.eta, variance: a.variance as VarianceName, prediction: loaded.config.prediction,
-      labels, guidance,
+    if (caveat !== undefined) log(caveat);
+    const weights = a.ema === true ? 'ema' : a.weights;
+    const batches = batchPlan(a.n, a['batch-size']);
+    const options = { n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, prediction: loaded.config.prediction,
+      ...(a.sampler === 'ddpm' ? { variance: a.variance as VarianceName } : { steps: a.steps }), ...(a.sampler === 'ddim' ? { eta: a.eta } : {}),
+      ...(labels === undefined ? {} : { labels, guidance }) };
+    // The labels array is a function of --class and --n; the settings name the flag instead.
+    const { labels: _labels, ...described } = options;
+    const sink = openSink(format, {
+      out: a.out, n: a.n, model: model.config, labels, columns: a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)), batches,
+      settings: { checkpoint: path.resolve(loaded.dir), step: loaded.state.step, weights, backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
     });
-    writeGrid(a.out, images, a.n, model.config, a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)));
-    process.stderr.write(`wrote ${a.out}: ${a.n} samples from ${loaded.dir} (step ${loaded.state.step}${a.ema ? ', EMA' : ''})\n`);
+    const todo = batches.filter((_, i) => !sink.done.has(i));
+    const ready = a.n - todo.reduce((s, b) => s + b.count, 0);
+    if (ready > 0) log(`${a.out}: ${ready} of ${a.n} images already there (same settings); sampling the other ${a.n - ready}`);
+    const threads = Math.max(1, Math.min(resolveComputeThreads(a.threads, backend, availableCores()), todo.length));
+    const sampler = await startBatchSampler(threads, {
+      backend, model: model.config, schedule: loaded.config.schedule, timesteps: loaded.config.timesteps,
+      weights: weights === 'ema' ? loaded.state.ema : loaded.state.params, options,
+    });
+    if (threads > 1) log(`sampling on ${threads} threads`);
+    const total = a.n - ready;
+    let sampled = 0;
+    const t0 = Date.now();
+    let lastLine = t0;
+    try {
+      await runBatches(sampler, todo, (batch, images) => {
+        sink.add(batch, imageBytes(images));
+        sampled += batch.count;
+        const now = Date.now();
+        if (now - lastLine >= PROGRESS_EVERY_MS && sampled < total) {
+          lastLine = now;
+          const rate = sampled / ((now - t0) / 1000);
+          log(`sampled ${sampled}/${total} images  ${rate.toFixed(1)} img/s  ETA ${formatDuration((total - sampled) / rate)}`);
+        }
+      });
+    } finally {
+      await sampler.stop();
+    }
+    log(`${sink.finish()}: ${a.n} samples from ${loaded.dir} (step ${loaded.state.step}, ${weights} weights)`);
   },
 };

@@ -13,7 +13,8 @@ export interface ProgressSample {
   gradNorm: number;
 }
 
-function duration(seconds: number): string {
+/** 1h02m, 3m05s; ? when unknown. */
+export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return '?';
   const s = Math.round(seconds);
   const h = Math.floor(s / 3600);
@@ -24,5 +25,5 @@ function duration(seconds: number): string {
 export function formatProgress(p: ProgressSample, format: LogFormat): string {
   if (format === 'json') return JSON.stringify({ event: 'progress', ...p });
   return `step ${p.step}/${p.totalSteps}  loss ${p.loss.toFixed(4)}  ${p.imagesPerSecond.toFixed(1)} img/s  ` +
-    `workers ${p.workers}  lr ${p.learningRate.toExponential(2)}  ETA ${duration(p.etaSeconds)}`;
+    `workers ${p.workers}  lr ${p.learningRate.toExponential(2)}  ETA ${formatDuration(p.etaSeconds)}`;
 }

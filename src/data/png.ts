@@ -24,13 +24,12 @@ export function encodePng(pixels: Uint8Array, width: number, height: number, cha
 }
 
 /**
- * Tiles n images (NHWC floats in [-1, 1]) into one near-square grid: cols = ceil(sqrt(n)),
- * filled row by row, with `padding` black pixels around and between images.
- * Values map to bytes as round((x + 1) * 127.5), clipped; NaN becomes 0 so a diverged
- * sample shows up black instead of failing the write.
+ * Tiles n images (NHWC floats in [-1, 1], or their bytes from imageBytes) into one near-square
+ * grid: cols = ceil(sqrt(n)), filled row by row, with `padding` black pixels around and between
+ * images.
  */
 export function imageGrid(
-  images: Float32Array,
+  images: Float32Array | Uint8Array,
   n: number,
   height: number,
   width: number,
@@ -55,6 +54,7 @@ export function imageGrid(
     );
   }
 
+  const bytes = images instanceof Uint8Array ? images : imageBytes(images);
   const cols = Math.min(columns, n);
   const rows = Math.ceil(n / cols);
   const gridWidth = cols * (width + padding) + padding;
@@ -67,10 +67,18 @@ export function imageGrid(
     for (let y = 0; y < height; y++) {
       const src = k * imageSize + y * rowLength;
       const dst = ((top + y) * gridWidth + left) * channels;
-      for (let i = 0; i < rowLength; i++) pixels[dst + i] = unitToByte(images[src + i]);
+      pixels.set(bytes.subarray(src, src + rowLength), dst);
     }
   }
   return { pixels, width: gridWidth, height: gridHeight, channels };
+}
+
+/** Pixel values in [-1, 1] as bytes, as grids and sample files store them: round((x + 1) * 127.5),
+ * clipped; NaN becomes 0 so that a diverged sample shows up black instead of failing the write. */
+export function imageBytes(images: Float32Array): Uint8Array {
+  const out = new Uint8Array(images.length);
+  for (let i = 0; i < images.length; i++) out[i] = unitToByte(images[i]);
+  return out;
 }
 
 function unitToByte(value: number): number {

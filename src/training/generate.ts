@@ -22,6 +22,10 @@ export interface GenerateOptions extends Omit<SampleOptions, 'noise'> {
 /** The guidance scale of sample grids and `ddpm sample` unless told otherwise. */
 export const DEFAULT_GUIDANCE = 2;
 
+/** Images per forward pass unless told otherwise: the unit of the noise streams, so part of what a
+ * seed means. */
+export const DEFAULT_SAMPLE_BATCH = 64;
+
 /** Why a guidance scale will not do what it says for this run, if it will not: with no label ever
  * dropped, the "no class" row was never trained, and guidance mixes in an untrained prediction. */
 export function guidanceCaveat(config: { model: UNetConfig; classDropout: number }, guidance: number): string | undefined {
@@ -59,33 +63,43 @@ function denoiser(model: UNetModel, tensors: tf.Tensor[], labels: Uint8Array | u
   });
 }
 
-/** Returns n images, NHWC in [-1, 1] (read asynchronously: webgpu has no synchronous read in Node). The same seed gives the same images on the same backend. */
-export async function generateImages(model: UNetModel, params: Float32Array, schedule: DiffusionSchedule, opts: GenerateOptions): Promise<Float32Array> {
+/** Images start..start+count of the n that `opts` asks for, NHWC in [-1, 1], computed as one
+ * batch from the model's tensors. Its noise stream is keyed by (seed, start), so the same batches
+ * give the same images whoever computes them (a sampling thread or this one) and in any order. */
+export async function generateBatch(model: UNetModel, tensors: tf.Tensor[], schedule: DiffusionSchedule, opts: GenerateOptions, start: number, count: number): Promise<Float32Array> {
   const { imageSize: size, imageChannels: channels } = model.config;
-  const perImage = size * size * channels;
+  let draw = 0;
+  const noise = (shape: [number, number, number, number]) => {
+    const rng = Rng.fromKey(opts.seed >>> 0, RngStream.sample, start, draw++);
+    return tf.tensor4d(rng.gaussianFloat32(shape[0] * shape[1] * shape[2] * shape[3]), shape);
+  };
+  const labels = opts.labels?.subarray(start, start + count);
+  const images = sample(schedule, denoiser(model, tensors, labels, opts.guidance ?? 1), [count, size, size, channels], { ...opts, noise });
+  try {
+    return (await images.data()) as Float32Array;
+  } finally {
+    images.dispose();
+  }
+}
+
+/** Returns n images, NHWC in [-1, 1] (read asynchronously: webgpu has no synchronous read in Node),
+ * in batches of `chunk`. The same seed and chunk give the same images on the same backend. */
+export async function generateImages(model: UNetModel, params: Float32Array, schedule: DiffusionSchedule, opts: GenerateOptions): Promise<Float32Array> {
+  const perImage = model.config.imageSize * model.config.imageSize * model.config.imageChannels;
   const out = new Float32Array(opts.n * perImage);
-  if (opts.labels !== undefined && opts.labels.length !== opts.n) throw new RangeError(`${opts.labels.length} labels for ${opts.n} images`);
+  checkLabels(opts);
   const tensors = model.tensorsFromFlat(params);
-  const chunk = opts.chunk ?? 64;
+  const chunk = opts.chunk ?? DEFAULT_SAMPLE_BATCH;
   try {
     for (let start = 0; start < opts.n; start += chunk) {
-      const count = Math.min(chunk, opts.n - start);
-      // One noise stream per chunk and draw, so results do not depend on timing or backend.
-      let draw = 0;
-      const noise = (shape: [number, number, number, number]) => {
-        const rng = Rng.fromKey(opts.seed >>> 0, RngStream.sample, start, draw++);
-        return tf.tensor4d(rng.gaussianFloat32(shape[0] * shape[1] * shape[2] * shape[3]), shape);
-      };
-      const labels = opts.labels?.subarray(start, start + count);
-      const images = sample(schedule, denoiser(model, tensors, labels, opts.guidance ?? 1), [count, size, size, channels], { ...opts, noise });
-      try {
-        out.set((await images.data()) as Float32Array, start * perImage);
-      } finally {
-        images.dispose();
-      }
+      out.set(await generateBatch(model, tensors, schedule, opts, start, Math.min(chunk, opts.n - start)), start * perImage);
     }
   } finally {
     tf.dispose(tensors);
   }
   return out;
+}
+
+export function checkLabels(opts: { n: number; labels?: Uint8Array }): void {
+  if (opts.labels !== undefined && opts.labels.length !== opts.n) throw new RangeError(`${opts.labels.length} labels for ${opts.n} images`);
 }

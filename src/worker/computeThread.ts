@@ -3,45 +3,24 @@
  * and units in the order they arrive. Parameters and units share one FIFO port, so a unit is
  * always computed with the parameters sent before it.
  */
-import { parentPort, workerData } from 'worker_threads';
 import { BackendName, initBackend } from '../backend/backend';
-import type { UnitGradientComputer } from '../training/unitGradients';
-import { gradientComputer } from './unitComputer';
-import type { ThreadInit, ThreadReply, ThreadRequest } from './computeThreads';
+import type { UnitResult, WorkUnit } from '../training/workUnit';
+import { serveThread } from '../util/threadPool';
 import { threadCrashPoint } from '../util/crashPoint';
+import { gradientComputer } from './unitComputer';
+import type { ParamsMessage, ThreadInit } from './computeThreads';
 
-async function main(): Promise<void> {
-  const port = parentPort;
-  if (port === null) throw new Error('computeThread.js runs only as a worker thread');
-  const init = workerData as ThreadInit;
-  const reply = (m: ThreadReply, transfer: ArrayBuffer[] = []) => port.postMessage(m, transfer);
-  let computer: UnitGradientComputer;
-  try {
-    const backend = await initBackend(init.backend as BackendName);
-    computer = gradientComputer(init);
-    reply({ type: 'ready', backend });
-  } catch (err) {
-    reply({ type: 'failed', message: (err as Error).message });
-    return;
-  }
-  const handle = async (m: ThreadRequest): Promise<void> => {
-    if (m.type === 'params') {
-      computer.setParams(m.flat, m.version);
-      return;
-    }
-    threadCrashPoint('compute-thread', m.unit.step);
-    try {
-      const result = await computer.compute(m.unit);
-      reply({ type: 'result', id: m.id, result }, [result.gradSum.buffer as ArrayBuffer, result.lossByBucket.buffer as ArrayBuffer, result.countByBucket.buffer as ArrayBuffer]);
-    } catch (err) {
-      reply({ type: 'error', id: m.id, message: (err as Error).message });
-    }
+void serveThread<WorkUnit, UnitResult, ParamsMessage>(async (data) => {
+  const init = data as ThreadInit;
+  const backend = await initBackend(init.backend as BackendName);
+  const computer = gradientComputer(init);
+  return {
+    info: backend,
+    broadcast: ({ flat, version }) => computer.setParams(flat, version),
+    call: async (unit) => {
+      threadCrashPoint('compute-thread', unit.step);
+      const result = await computer.compute(unit);
+      return { value: result, transfer: [result.gradSum.buffer as ArrayBuffer, result.lossByBucket.buffer as ArrayBuffer, result.countByBucket.buffer as ArrayBuffer] };
+    },
   };
-  // One request at a time, in arrival order: new parameters never land mid-unit.
-  let queue = Promise.resolve();
-  port.on('message', (m: ThreadRequest) => {
-    queue = queue.then(() => handle(m));
-  });
-}
-
-void main();
+});

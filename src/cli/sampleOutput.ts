@@ -1,0 +1,150 @@
+/**
+ * Where `ddpm sample` puts its images, chosen by --out: a PNG grid (`*.png`), a NumPy archive
+ * (`*.npz`: "arr_0" uint8 NHWC, "arr_1" int64 labels of a class-conditional model, as
+ * guided-diffusion's evaluation reads them) or a directory of one PNG per image (any other name,
+ * as pytorch-fid and clean-fid read them). Batches arrive in any order. A grid and an archive are
+ * written once, atomically, at the end; a directory's images each as their batch is done, each
+ * renamed into place, so an interrupted run leaves only whole images, and the same command run
+ * again computes only the batches whose images are missing (sample.json in the directory records
+ * the settings it must match).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+import { encodePng } from '../data/png';
+import { writeFileAtomic } from '../util/fsync';
+import type { UNetConfig } from '../model/config';
+import { encodeNpz, npzSize } from '../sampling/npz';
+import type { Batch } from '../sampling/runBatches';
+import { writeGrid } from './grid';
+import { UsageError } from './errors';
+
+export type SampleFormat = 'grid' | 'npz' | 'pngs';
+
+export function sampleFormat(out: string): SampleFormat {
+  const ext = path.extname(out).toLowerCase();
+  if (ext === '.png') return 'grid';
+  if (ext === '.npz') return 'npz';
+  if (ext === '' || out.endsWith('/') || out.endsWith(path.sep)) return 'pngs';
+  throw new UsageError(`--out ${out}: give a .png (a grid), a .npz (a NumPy array) or a directory (one PNG per image)`);
+}
+
+export interface SampleSink {
+  /** Batches whose images are already there (a directory being completed). */
+  readonly done: ReadonlySet<number>;
+  add(batch: Batch, pixels: Uint8Array): void;
+  /** Writes what is left; returns what was written, for the log. */
+  finish(): string;
+}
+
+interface SinkOptions {
+  out: string;
+  n: number;
+  model: UNetConfig;
+  labels: Uint8Array | undefined;
+  /** Grid columns (undefined: one per class, or near-square). */
+  columns: number | undefined;
+  /** What made the images; a directory keeps it, and its images are reused only under the same. */
+  settings: Record<string, unknown>;
+  batches: Batch[];
+}
+
+function perImage(model: UNetConfig): number {
+  return model.imageSize * model.imageSize * model.imageChannels;
+}
+
+/** Checks --out before anything is sampled: its directory exists; an archive fits in a zip; a
+ * directory of images is new, empty, or one this command began with the same settings. */
+export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
+  if (format === 'pngs') return PngDirectory.open(o);
+  if (format === 'npz') {
+    const size = npzSize([{ name: 'arr_0', bytes: o.n * perImage(o.model) }, ...(o.labels ? [{ name: 'arr_1', bytes: 8 * o.n }] : [])]);
+    if (size > 0xffffffff) throw new UsageError(`--out ${o.out}: ${o.n} images of ${o.model.imageSize}x${o.model.imageSize}x${o.model.imageChannels} make a ${(size / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports; write a directory of PNGs`);
+  }
+  const all = new Uint8Array(o.n * perImage(o.model));
+  return {
+    done: new Set(),
+    add: (batch, pixels) => all.set(pixels, batch.start * perImage(o.model)),
+    finish: () => {
+      if (format === 'grid') {
+        writeGrid(o.out, all, o.n, o.model, o.columns);
+        return `wrote ${o.out}`;
+      }
+      const { imageSize: s, imageChannels: c } = o.model;
+      writeFileAtomic(o.out, encodeNpz([
+        { name: 'arr_0', array: { data: all, shape: [o.n, s, s, c] } },
+        ...(o.labels ? [{ name: 'arr_1', array: { data: BigInt64Array.from(o.labels, BigInt), shape: [o.n] } }] : []),
+      ]));
+      return `wrote ${o.out}: arr_0 uint8 (${o.n}, ${s}, ${s}, ${c})${o.labels ? `, arr_1 int64 labels (${o.n},)` : ''}`;
+    },
+  };
+}
+
+const SETTINGS_FILE = 'sample.json';
+const LABELS_FILE = 'labels.csv';
+
+class PngDirectory implements SampleSink {
+  readonly done = new Set<number>();
+  private readonly digits: number;
+
+  private constructor(private readonly o: SinkOptions) {
+    this.digits = Math.max(6, String(o.n - 1).length);
+  }
+
+  static open(o: SinkOptions): PngDirectory {
+    const dir = o.out;
+    const sink = new PngDirectory(o);
+    const settingsFile = path.join(dir, SETTINGS_FILE);
+    const wanted = `${JSON.stringify(o.settings, null, 2)}\n`;
+    if (fs.existsSync(dir)) {
+      if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--out ${dir}: not a directory (a grid is a .png, an array a .npz)`);
+      const entries = fs.readdirSync(dir);
+      if (entries.length > 0) {
+        const had = fs.existsSync(settingsFile) ? fs.readFileSync(settingsFile, 'utf8') : undefined;
+        if (had === undefined) throw new UsageError(`--out ${dir}: the directory holds files that ddpm sample did not write; give a new or empty directory`);
+        if (had !== wanted) throw new UsageError(`--out ${dir}: the directory holds samples made with other settings (${differences(had, o.settings)}); give a new or empty directory`);
+        const present = new Set(entries);
+        for (const [i, batch] of o.batches.entries()) {
+          if (Array.from({ length: batch.count }, (_, k) => sink.file(batch.start + k)).every((f) => present.has(f))) sink.done.add(i);
+        }
+        return sink;
+      }
+    } else {
+      fs.mkdirSync(dir);
+    }
+    writeFileAtomic(settingsFile, wanted);
+    return sink;
+  }
+
+  file(index: number): string {
+    return `${String(index).padStart(this.digits, '0')}.png`;
+  }
+
+  add(batch: Batch, pixels: Uint8Array): void {
+    const { imageSize: s, imageChannels: c } = this.o.model;
+    const size = perImage(this.o.model);
+    for (let k = 0; k < batch.count; k++) {
+      writeFileAtomic(path.join(this.o.out, this.file(batch.start + k)), encodePng(pixels.subarray(k * size, (k + 1) * size), s, s, c as 1 | 3));
+    }
+  }
+
+  finish(): string {
+    const labels = this.o.labels;
+    if (labels !== undefined) {
+      writeFileAtomic(path.join(this.o.out, LABELS_FILE), `file,class\n${Array.from(labels, (l, i) => `${this.file(i)},${l}`).join('\n')}\n`);
+    }
+    return `wrote ${this.o.n} PNGs to ${this.o.out}${labels ? ` (classes in ${LABELS_FILE})` : ''}`;
+  }
+}
+
+/** Which settings differ between a directory's sample.json and this run's, for the error. */
+function differences(had: string, now: Record<string, unknown>): string {
+  let old: Record<string, unknown>;
+  try {
+    old = JSON.parse(had) as Record<string, unknown>;
+  } catch {
+    return `${SETTINGS_FILE} is not JSON`;
+  }
+  const keys = [...new Set([...Object.keys(old), ...Object.keys(now)])];
+  const changed = keys.filter((k) => JSON.stringify(old[k]) !== JSON.stringify(now[k]));
+  return changed.map((k) => `${k} ${JSON.stringify(old[k])} -> ${JSON.stringify(now[k])}`).join(', ');
+}

@@ -1,0 +1,108 @@
+/**
+ * NumPy's .npz: a zip of .npy arrays (numpy.lib.format, version 1.0), stored uncompressed, as
+ * `numpy.savez` writes it. Evaluation code for diffusion models reads samples this way
+ * (`np.load(f)["arr_0"]`: uint8 NHWC images; "arr_1": their labels, as guided-diffusion saves them).
+ * Without ZIP64: a file holds at most 4 GiB, checked by npzSize before anything is sampled.
+ */
+
+export type NpyArray = { data: Uint8Array; shape: number[] } | { data: BigInt64Array; shape: number[] };
+
+const ZIP_LIMIT = 0xffffffff;
+const LOCAL_HEADER = 30;
+const CENTRAL_HEADER = 46;
+const END_OF_DIRECTORY = 22;
+/** 1980-01-01 00:00, the earliest DOS time: the same arrays give the same bytes. */
+const DOS_DATE = (0 << 9) | (1 << 5) | 1;
+
+function npyHeader(descr: string, shape: number[]): Uint8Array {
+  const dims = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(', ')})`;
+  const dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${dims}, }`;
+  // numpy pads with spaces and a newline so that the data starts at a multiple of 64 bytes.
+  const total = Math.ceil((10 + dict.length + 1) / 64) * 64;
+  const header = dict.padEnd(total - 10 - 1, ' ') + '\n';
+  const out = new Uint8Array(total);
+  out.set([0x93, ...Buffer.from('NUMPY', 'latin1'), 1, 0]);
+  new DataView(out.buffer).setUint16(8, header.length, true);
+  out.set(Buffer.from(header, 'latin1'), 10);
+  return out;
+}
+
+/** One array as .npy bytes: header, then the data in C order. */
+export function encodeNpy(array: NpyArray): Uint8Array {
+  const count = array.shape.reduce((a, b) => a * b, 1);
+  if (array.data.length !== count) throw new RangeError(`encodeNpy: ${array.data.length} values for shape (${array.shape.join(', ')})`);
+  const header = npyHeader(array.data instanceof Uint8Array ? '|u1' : '<i8', array.shape);
+  const out = new Uint8Array(header.length + array.data.byteLength);
+  out.set(header);
+  out.set(new Uint8Array(array.data.buffer, array.data.byteOffset, array.data.byteLength), header.length);
+  return out;
+}
+
+/** Bytes of an .npz holding arrays of these byte sizes: to refuse one over the zip limit early. */
+export function npzSize(arrays: { name: string; bytes: number }[]): number {
+  return arrays.reduce((sum, a) => {
+    const npy = 128 + a.bytes; // a header is 64 or 128 bytes for up to 4 dimensions
+    const name = `${a.name}.npy`.length;
+    return sum + LOCAL_HEADER + name + npy + CENTRAL_HEADER + name;
+  }, END_OF_DIRECTORY);
+}
+
+const CRC_TABLE = (() => {
+  const table = new Uint32Array(256);
+  for (let n = 0; n < 256; n++) {
+    let c = n;
+    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+    table[n] = c >>> 0;
+  }
+  return table;
+})();
+
+/** CRC-32 (ISO 3309, as zip and PNG use it). */
+export function crc32(bytes: Uint8Array): number {
+  let c = 0xffffffff;
+  for (let i = 0; i < bytes.length; i++) c = CRC_TABLE[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** The .npz bytes of named arrays ("arr_0" is read as np.load(f)["arr_0"]). */
+export function encodeNpz(arrays: { name: string; array: NpyArray }[]): Uint8Array {
+  const entries = arrays.map(({ name, array }) => {
+    const npy = encodeNpy(array);
+    return { name: Buffer.from(`${name}.npy`, 'utf8'), npy, crc: crc32(npy) };
+  });
+  const central = entries.reduce((s, e) => s + CENTRAL_HEADER + e.name.length, 0);
+  const total = entries.reduce((s, e) => s + LOCAL_HEADER + e.name.length + e.npy.length, 0) + central + END_OF_DIRECTORY;
+  if (total > ZIP_LIMIT) throw new RangeError(`encodeNpz: ${total} bytes, over the ${ZIP_LIMIT} a zip without ZIP64 holds`);
+  const out = new Uint8Array(total);
+  const view = new DataView(out.buffer);
+  let at = 0;
+  const u16 = (v: number) => { view.setUint16(at, v, true); at += 2; };
+  const u32 = (v: number) => { view.setUint32(at, v, true); at += 4; };
+  const bytes = (b: Uint8Array) => { out.set(b, at); at += b.length; };
+  // version 2.0, no flags, stored, DOS time and date, CRC-32, both sizes, name length, no extra field
+  const common = (e: (typeof entries)[number]) => { u16(20); u16(0); u16(0); u16(0); u16(DOS_DATE); u32(e.crc); u32(e.npy.length); u32(e.npy.length); u16(e.name.length); u16(0); };
+  const offsets: number[] = [];
+  for (const e of entries) {
+    offsets.push(at);
+    u32(0x04034b50);
+    common(e);
+    bytes(e.name);
+    bytes(e.npy);
+  }
+  const directory = at;
+  entries.forEach((e, i) => {
+    u32(0x02014b50);
+    u16(20); // made by: version 2.0, MS-DOS attributes
+    common(e);
+    u16(0); u16(0); u16(0); u32(0); // comment length, disk, internal and external attributes
+    u32(offsets[i]);
+    bytes(e.name);
+  });
+  const directorySize = at - directory;
+  u32(0x06054b50);
+  u16(0); u16(0); u16(entries.length); u16(entries.length); // this disk, the directory's disk, entries here and in all
+  u32(directorySize);
+  u32(directory);
+  u16(0); // comment length
+  return out;
+}
