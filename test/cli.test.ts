@@ -236,7 +236,7 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     expectUserError(tooMany, "--steps must be an integer in [1, 1000] (the run's timesteps), got 1001", path.join(tmp, 'F.png'));
   }, 60_000);
 
-  it('sample writes a .npz and a directory of PNGs holding the grid\'s images; threads, and a second run that completes the directory, change no byte', async () => {
+  it('sample writes a .npz and a directory of PNGs holding the grid\'s images; threads, two --shard commands filling one directory, and a second run that completes it, change no byte', async () => {
     const base = ['sample', '--checkpoint', run, '--backend', 'cpu', '--steps', '3', '--n', '6', '--batch-size', '2'];
     const out = (name: string) => path.join(tmp, name);
     const [one, two, grid] = await Promise.all([
@@ -277,12 +277,23 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     fs.rmSync(path.join(dir, '000005.png'));
     const again = await ddpm([...base, '--out', dir]);
     expect(again.code).toBe(0);
-    expect(lines(again.stderr)).toContain(`${dir}: 2 of 6 images already there (same settings); sampling the other 4`);
+    expect(lines(again.stderr)).toContain(`${dir}: 2 of the 6 images already there (same settings); sampling the other 4`);
     expect(Buffer.compare(fs.readFileSync(path.join(dir, '000003.png')), before)).toBe(0);
     for (const [k, name] of names.entries()) {
       const image = PNG.sync.read(fs.readFileSync(path.join(dir, name)));
       expect(Array.from({ length: 64 }, (_, i) => image.data[4 * i])).toEqual(Array.from(pixels.data.subarray(k * 64, (k + 1) * 64)));
     }
+    // Two shards, started at once into one new directory, fill it with the same PNGs; a run
+    // without --shard then finds every image there.
+    const shared = out('shards');
+    const shards = await Promise.all(['0/2', '1/2'].map((shard) => ddpm([...base, '--threads', '1', '--shard', shard, '--out', shared])));
+    for (const r of shards) expect(r.code).toBe(0);
+    expect(lines(shards[0].stderr).find((l) => l.startsWith('wrote'))).toMatch(new RegExp(`^wrote 4 PNGs to ${shared} \\([246] of 6 there\\) of shard 0/2: 4 samples from `));
+    expect(fs.readdirSync(shared).sort()).toEqual([...names, 'sample.json']);
+    for (const name of [...names, 'sample.json']) expect(Buffer.compare(fs.readFileSync(path.join(shared, name)), fs.readFileSync(path.join(dir, name)))).toBe(0);
+    const check = await ddpm([...base, '--out', shared]);
+    expect(lines(check.stderr)).toContain(`${shared}: 6 of the 6 images already there (same settings); sampling the other 0`);
+    expect(lines(check.stderr)).toContain(`wrote 0 PNGs to ${shared} (6 of 6 there): 6 samples from ${path.join(run, 'step-00000004')} (step 4, ema weights)`);
     // Other settings would mix two samplings in one directory.
     const other = await ddpm([...base.map((a) => (a === '3' ? '4' : a)), '--out', dir]);
     expectUserError(other, `--out ${dir}: the directory holds samples made with other settings (steps 3 -> 4); give a new or empty directory`, out('never'));
@@ -298,6 +309,8 @@ describe('ddpm sample: --out, --batch-size and --threads mistakes are one-line e
     ['--batch-size 0', ['--batch-size', '0'], '--batch-size must be a positive integer, got 0'],
     ['--threads 0', ['--threads', '0'], '--threads must be "auto" or an integer from 1 to 256, got 0'],
     ['a .npz in a missing directory', ['--out', 'MISSING/x.npz'], '--out MISSING/x.npz: no such directory'],
+    ['--shard 2/2', ['--shard', '2/2', '--out', 'd'], '--shard must be I/K with 0 <= I < K (shard I of K, counting from 0), got 2/2'],
+    ['--shard with a .npz', ['--shard', '0/2', '--out', 'x.npz'], '--shard 0/2 needs a directory --out, which the shards fill together (got x.npz)'],
   ])('%s', async (_what, args, message) => {
     const fix = (a: string) => a.replace('MISSING', path.join(tmp, 'no-dir'));
     expectUserError(await ddpm(['sample', '--checkpoint', 'MISSING', ...args].map(fix)), fix(message), path.join(tmp, 'no-dir'));

@@ -28,6 +28,7 @@ interface SampleArgs {
   seed: number;
   'batch-size': number;
   threads: string;
+  shard?: string;
   out: string;
   backend: string;
   class: string;
@@ -51,6 +52,14 @@ export function sampleLabels(spec: string, classes: number, n: number, names: re
   return new Uint8Array(n).fill(k);
 }
 
+/** --shard I/K: this command's share of the batches. */
+export function parseShard(spec: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(spec);
+  const [index, count] = m === null ? [NaN, NaN] : [Number(m[1]), Number(m[2])];
+  if (!(count >= 1 && index < count)) throw new UsageError(`--shard must be I/K with 0 <= I < K (shard I of K, counting from 0), got ${spec}`);
+  return { index, count };
+}
+
 /** How often the progress line is printed while sampling. */
 const PROGRESS_EVERY_MS = 10_000;
 
@@ -69,6 +78,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     .option('seed', { type: 'number', default: 1 })
     .option('batch-size', { type: 'number', default: DEFAULT_SAMPLE_BATCH, describe: 'images per forward pass; each batch has its own noise, so the same --seed and --batch-size give the same images' })
     .option('threads', { type: 'string', default: 'auto', describe: 'batches sampled at once, one per thread, each with its own copy of the model; auto: one per core on wasm/cpu, 1 on tensorflow/webgpu; the images do not depend on it' })
+    .option('shard', { type: 'string', describe: 'I/K: only batches I, I + K, I + 2K, ... (counting from 0), into a directory --out that K such commands, on K machines or GPUs, fill together' })
     .option('class', { type: 'string', default: 'all', describe: 'a class-conditional model\'s class: all (one column each), none (unconditional) or one class, by number or by name' })
     .option('guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'classifier-free guidance scale for a class (1: the conditional model alone)' })
     .option('out', { type: 'string', default: 'grid.png', describe: 'a .png: a grid; a .npz: a NumPy uint8 NHWC array (arr_0) and labels (arr_1); a directory: one PNG per image, completed if run again' }) as never,
@@ -78,6 +88,8 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
     if (!(Number.isInteger(a['batch-size']) && a['batch-size'] >= 1)) throw new UsageError(`--batch-size must be a positive integer, got ${a['batch-size']}`);
     parseCountFlag('threads', a.threads, 1, MAX_THREADS);
+    const shard = a.shard === undefined ? undefined : parseShard(a.shard);
+    if (shard !== undefined && format !== 'pngs') throw new UsageError(`--shard ${a.shard} needs a directory --out, which the shards fill together (got ${a.out})`);
     checkGuidance(a.guidance, 'guidance');
     if (a.eta !== 0 && a.sampler !== 'ddim') throw new UsageError(`--eta applies to --sampler ddim only (${a.sampler} got --eta ${a.eta})`);
     if (!(a.eta >= 0 && a.eta <= 1)) throw new UsageError(`--eta must be in [0, 1] (0: deterministic, 1: DDPM's noise), got ${a.eta}`);
@@ -103,16 +115,18 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
       out: a.out, n: a.n, model: model.config, labels, columns: a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)), batches,
       settings: { checkpoint: path.resolve(loaded.dir), step: loaded.state.step, weights, backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
     });
-    const todo = batches.filter((_, i) => !sink.done.has(i));
-    const ready = a.n - todo.reduce((s, b) => s + b.count, 0);
-    if (ready > 0) log(`${a.out}: ${ready} of ${a.n} images already there (same settings); sampling the other ${a.n - ready}`);
+    const mine = batches.filter((_, i) => shard === undefined || i % shard.count === shard.index);
+    const todo = mine.filter((b) => !sink.done.has(batches.indexOf(b)));
+    const wanted = mine.reduce((s, b) => s + b.count, 0);
+    const total = todo.reduce((s, b) => s + b.count, 0);
+    const ofShard = shard === undefined ? '' : ` of shard ${a.shard}`;
+    if (total < wanted) log(`${a.out}: ${wanted - total} of the ${wanted} images${ofShard} already there (same settings); sampling the other ${total}`);
     const threads = Math.max(1, Math.min(resolveComputeThreads(a.threads, backend, availableCores()), todo.length));
     const sampler = await startBatchSampler(threads, {
       backend, model: model.config, schedule: loaded.config.schedule, timesteps: loaded.config.timesteps,
       weights: weights === 'ema' ? loaded.state.ema : loaded.state.params, options,
     });
     if (threads > 1) log(`sampling on ${threads} threads`);
-    const total = a.n - ready;
     let sampled = 0;
     const t0 = Date.now();
     let lastLine = t0;
@@ -130,6 +144,6 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     } finally {
       await sampler.stop();
     }
-    log(`${sink.finish()}: ${a.n} samples from ${loaded.dir} (step ${loaded.state.step}, ${weights} weights)`);
+    log(`${sink.finish()}${ofShard}: ${wanted} samples from ${loaded.dir} (step ${loaded.state.step}, ${weights} weights)`);
   },
 };

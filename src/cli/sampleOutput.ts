@@ -80,11 +80,14 @@ export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
 }
 
 const SETTINGS_FILE = 'sample.json';
+/** writeFileAtomic's temporary names. */
+const TEMPORARY = /\.tmp-\d+-[0-9a-f]+$/;
 const LABELS_FILE = 'labels.csv';
 
 class PngDirectory implements SampleSink {
   readonly done = new Set<number>();
   private readonly digits: number;
+  private written = 0;
 
   private constructor(private readonly o: SinkOptions) {
     this.digits = Math.max(6, String(o.n - 1).length);
@@ -97,7 +100,8 @@ class PngDirectory implements SampleSink {
     const wanted = `${JSON.stringify(o.settings, null, 2)}\n`;
     if (fs.existsSync(dir)) {
       if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--out ${dir}: not a directory (a grid is a .png, an array a .npz)`);
-      const entries = fs.readdirSync(dir);
+      // Another shard's sample.json may be on its way in (sampleShard): a temporary file is no one's.
+      const entries = fs.readdirSync(dir).filter((f) => !TEMPORARY.test(f));
       if (entries.length > 0) {
         const had = fs.existsSync(settingsFile) ? fs.readFileSync(settingsFile, 'utf8') : undefined;
         if (had === undefined) throw new UsageError(`--out ${dir}: the directory holds files that ddpm sample did not write; give a new or empty directory`);
@@ -109,7 +113,8 @@ class PngDirectory implements SampleSink {
         return sink;
       }
     } else {
-      fs.mkdirSync(dir);
+      // recursive: no error when another shard has just made it (the parent is checked to exist).
+      fs.mkdirSync(dir, { recursive: true });
     }
     writeFileAtomic(settingsFile, wanted);
     return sink;
@@ -125,6 +130,7 @@ class PngDirectory implements SampleSink {
     for (let k = 0; k < batch.count; k++) {
       writeFileAtomic(path.join(this.o.out, this.file(batch.start + k)), encodePng(pixels.subarray(k * size, (k + 1) * size), s, s, c as 1 | 3));
     }
+    this.written += batch.count;
   }
 
   finish(): string {
@@ -132,7 +138,10 @@ class PngDirectory implements SampleSink {
     if (labels !== undefined) {
       writeFileAtomic(path.join(this.o.out, LABELS_FILE), `file,class\n${Array.from(labels, (l, i) => `${this.file(i)},${l}`).join('\n')}\n`);
     }
-    return `wrote ${this.o.n} PNGs to ${this.o.out}${labels ? ` (classes in ${LABELS_FILE})` : ''}`;
+    // Other shards may still be writing theirs: say how far the whole directory is.
+    const present = new Set(fs.readdirSync(this.o.out));
+    const there = Array.from({ length: this.o.n }, (_, i) => this.file(i)).filter((f) => present.has(f)).length;
+    return `wrote ${this.written} PNGs to ${this.o.out} (${there} of ${this.o.n} there${labels ? `; classes in ${LABELS_FILE}` : ''})`;
   }
 }
 
