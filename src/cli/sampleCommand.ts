@@ -8,11 +8,11 @@ import { DEFAULT_GUIDANCE, DEFAULT_SAMPLE_BATCH, cyclingLabels, guidanceCaveat }
 import { classCount } from '../model/config';
 import { imageBytes } from '../data/png';
 import { formatDuration } from '../coordinator/progress';
-import { startBatchSampler } from '../sampling/batchSampler';
-import { batchPlan, runBatches } from '../sampling/runBatches';
+import { BatchSampler, startBatchSampler } from '../sampling/batchSampler';
+import { Batch, batchPlan, runBatches } from '../sampling/runBatches';
 import { WEIGHT_CHOICES } from './exportCommand';
 import { MAX_THREADS, availableCores, parseCountFlag, resolveComputeThreads } from './localWorkers';
-import { openSink, sampleFormat } from './sampleOutput';
+import { SampleSink, openSink, sampleFormat } from './sampleOutput';
 import { checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, withBackendOption } from './options';
 import { UsageError } from './errors';
 
@@ -62,6 +62,24 @@ export function parseShard(spec: string): { index: number; count: number } {
 
 /** How often the progress line is printed while sampling. */
 const PROGRESS_EVERY_MS = 10_000;
+
+/** Draws the batches into the sink, with a progress line every PROGRESS_EVERY_MS. */
+async function drawInto(sink: SampleSink, sampler: BatchSampler, batches: Batch[], log: (line: string) => void): Promise<void> {
+  const total = batches.reduce((s, b) => s + b.count, 0);
+  let sampled = 0;
+  const t0 = Date.now();
+  let lastLine = t0;
+  await runBatches(sampler, batches, (batch, images) => {
+    sink.add(batch, imageBytes(images));
+    sampled += batch.count;
+    const now = Date.now();
+    if (now - lastLine >= PROGRESS_EVERY_MS && sampled < total) {
+      lastLine = now;
+      const rate = sampled / ((now - t0) / 1000);
+      log(`sampled ${sampled}/${total} images  ${rate.toFixed(1)} img/s  ETA ${formatDuration((total - sampled) / rate)}`);
+    }
+  });
+}
 
 export const sampleCommand: CommandModule<object, SampleArgs> = {
   command: 'sample',
@@ -116,33 +134,23 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
       settings: { checkpoint: path.resolve(loaded.dir), step: loaded.state.step, weights, backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
     });
     const mine = batches.filter((_, i) => shard === undefined || i % shard.count === shard.index);
-    const todo = mine.filter((b) => !sink.done.has(batches.indexOf(b)));
+    const todo = mine.filter((b) => !sink.done.has(b.start));
     const wanted = mine.reduce((s, b) => s + b.count, 0);
     const total = todo.reduce((s, b) => s + b.count, 0);
     const ofShard = shard === undefined ? '' : ` of shard ${a.shard}`;
     if (total < wanted) log(`${a.out}: ${wanted - total} of the ${wanted} images${ofShard} already there (same settings); sampling the other ${total}`);
-    const threads = Math.max(1, Math.min(resolveComputeThreads(a.threads, backend, availableCores()), todo.length));
-    const sampler = await startBatchSampler(threads, {
-      backend, model: model.config, schedule: loaded.config.schedule, timesteps: loaded.config.timesteps,
-      weights: weights === 'ema' ? loaded.state.ema : loaded.state.params, options,
-    });
-    if (threads > 1) log(`sampling on ${threads} threads`);
-    let sampled = 0;
-    const t0 = Date.now();
-    let lastLine = t0;
-    try {
-      await runBatches(sampler, todo, (batch, images) => {
-        sink.add(batch, imageBytes(images));
-        sampled += batch.count;
-        const now = Date.now();
-        if (now - lastLine >= PROGRESS_EVERY_MS && sampled < total) {
-          lastLine = now;
-          const rate = sampled / ((now - t0) / 1000);
-          log(`sampled ${sampled}/${total} images  ${rate.toFixed(1)} img/s  ETA ${formatDuration((total - sampled) / rate)}`);
-        }
+    if (todo.length > 0) {
+      const threads = Math.min(resolveComputeThreads(a.threads, backend, availableCores()), todo.length);
+      const sampler = await startBatchSampler(threads, {
+        backend, model: model.config, schedule: loaded.config.schedule, timesteps: loaded.config.timesteps,
+        weights: weights === 'ema' ? loaded.state.ema : loaded.state.params, options,
       });
-    } finally {
-      await sampler.stop();
+      if (threads > 1) log(`sampling on ${threads} threads`);
+      try {
+        await drawInto(sink, sampler, todo, log);
+      } finally {
+        await sampler.stop();
+      }
     }
     log(`${sink.finish()}${ofShard}: ${wanted} samples from ${loaded.dir} (step ${loaded.state.step}, ${weights} weights)`);
   },

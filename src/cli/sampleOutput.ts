@@ -29,7 +29,7 @@ export function sampleFormat(out: string): SampleFormat {
 }
 
 export interface SampleSink {
-  /** Batches whose images are already there (a directory being completed). */
+  /** First images of the batches whose images are all there already (a directory being completed). */
   readonly done: ReadonlySet<number>;
   add(batch: Batch, pixels: Uint8Array): void;
   /** Writes what is left; returns what was written, for the log. */
@@ -107,8 +107,8 @@ class PngDirectory implements SampleSink {
         if (had === undefined) throw new UsageError(`--out ${dir}: the directory holds files that ddpm sample did not write; give a new or empty directory`);
         if (had !== wanted) throw new UsageError(`--out ${dir}: the directory holds samples made with other settings (${differences(had, o.settings)}); give a new or empty directory`);
         const present = new Set(entries);
-        for (const [i, batch] of o.batches.entries()) {
-          if (Array.from({ length: batch.count }, (_, k) => sink.file(batch.start + k)).every((f) => present.has(f))) sink.done.add(i);
+        for (const batch of o.batches) {
+          if (Array.from({ length: batch.count }, (_, k) => sink.file(batch.start + k)).every((f) => present.has(f))) sink.done.add(batch.start);
         }
         return sink;
       }
