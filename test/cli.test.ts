@@ -17,6 +17,9 @@ import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetens
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
 import { crc32 } from '../src/sampling/npz';
+import { initBackend } from '../src/backend/backend';
+import { generateImages } from '../src/training/generate';
+import { imageBytes } from '../src/data/png';
 import { readNpz } from './helpers/npzReader';
 
 const BIN = path.join(REPO_ROOT, 'bin', 'ddpm.js');
@@ -259,6 +262,15 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     const imagePixel = (k: number, y: number, x: number) => pixels.data[k * 64 + y * 8 + x];
     for (let k = 0; k < 6; k++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) expect(gridPixel(k, y, x)).toBe(imagePixel(k, y, x));
     expect(new Set(pixels.data).size).toBeGreaterThan(10);
+    // Each batch has noise of its own (images 0 and 2 open different batches) ...
+    expect(Array.from(pixels.data.subarray(0, 64))).not.toEqual(Array.from(pixels.data.subarray(128, 192)));
+    // ... and the command draws what the library's generateImages (the training grids' path) does in batches of 2.
+    await initBackend('cpu');
+    const { model, loaded } = loadModelCheckpoint(run, () => undefined);
+    const library = await generateImages(model, loaded.state.ema, makeSchedule(loaded.config.schedule, loaded.config.timesteps), {
+      n: 6, seed: 1, sampler: 'ddim', steps: 3, eta: 0, prediction: loaded.config.prediction, chunk: 2,
+    });
+    expect(Array.from(imageBytes(library))).toEqual(Array.from(pixels.data));
 
     const dir = out('pngs');
     const first = await ddpm([...base, '--out', dir]);
