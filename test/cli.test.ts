@@ -306,6 +306,10 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     const check = await ddpm([...base, '--out', shared]);
     expect(lines(check.stderr)).toContain(`${shared}: 6 of the 6 images already there (same settings); sampling the other 0`);
     expect(lines(check.stderr)).toContain(`wrote 0 PNGs to ${shared} (6 of 6 there): 6 samples from ${path.join(run, 'step-00000004')} (step 4, ema weights)`);
+    // Far too many images for one file are refused before anything is drawn.
+    const huge = [...base.map((a) => (a === '6' ? '100000000' : a))];
+    expectUserError(await ddpm([...huge, '--out', out('huge.png')]), `--out ${out('huge.png')}: a grid of 100000000 images would be 9.3 GiB of pixels; write a .npz or a directory of PNGs`, out('huge.png'));
+    expectUserError(await ddpm([...huge, '--out', out('huge.npz')]), `--out ${out('huge.npz')}: 100000000 images of 8x8x1 make a 6.0 GiB .npz, over the 4 GiB this writer supports; write a directory of PNGs`, out('huge.npz'));
     // Other settings would mix two samplings in one directory.
     const other = await ddpm([...base.map((a) => (a === '3' ? '4' : a)), '--out', dir]);
     expectUserError(other, `--out ${dir}: the directory holds samples made with other settings (steps 3 -> 4); give a new or empty directory`, out('never'));
@@ -321,6 +325,9 @@ describe('ddpm sample: --out, --batch-size and --threads mistakes are one-line e
     ['--batch-size 0', ['--batch-size', '0'], '--batch-size must be a positive integer, got 0'],
     ['--threads 0', ['--threads', '0'], '--threads must be "auto" or an integer from 1 to 256, got 0'],
     ['a .npz in a missing directory', ['--out', 'MISSING/x.npz'], '--out MISSING/x.npz: no such directory'],
+    ['an empty --out', ['--out', ''], '--out must name a .png, a .npz or a directory, got ""'],
+    ['--seed 1.5', ['--seed', '1.5'], '--seed must be an integer in [0, 2^32), got 1.5'],
+    ['--seed -1', ['--seed=-1'], '--seed must be an integer in [0, 2^32), got -1'],
     ['--shard 2/2', ['--shard', '2/2', '--out', 'd'], '--shard must be I/K with 0 <= I < K (shard I of K, counting from 0), got 2/2'],
     ['--shard with a .npz', ['--shard', '0/2', '--out', 'x.npz'], '--shard 0/2 needs a directory --out, which the shards fill together (got x.npz)'],
   ])('%s', async (_what, args, message) => {

@@ -1,10 +1,19 @@
-import { imageGrid, encodePng } from '../data/png';
+import { encodePng, gridLayout, imageGrid } from '../data/png';
 import { writeFileAtomic } from '../util/fsync';
 import { type UNetConfig, classCount } from '../model/config';
+
+/** Pixels around and between a grid's images. */
+export const GRID_PADDING = 2;
 
 /** A PNG of n images; a class-conditional model's images are in class order (cyclingLabels), one
  * column per class. */
 export function writeGrid(file: string, images: Float32Array | Uint8Array, n: number, model: UNetConfig, columns = classCount(model) || undefined): void {
-  const grid = imageGrid(images, n, model.imageSize, model.imageSize, model.imageChannels, 2, columns);
+  const grid = imageGrid(images, n, model.imageSize, model.imageSize, model.imageChannels, GRID_PADDING, columns);
   writeFileAtomic(file, encodePng(grid.pixels, grid.width, grid.height, grid.channels));
+}
+
+/** Bytes of the pixels of writeGrid's grid (to refuse one too large before sampling). */
+export function gridBytes(n: number, model: UNetConfig, columns = classCount(model) || undefined): number {
+  const { width, height } = gridLayout(n, model.imageSize, model.imageSize, GRID_PADDING, columns);
+  return width * height * model.imageChannels;
 }

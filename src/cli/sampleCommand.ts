@@ -104,6 +104,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const format = sampleFormat(a.out);
     checkOutputDir(a.out.replace(/[\\/]+$/, ''), 'out');
     if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
+    if (!(Number.isInteger(a.seed) && a.seed >= 0 && a.seed <= 0xffffffff)) throw new UsageError(`--seed must be an integer in [0, 2^32), got ${a.seed}`);
     if (!(Number.isInteger(a['batch-size']) && a['batch-size'] >= 1)) throw new UsageError(`--batch-size must be a positive integer, got ${a['batch-size']}`);
     parseCountFlag('threads', a.threads, 1, MAX_THREADS);
     const shard = a.shard === undefined ? undefined : parseShard(a.shard);

@@ -15,12 +15,13 @@ import { writeFileAtomic } from '../util/fsync';
 import type { UNetConfig } from '../model/config';
 import { encodeNpz, npzSize } from '../sampling/npz';
 import type { Batch } from '../sampling/runBatches';
-import { writeGrid } from './grid';
+import { gridBytes, writeGrid } from './grid';
 import { UsageError } from './errors';
 
 export type SampleFormat = 'grid' | 'npz' | 'pngs';
 
 export function sampleFormat(out: string): SampleFormat {
+  if (out.trim() === '') throw new UsageError('--out must name a .png, a .npz or a directory, got ""');
   const ext = path.extname(out).toLowerCase();
   if (ext === '.png') return 'grid';
   if (ext === '.npz') return 'npz';
@@ -60,6 +61,10 @@ export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
     const size = npzSize([{ name: 'arr_0', bytes: o.n * perImage(o.model) }, ...(o.labels ? [{ name: 'arr_1', bytes: 8 * o.n }] : [])]);
     if (size > 0xffffffff) throw new UsageError(`--out ${o.out}: ${o.n} images of ${o.model.imageSize}x${o.model.imageSize}x${o.model.imageChannels} make a ${(size / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports; write a directory of PNGs`);
   }
+  if (format === 'grid') {
+    const bytes = gridBytes(o.n, o.model, o.columns);
+    if (bytes > MAX_GRID_BYTES) throw new UsageError(`--out ${o.out}: a grid of ${o.n} images would be ${(bytes / 2 ** 30).toFixed(1)} GiB of pixels; write a .npz or a directory of PNGs`);
+  }
   const all = new Uint8Array(o.n * perImage(o.model));
   return {
     done: new Set(),
@@ -79,6 +84,9 @@ export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
   };
 }
 
+/** A grid's pixels, at most: past this a PNG grid is no way to look at samples (pngjs and zlib
+ * take buffers under 2 GiB). */
+const MAX_GRID_BYTES = 2 ** 30;
 const SETTINGS_FILE = 'sample.json';
 /** writeFileAtomic's temporary names. */
 const TEMPORARY = /\.tmp-\d+-[0-9a-f]+$/;

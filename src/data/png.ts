@@ -23,6 +23,13 @@ export function encodePng(pixels: Uint8Array, width: number, height: number, cha
   return PNG.sync.write(png, { colorType, inputColorType: colorType, inputHasAlpha: false, bitDepth: 8 });
 }
 
+/** Where imageGrid puts n images of height x width: `cols` per row, and the grid's size. */
+export function gridLayout(n: number, height: number, width: number, padding: number, columns = Math.ceil(Math.sqrt(n))): { cols: number; width: number; height: number } {
+  const cols = Math.min(columns, n);
+  const rows = Math.ceil(n / cols);
+  return { cols, width: cols * (width + padding) + padding, height: rows * (height + padding) + padding };
+}
+
 /**
  * Tiles n images (NHWC floats in [-1, 1], or their bytes from imageBytes) into one near-square
  * grid: cols = ceil(sqrt(n)), filled row by row, with `padding` black pixels around and between
@@ -55,10 +62,7 @@ export function imageGrid(
   }
 
   const bytes = images instanceof Uint8Array ? images : imageBytes(images);
-  const cols = Math.min(columns, n);
-  const rows = Math.ceil(n / cols);
-  const gridWidth = cols * (width + padding) + padding;
-  const gridHeight = rows * (height + padding) + padding;
+  const { cols, width: gridWidth, height: gridHeight } = gridLayout(n, height, width, padding, columns);
   const pixels = new Uint8Array(gridWidth * gridHeight * channels);
   const rowLength = width * channels;
   for (let k = 0; k < n; k++) {
