@@ -98,6 +98,17 @@ describe('save and loadLatest', () => {
     expect(warnings).toEqual([]);
   });
 
+  it('restore how images were fitted; an older checkpoint reads as stretch, what runs did before --image-fit', () => {
+    store.save({ config: { ...FIXTURE_CONFIG, imageFit: 'crop' }, state: fixtureState(1, n), loss: 1, dataCursor: 8 });
+    expect(store.loadLatest()!.config.imageFit).toBe('crop');
+    const { imageFit: _f, ...older } = FIXTURE_CONFIG;
+    const dir = store.save({ config: older as TrainConfig, state: fixtureState(2, n), loss: 1, dataCursor: 16 });
+    expect(readCheckpointConfig(dir).imageFit).toBe('stretch');
+    expect(() => readCheckpointConfig(store.save({ config: { ...FIXTURE_CONFIG, imageFit: 'pad' as TrainConfig['imageFit'] }, state: fixtureState(3, n), loss: 1, dataCursor: 8 })))
+      .toThrow('image-fit must be one of crop, stretch, got "pad"');
+    expect(warnings).toEqual([]);
+  });
+
   it('refuse a checkpoint whose learning-rate schedule or weight decay is invalid, naming it', () => {
     const bad = (config: Partial<TrainConfig>, step: number) => store.save({ config: { ...FIXTURE_CONFIG, ...config } as TrainConfig, state: fixtureState(step, n), loss: 1, dataCursor: 8 });
     expect(() => readCheckpointConfig(bad({ lrSchedule: 'step' as TrainConfig['lrSchedule'] }, 1))).toThrow('lr-schedule must be one of constant, linear, cosine, got "step"');

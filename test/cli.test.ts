@@ -526,6 +526,27 @@ describe('train --classes 10, then sample by class (cpu backend)', () => {
   }, 120_000);
 });
 
+describe('images:DIR with images of several sizes (cpu backend)', () => {
+  it('trains on them fitted one by one, non-square ones centre-cropped unless --image-fit stretch, and keeps the choice in the checkpoint', async () => {
+    const data = path.join(tmp, 'photos');
+    fs.mkdirSync(data);
+    for (const [name, width, height] of [['a', 8, 8], ['b', 20, 12], ['c', 16, 16], ['d', 9, 14]] as const) {
+      const png = new PNG({ width, height });
+      png.data.fill(30 * name.charCodeAt(0) % 256);
+      fs.writeFileSync(path.join(data, `${name}.png`), PNG.sync.write(png));
+    }
+    for (const fit of ['crop', 'stretch']) {
+      const run = path.join(tmp, `photos-${fit}`);
+      const train = await ddpm(['train', '--data', `images:${data}`, '--preset', 'tiny', '--image-channels', '3', '--backend', 'cpu', '--workers', '0',
+        '--steps', '1', '--batch-size', '4', '--checkpoint-dir', run, '--sample-n', '0', ...(fit === 'crop' ? [] : ['--image-fit', fit])]);
+      expect(train.code).toBe(0);
+      const how = fit === 'crop' ? 'centre-cropped' : 'stretched';
+      expect(lines(train.stderr)).toContain(`data: images:${data}: 4 images 4 sizes, 8x8 to 16x16, RGB, non-square ones ${how}, fitted to 8x8x3`);
+      expect(readCheckpointConfig(path.join(run, 'step-00000001')).imageFit).toBe(fit);
+    }
+  }, 60_000);
+});
+
 describe('class names: images:DIR with a subdirectory per class (cpu backend)', () => {
   it('are kept in the checkpoint, and ddpm sample takes --class by name', async () => {
     const data = path.join(tmp, 'pets');

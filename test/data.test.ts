@@ -253,7 +253,27 @@ describe('images:DIR', () => {
     await expectDataError(`images:${emptyClass}`, join(emptyClass, 'b'), "no *.png files in this class's subdirectory");
   });
 
-  test('mixed sizes, no PNGs, a broken PNG and a missing dir are DataErrors', async () => {
+  test('loaded for a model, images of any sizes are fitted one by one as they are decoded, grey or colour', async () => {
+    const dir = freshDir('png-any-size');
+    writePng(join(dir, 'a.png'), 4, 4, () => [40, 40, 40, 255], 0); // grey, square: 2x2 blocks
+    writePng(join(dir, 'b.png'), 6, 2, (x) => [10 * x, 0, 0, 255], 2); // colour, wide: the middle 2x2
+    writePng(join(dir, 'c.png'), 2, 2, () => [90, 60, 30, 255], 2); // already the size
+    const ds = await loadDataset(`images:${dir}`, { size: 2, channels: 3, mode: 'crop' });
+    expect(ds).toMatchObject({ count: 3, height: 2, width: 2, channels: 3, fittedFrom: '3 sizes, 2x2 to 4x4, grey and RGB, non-square ones centre-cropped' });
+    expect(Array.from(ds.pixels.subarray(0, 12))).toEqual(new Array(12).fill(40));
+    expect([0, 1].map((x) => pixelAt(ds, 1, 1, x, 0))).toEqual([20, 30]);
+    expect([0, 1, 2].map((c) => pixelAt(ds, 2, 0, 1, c))).toEqual([90, 60, 30]);
+    // The same through fitDataset after loading as they are, where sizes agree.
+    const same = freshDir('png-one-size');
+    writePng(join(same, 'x.png'), 6, 2, (x, y) => [10 * x, 5 * y, 3, 255], 2);
+    for (const mode of ['crop', 'stretch'] as const) {
+      const fitted = await loadDataset(`images:${same}`, { size: 2, channels: 1, mode });
+      expect(Array.from(fitted.pixels)).toEqual(Array.from(fitDataset(await loadDataset(`images:${same}`), 2, 1, mode).pixels));
+      expect(fitted.fittedFrom).toBe(`2x6x3, ${mode === 'crop' ? 'centre-cropped' : 'stretched'}`);
+    }
+  });
+
+  test('mixed sizes (loaded as they are), no PNGs, a broken PNG and a missing dir are DataErrors', async () => {
     const mixed = freshDir('png-mixed');
     writePng(join(mixed, 'a.png'), 4, 4, () => [0, 0, 0, 255], 2);
     writePng(join(mixed, 'b.png'), 5, 4, () => [0, 0, 0, 255], 2);
@@ -340,6 +360,24 @@ describe('fitDataset', () => {
     const rgb = dataset(2, 2, 3, (_y, _x, c) => [100, 50, 200][c]);
     const grey = fitDataset(rgb, 2, 1);
     expect(Array.from(grey.pixels)).toEqual([82, 82, 82, 82]); // 29.9 + 29.35 + 22.8 = 82.05
+  });
+
+  test('non-square: crop takes the middle square (the odd pixel left over at the far end), stretch squeezes the whole', () => {
+    // 2 rows x 6 columns, value 10 * x: crop keeps columns 2..3, stretch averages 3-column blocks.
+    const wide = dataset(2, 6, 1, (_y, x) => 10 * x);
+    const cropped = fitDataset(wide, 2, 1, 'crop');
+    expect(Array.from(cropped.pixels)).toEqual([20, 30, 20, 30]);
+    expect(cropped.fittedFrom).toBe('2x6x1, centre-cropped');
+    const stretched = fitDataset(wide, 2, 1, 'stretch');
+    expect(Array.from(stretched.pixels)).toEqual([10, 40, 10, 40]);
+    expect(stretched.fittedFrom).toBe('2x6x1, stretched');
+    // 5 rows x 2 columns, value 10 * y: the middle 2 rows start at floor(3 / 2) = 1, and 2 -> 1 averages them.
+    const tall = dataset(5, 2, 1, (y) => 10 * y);
+    expect(Array.from(fitDataset(tall, 1, 1, 'crop').pixels)).toEqual([15]);
+    expect(Array.from(fitDataset(tall, 1, 1, 'stretch').pixels)).toEqual([20]);
+    // Square images are the same either way (MNIST, CIFAR-10).
+    expect(Array.from(fitDataset(ramp, 14, 1, 'crop').pixels)).toEqual(Array.from(fitDataset(ramp, 14, 1, 'stretch').pixels));
+    expect(fitDataset(ramp, 14, 1).fittedFrom).toBe('28x28x1');
   });
 
   test('rejects bad arguments with the bad value', () => {

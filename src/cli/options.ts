@@ -9,6 +9,7 @@ import { SAMPLER_NAMES } from '../diffusion/samplers';
 import { BACKEND_NAMES, BackendName } from '../backend/backend';
 import { TRAIN_DEFAULTS, TrainConfig, validateTrainConfig } from '../training/config';
 import { LR_SCHEDULES, LrSchedule } from '../training/optimizer';
+import { IMAGE_FITS, ImageFit } from '../data/fit';
 import { DEFAULT_GUIDANCE } from '../training/generate';
 import { UsageError } from './errors';
 
@@ -119,6 +120,7 @@ const d = TRAIN_DEFAULTS;
 export function withTrainOptions<T>(y: Argv<T>) {
   return withBackendOption(withObjectiveOptions(withScheduleOptions(withModelOptions(y, 'mnist-fast'))))
     .option('data', { type: 'string', default: d.data, describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR' })
+    .option('image-fit', { type: 'string', choices: IMAGE_FITS, default: d.imageFit, describe: 'non-square images: crop (the middle square, as torchvision\'s CenterCrop) or stretch; then resized to --image-size' })
     .option('flip', { type: 'boolean', default: d.flip, describe: 'random horizontal flips' })
     .option('batch-size', { type: 'number', default: d.batchSize, describe: 'global batch size' })
     .option('unit-size', { type: 'number', default: d.unitSize, describe: 'examples per work unit (micro-batch)' })
@@ -158,6 +160,7 @@ export interface TrainArgs extends ModelArgs {
   'snr-gamma': number;
   'class-dropout': number;
   data: string;
+  'image-fit': string;
   flip: boolean;
   'batch-size': number;
   'unit-size': number;
@@ -183,6 +186,7 @@ export function trainConfigFromArgs(a: TrainArgs): TrainConfig {
     snrGamma: a['snr-gamma'],
     classDropout: a['class-dropout'],
     data: a.data,
+    imageFit: a['image-fit'] as ImageFit,
     flip: a.flip,
     batchSize: a['batch-size'],
     unitSize: a['unit-size'],

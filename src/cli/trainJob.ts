@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Argv } from 'yargs';
-import { type ImageDataset, fitDataset, loadDataset } from '../data/dataset';
+import { type ImageDataset, loadDataset } from '../data/dataset';
 import { classCount } from '../model/config';
 import { CheckpointStore, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
 import { Coordinator } from '../coordinator/coordinator';
@@ -125,10 +125,11 @@ export interface JobHooks {
 }
 
 /** The data line of the log: source, size, classes (named where the data names them), fitting. */
-function describeData(raw: ImageDataset, fitted: ImageDataset): string {
-  const names = raw.classNames ? ` (${raw.classNames.map((n, i) => `${i} ${n}`).join(', ')})` : '';
-  return `data: ${raw.source}: ${raw.count} images ${raw.height}x${raw.width}x${raw.channels}${raw.labels ? ` in ${raw.classes} classes${names}` : ''}` +
-    (raw === fitted ? '' : `, fitted to ${fitted.height}x${fitted.width}x${fitted.channels}`);
+function describeData(ds: ImageDataset): string {
+  const names = ds.classNames ? ` (${ds.classNames.map((n, i) => `${i} ${n}`).join(', ')})` : '';
+  const size = `${ds.height}x${ds.width}x${ds.channels}`;
+  return `data: ${ds.source}: ${ds.count} images ${ds.fittedFrom ?? size}${ds.labels ? ` in ${ds.classes} classes${names}` : ''}` +
+    (ds.fittedFrom === undefined ? '' : `, fitted to ${size}`);
 }
 
 /** `base`: effectiveConfig's; a conditional run adds its data's class names to it. */
@@ -138,11 +139,10 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   if (caveat !== undefined && a['sample-n'] > 0) log(caveat);
   const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(base.model), availableCores());
   const { telemetry } = hooks;
-  const raw = await loadDataset(base.data);
-  const dataset = fitDataset(raw, base.model.imageSize, base.model.imageChannels);
-  log(describeData(raw, dataset));
+  const dataset = await loadDataset(base.data, { size: base.model.imageSize, channels: base.model.imageChannels, mode: base.imageFit });
+  log(describeData(dataset));
   // Kept in the checkpoints, for `ddpm sample --class NAME`.
-  const config = classCount(base.model) > 0 && base.classNames === undefined && raw.classNames !== undefined ? { ...base, classNames: raw.classNames } : base;
+  const config = classCount(base.model) > 0 && base.classNames === undefined && dataset.classNames !== undefined ? { ...base, classNames: dataset.classNames } : base;
   log(`model: ${parameterCount(config.model)} parameters; batch ${config.batchSize} in units of ${config.unitSize}; ${config.steps} steps`);
   const model = new UNetModel(config.model);
   const schedule = makeSchedule(config.schedule, config.timesteps);

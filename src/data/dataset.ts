@@ -7,9 +7,10 @@ import { loadIdx } from './idx';
 import { loadMnistPackage } from './mnistPackage';
 import { loadPngDirectory } from './pngDir';
 import { DataError, type ImageDataset } from './types';
+import { type FitTarget, fitDataset } from './fit';
 
 export { DataError, type ImageDataset, maxLabel } from './types';
-export { fitDataset } from './fit';
+export { fitDataset, type FitTarget } from './fit';
 
 /** The accepted spec forms, as shown in error messages and help text. */
 export const DATASET_SPEC_FORMS = ['mnist', 'idx:PATH', 'cifar10:DIR', 'images:DIR'] as const;
@@ -20,9 +21,16 @@ export type DatasetSpec =
   | { scheme: 'cifar10'; dir: string }
   | { scheme: 'images'; dir: string };
 
-/** Loads the whole dataset into memory as uint8 NHWC pixels. Fails with a one-line DataError. */
-export async function loadDataset(spec: string): Promise<ImageDataset> {
+/** Loads the whole dataset into memory as uint8 NHWC pixels, fitted to a model if given one
+ * (images:DIR fits each image as it decodes it). Fails with a one-line DataError. */
+export async function loadDataset(spec: string, fit?: FitTarget): Promise<ImageDataset> {
   const parsed = parseDatasetSpec(spec);
+  if (parsed.scheme === 'images') return loadPngDirectory(parsed.dir, fit);
+  const raw = await loadAsIs(parsed);
+  return fit === undefined ? raw : fitDataset(raw, fit.size, fit.channels, fit.mode);
+}
+
+async function loadAsIs(parsed: DatasetSpec): Promise<ImageDataset> {
   switch (parsed.scheme) {
     case 'mnist':
       return loadMnistPackage();

@@ -1,12 +1,14 @@
 /**
- * A directory of PNG files as one dataset. Every image must have the same size;
- * images are not resized here (fitDataset does that, once, for all formats).
+ * A directory of PNG files as one dataset. Loaded for a model (a FitTarget), each image is fitted
+ * as it is decoded, so images may have any sizes and only the fitted pixels are held; loaded as
+ * they are, every image must have the first one's size.
  */
 import { stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { PNG, type PNGWithMetadata } from 'pngjs';
 import { listDirectoryOrThrow, readFileOrThrow, requireDirectory } from './fsRead';
 import { DataError, type ImageDataset } from './types';
+import { type FitTarget, ImageFitter, checkFitTarget, fittedFrom } from './fit';
 
 /** PNG colour type 0: greyscale without alpha. */
 const PNG_COLOR_TYPE_GREY = 0;
@@ -23,11 +25,12 @@ const isPng = (name: string) => name.toLowerCase().endsWith('.png');
  * has 1 channel if every file is greyscale (colour type 0), else 3; alpha is dropped, not
  * composited, since training images are expected to be opaque.
  */
-export async function loadPngDirectory(dir: string): Promise<ImageDataset> {
+export async function loadPngDirectory(dir: string, fit?: FitTarget): Promise<ImageDataset> {
   const source = `images:${dir}`;
   await requireDirectory(dir, source);
+  const decode = (paths: string[]) => (fit === undefined ? decodeAll(paths, source) : decodeFitted(paths, source, fit));
   const entries = (await listDirectoryOrThrow(dir, source)).sort(byName);
-  if (entries.some(isPng)) return decodeAll(entries.filter(isPng).map((name) => join(dir, name)), source);
+  if (entries.some(isPng)) return decode(entries.filter(isPng).map((name) => join(dir, name)));
   const classNames: string[] = [];
   for (const name of entries) {
     if (await isDirectory(join(dir, name))) classNames.push(name);
@@ -45,7 +48,7 @@ export async function loadPngDirectory(dir: string): Promise<ImageDataset> {
       labels.push(label);
     }
   }
-  return { ...(await decodeAll(files, source)), labels: Uint8Array.from(labels), classes: classNames.length, classNames };
+  return { ...(await decode(files)), labels: Uint8Array.from(labels), classes: classNames.length, classNames };
 }
 
 async function isDirectory(path: string): Promise<boolean> {
@@ -77,6 +80,43 @@ async function decodeAll(paths: string[], source: string): Promise<ImageDataset>
   }
   const pixels = allGrey ? firstOfThreeChannels(rgb) : rgb;
   return { count: paths.length, height, width, channels: allGrey ? 1 : 3, pixels, source };
+}
+
+/** The files' images, each fitted to the target as it is decoded: sizes may differ. */
+async function decodeFitted(paths: string[], source: string, target: FitTarget): Promise<ImageDataset> {
+  checkFitTarget(target);
+  const outImage = target.size * target.size * target.channels;
+  const pixels = new Uint8Array(paths.length * outImage);
+  const fitters = new Map<string, ImageFitter>();
+  const sizes = new Map<string, { height: number; width: number; channels: number }>();
+  for (let n = 0; n < paths.length; n++) {
+    const png = await readPng(paths[n]);
+    const channels = png.colorType === PNG_COLOR_TYPE_GREY ? 1 : 3;
+    const key = `${png.height}x${png.width}x${channels}`;
+    let fitter = fitters.get(key);
+    if (fitter === undefined) {
+      fitter = new ImageFitter(png.height, png.width, channels, target);
+      fitters.set(key, fitter);
+      sizes.set(key, { height: png.height, width: png.width, channels });
+    }
+    const image = new Uint8Array(png.height * png.width * 3);
+    rgbaToRgb(png.data, image, 0);
+    fitter.fit(channels === 1 ? firstOfThreeChannels(image) : image, 0, pixels, n * outImage);
+  }
+  const all = [...sizes.values()];
+  const same = all.length === 1 && all[0].height === target.size && all[0].width === target.size && all[0].channels === target.channels;
+  const from = all.length === 1 ? fittedFrom(all[0], target.mode) : describeSizes(all, target.mode);
+  return { count: paths.length, height: target.size, width: target.size, channels: target.channels, pixels, source, ...(same ? {} : { fittedFrom: from }) };
+}
+
+/** "37 sizes, 96x128 to 1024x768, RGB and grey, non-square ones centre-cropped". */
+function describeSizes(all: { height: number; width: number; channels: number }[], mode: FitTarget['mode']): string {
+  const byArea = [...all].sort((a, b) => a.height * a.width - b.height * b.width);
+  const dims = [...new Set(all.map((s) => `${s.height}x${s.width}`))];
+  const kinds = [...new Set(all.map((s) => (s.channels === 1 ? 'grey' : 'RGB')))].join(' and ');
+  const squareOnly = all.every((s) => s.height === s.width);
+  const range = dims.length === 1 ? dims[0] : `${dims.length} sizes, ${byArea[0].height}x${byArea[0].width} to ${byArea[byArea.length - 1].height}x${byArea[byArea.length - 1].width}`;
+  return `${range}, ${kinds}${squareOnly ? '' : mode === 'crop' ? ', non-square ones centre-cropped' : ', non-square ones stretched'}`;
 }
 
 /** pngjs always hands back 8-bit RGBA (it expands grey, palettes and 16-bit samples). */

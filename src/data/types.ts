@@ -18,6 +18,8 @@ export interface ImageDataset {
   classes?: number;
   /** What each class is called, where the data names them (images:DIR's subdirectories). */
   classNames?: string[];
+  /** Set once fitted to a model (fit.ts): the size(s) the images had, for the log. */
+  fittedFrom?: string;
 }
 
 /** The largest label (0 for none): a label file's class count is one more. */

@@ -3,6 +3,7 @@ import { UNetConfig, presetConfig, validateConfig } from '../model/config';
 import { ScheduleName, checkTimesteps } from '../schedule';
 import { PREDICTION_TARGETS, PredictionTarget, isPredictionTarget } from '../diffusion/types';
 import { LR_SCHEDULES, LrSchedule, isLrSchedule } from './optimizer';
+import { IMAGE_FITS, ImageFit, isImageFit } from '../data/fit';
 
 /** Where a fine-tuning run's starting weights came from (`--init-from`, checkpoint/initWeights.ts). */
 export interface InitFrom {
@@ -26,6 +27,8 @@ export interface TrainConfig {
   /** A class-conditional run's class names, where its data names them (`ddpm sample --class NAME`). */
   classNames?: string[];
   data: string;
+  /** How non-square images are made square (data/fit.ts). */
+  imageFit: ImageFit;
   flip: boolean;
   batchSize: number;
   /** Examples per work unit; units are the grain of distribution and of reduction order. */
@@ -56,6 +59,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   snrGamma: 0,
   classDropout: 0.1,
   data: 'mnist',
+  imageFit: 'crop',
   flip: false,
   batchSize: 32,
   unitSize: 16,
@@ -106,12 +110,14 @@ export function validateTrainConfig(c: TrainConfig): TrainConfig {
 }
 
 /** A config read back from a checkpoint: fields added since it was written take the value that
- * runs had before them (prediction eps, snrGamma 0, a constant learning rate, no weight decay; the
- * class dropout's default, which an unconditional run never reads); a value that is there must be valid. */
+ * runs had before them (prediction eps, snrGamma 0, a constant learning rate, no weight decay,
+ * stretched images; the class dropout's default, which an unconditional run never reads); a value that is there must be valid. */
 export function savedTrainConfig(raw: TrainConfig): TrainConfig {
   const config = {
     ...raw, prediction: raw.prediction ?? 'eps', snrGamma: raw.snrGamma ?? 0,
     lrSchedule: raw.lrSchedule ?? 'constant', adamWeightDecay: raw.adamWeightDecay ?? 0,
+    // Runs before --image-fit stretched non-square images.
+    imageFit: raw.imageFit ?? 'stretch',
     classDropout: raw.classDropout ?? TRAIN_DEFAULTS.classDropout,
   };
   checkPrediction(config.prediction);
@@ -121,7 +127,8 @@ export function savedTrainConfig(raw: TrainConfig): TrainConfig {
 }
 
 /** The fields older checkpoints lack besides the objective's: the schedule, weight decay, class dropout and names, initial weights. */
-function checkLaterFields(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout' | 'classNames' | 'initFrom'>): void {
+function checkLaterFields(c: Pick<TrainConfig, 'lrSchedule' | 'adamWeightDecay' | 'classDropout' | 'classNames' | 'initFrom' | 'imageFit'>): void {
+  if (!isImageFit(c.imageFit)) throw new InvalidTrainConfigError(`image-fit must be one of ${IMAGE_FITS.join(', ')}, got "${c.imageFit}"`);
   const init = c.initFrom;
   if (init !== undefined && !(typeof init === 'object' && init !== null && typeof init.file === 'string' && /^[0-9a-f]{64}$/.test(String(init.sha256)))) {
     throw new InvalidTrainConfigError('initFrom must be {file, sha256}');
