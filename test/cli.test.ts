@@ -317,6 +317,34 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     fs.writeFileSync(path.join(out('foreign'), 'cat.jpg'), 'not ours');
     expectUserError(await ddpm([...base, '--out', out('foreign')]), `--out ${out('foreign')}: the directory holds files that ddpm sample did not write; give a new or empty directory`, out('never'));
   }, 120_000);
+
+  it('a disk that fills up while samples are written is one line naming the file, leaving only whole files (ENOSPC, an 8 KiB tmpfs in a user namespace)', async () => {
+    const mnt = path.join(tmp, 'small-disk');
+    fs.mkdirSync(mnt);
+    const sample = `"$NODE" "$BIN" sample --checkpoint "$RUN" --backend cpu --steps 2 --n 200 --threads 1`;
+    // Each command's exit code and stderr, then what it left on the disk.
+    const script = `mount -t tmpfs -o size=8k tmpfs "$MNT" || exit 99
+      ${sample} --out "$MNT/x.npz" 2>&1; echo "exit $?"; ls -A "$MNT"; echo ---
+      ${sample} --out "$MNT/pngs" 2>&1; echo "exit $?"; ls -A "$MNT/pngs" | grep -c '\.png$'; ls -A "$MNT/pngs" | grep -c 'tmp' ; true`;
+    const r = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      execFile('unshare', ['-Urm', 'sh', '-c', script], { env: { ...process.env, NODE: process.execPath, BIN, RUN: run, MNT: mnt }, timeout: 60_000 }, (err, stdout) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout });
+      });
+    });
+    expect(r.code).toBe(0);
+    const [npz, pngs] = r.stdout.split('---\n').map(lines);
+    const error = (l: string[]) => l.filter((x) => x.startsWith('ddpm: error:'));
+    expect(error(npz)).toEqual([`ddpm: error: --out ${mnt}/x.npz: cannot write: no space left on device (ENOSPC)`]);
+    expect(npz.filter((l) => !l.startsWith('backend')).slice(1)).toEqual(['exit 2']); // nothing left behind: no x.npz, no temporary file
+    expect(r.stdout).not.toContain('    at ');
+    expect(error(pngs)).toHaveLength(1);
+    expect(error(pngs)[0]).toMatch(new RegExp(`^ddpm: error: --out ${mnt}/pngs/\\d{6}\\.png: cannot write: no space left on device \\(ENOSPC\\)$`));
+    const [exit, whole, temporary] = pngs.filter((l) => !l.startsWith('backend') && !l.startsWith('ddpm: error'));
+    expect(exit).toBe('exit 2');
+    expect(Number(whole)).toBeGreaterThan(0); // the images that fitted are there, whole (a rerun would keep them)
+    expect(Number(whole)).toBeLessThan(200);
+    expect(temporary).toBe('0');
+  }, 90_000);
 });
 
 describe('ddpm sample: --out, --batch-size and --threads mistakes are one-line errors before anything is loaded', () => {

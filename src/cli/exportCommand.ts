@@ -5,8 +5,7 @@ import type { UNetModel } from '../model/unetModel';
 import { encodeSafetensors } from '../checkpoint/safetensors';
 import { toTorch } from '../model/torchLayout';
 import { TrainConfig } from '../training/config';
-import { writeFileAtomic } from '../util/fsync';
-import { checkOutputDir } from './options';
+import { checkOutputDir, writeOutputFile } from './options';
 
 export const EXPORT_FORMAT = 'ddpm-cluster-unet';
 export const WEIGHT_CHOICES = ['ema', 'raw'] as const;
@@ -52,7 +51,7 @@ export const exportCommand: CommandModule<object, ExportArgs> = {
     const { model, loaded } = loadModelCheckpoint(a.checkpoint, (l) => process.stderr.write(`${l}\n`));
     const weights = a.weights as Weights;
     const metadata = exportMetadata(loaded.config, loaded.state.step, weights, model.size);
-    writeFileAtomic(a.out, encodeExport(model, weights === 'ema' ? loaded.state.ema : loaded.state.params, metadata));
+    writeOutputFile('out', a.out, encodeExport(model, weights === 'ema' ? loaded.state.ema : loaded.state.params, metadata));
     process.stderr.write(`wrote ${a.out}: ${model.specs.length} tensors, ${model.size} parameters (${weights}) from ${loaded.dir} (step ${loaded.state.step})\n`);
   },
 };

@@ -7,9 +7,14 @@ export const GRID_PADDING = 2;
 
 /** A PNG of n images; a class-conditional model's images are in class order (cyclingLabels), one
  * column per class. */
-export function writeGrid(file: string, images: Float32Array | Uint8Array, n: number, model: UNetConfig, columns = classCount(model) || undefined): void {
+export function encodeGrid(images: Float32Array | Uint8Array, n: number, model: UNetConfig, columns = classCount(model) || undefined): Buffer {
   const grid = imageGrid(images, n, model.imageSize, model.imageSize, model.imageChannels, GRID_PADDING, columns);
-  writeFileAtomic(file, encodePng(grid.pixels, grid.width, grid.height, grid.channels));
+  return encodePng(grid.pixels, grid.width, grid.height, grid.channels);
+}
+
+/** encodeGrid's PNG, written atomically. */
+export function writeGrid(file: string, images: Float32Array | Uint8Array, n: number, model: UNetConfig, columns?: number): void {
+  writeFileAtomic(file, encodeGrid(images, n, model, columns));
 }
 
 /** Bytes of the pixels of writeGrid's grid (to refuse one too large before sampling). */

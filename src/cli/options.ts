@@ -12,6 +12,7 @@ import { LR_SCHEDULES, LrSchedule } from '../training/optimizer';
 import { IMAGE_FITS, ImageFit } from '../data/fit';
 import { DEFAULT_GUIDANCE } from '../training/generate';
 import { UsageError } from './errors';
+import { writeFailure, writeFileAtomic } from '../util/fsync';
 
 export function parseIntList(value: string, flag: string): number[] {
   if (value.trim() === '') return [];
@@ -46,6 +47,18 @@ export function checkEndpoint(value: string, flag: string): void {
 export function checkOutputDir(file: string, flag: string): void {
   const dir = path.dirname(path.resolve(file));
   if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new UsageError(`--${flag} ${file}: no such directory ${dir}`);
+}
+
+/** Writes an output file atomically; a full or read-only disk, or a permission, is the user's to
+ * fix: one line naming the flag and the file. */
+export function writeOutputFile(flag: string, file: string, data: string | Uint8Array): void {
+  try {
+    writeFileAtomic(file, data);
+  } catch (err) {
+    const why = writeFailure(err);
+    if (why === undefined) throw err;
+    throw new UsageError(`--${flag} ${file}: cannot write: ${why}`);
+  }
 }
 
 /** Denoising steps of a sampler over a run's T training timesteps (--steps, --sample-steps). */

@@ -11,11 +11,12 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { encodePng } from '../data/png';
-import { writeFileAtomic } from '../util/fsync';
+import { writeFailure } from '../util/fsync';
 import type { UNetConfig } from '../model/config';
 import { encodeNpz, npzSize } from '../sampling/npz';
 import type { Batch } from '../sampling/runBatches';
-import { gridBytes, writeGrid } from './grid';
+import { encodeGrid, gridBytes } from './grid';
+import { writeOutputFile } from './options';
 import { UsageError } from './errors';
 
 export type SampleFormat = 'grid' | 'npz' | 'pngs';
@@ -71,11 +72,11 @@ export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
     add: (batch, pixels) => all.set(pixels, batch.start * perImage(o.model)),
     finish: () => {
       if (format === 'grid') {
-        writeGrid(o.out, all, o.n, o.model, o.columns);
+        writeOutputFile('out', o.out, encodeGrid(all, o.n, o.model, o.columns));
         return `wrote ${o.out}`;
       }
       const { imageSize: s, imageChannels: c } = o.model;
-      writeFileAtomic(o.out, encodeNpz([
+      writeOutputFile('out', o.out, encodeNpz([
         { name: 'arr_0', array: { data: all, shape: [o.n, s, s, c] } },
         ...(o.labels ? [{ name: 'arr_1', array: { data: BigInt64Array.from(o.labels, BigInt), shape: [o.n] } }] : []),
       ]));
@@ -122,9 +123,13 @@ class PngDirectory implements SampleSink {
       }
     } else {
       // recursive: no error when another shard has just made it (the parent is checked to exist).
-      fs.mkdirSync(dir, { recursive: true });
+      try {
+        fs.mkdirSync(dir, { recursive: true });
+      } catch (err) {
+        throw new UsageError(`--out ${dir}: cannot make the directory: ${writeFailure(err) ?? (err as Error).message}`);
+      }
     }
-    writeFileAtomic(settingsFile, wanted);
+    writeOutputFile('out', settingsFile, wanted);
     return sink;
   }
 
@@ -136,7 +141,7 @@ class PngDirectory implements SampleSink {
     const { imageSize: s, imageChannels: c } = this.o.model;
     const size = perImage(this.o.model);
     for (let k = 0; k < batch.count; k++) {
-      writeFileAtomic(path.join(this.o.out, this.file(batch.start + k)), encodePng(pixels.subarray(k * size, (k + 1) * size), s, s, c as 1 | 3));
+      writeOutputFile('out', path.join(this.o.out, this.file(batch.start + k)), encodePng(pixels.subarray(k * size, (k + 1) * size), s, s, c as 1 | 3));
     }
     this.written += batch.count;
   }
@@ -144,7 +149,7 @@ class PngDirectory implements SampleSink {
   finish(): string {
     const labels = this.o.labels;
     if (labels !== undefined) {
-      writeFileAtomic(path.join(this.o.out, LABELS_FILE), `file,class\n${Array.from(labels, (l, i) => `${this.file(i)},${l}`).join('\n')}\n`);
+      writeOutputFile('out', path.join(this.o.out, LABELS_FILE), `file,class\n${Array.from(labels, (l, i) => `${this.file(i)},${l}`).join('\n')}\n`);
     }
     // Other shards may still be writing theirs: say how far the whole directory is.
     const present = new Set(fs.readdirSync(this.o.out));

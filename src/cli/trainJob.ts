@@ -19,8 +19,8 @@ import { generateImages, gridLabels, guidanceCaveat } from '../training/generate
 import { SamplerName } from '../diffusion/samplers';
 import { TrainConfig, validateTrainConfig } from '../training/config';
 import { describeInitFile } from '../checkpoint/initWeights';
-import { TrainArgs, checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, trainConfigFromArgs } from './options';
-import { writeGrid } from './grid';
+import { TrainArgs, checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, trainConfigFromArgs, writeOutputFile } from './options';
+import { encodeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
 import { MAX_THREADS, availableCores, parseCountFlag } from './localWorkers';
@@ -186,7 +186,7 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
       n: a['sample-n'], seed: 1, sampler: a['sample-sampler'] as SamplerName, steps: a['sample-steps'], eta: 0, prediction: config.prediction,
       labels: gridLabels(config.model, a['sample-n']), guidance: a['sample-guidance'],
     });
-    writeGrid(out, images, a['sample-n'], config.model);
+    writeOutputFile(a.out === undefined ? 'checkpoint-dir' : 'out', out, encodeGrid(images, a['sample-n'], config.model));
     telemetry.onSample(out, coordinator.step);
     log(`samples: ${out} (${a['sample-n']} images, EMA weights, ${samplerLabel(a['sample-sampler'])} ${a['sample-steps']} steps)`);
   }

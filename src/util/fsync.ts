@@ -42,3 +42,22 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   }
   fsyncDir(path.dirname(path.resolve(file)));
 }
+
+/** Why a write failed where the cause is the user's to fix (a full or read-only disk, permissions),
+ * as a short phrase; undefined for anything else. */
+export function writeFailure(err: unknown): string | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  switch (code) {
+    case 'ENOSPC':
+      return 'no space left on device (ENOSPC)';
+    case 'EDQUOT':
+      return 'disk quota exceeded (EDQUOT)';
+    case 'EROFS':
+      return 'read-only file system (EROFS)';
+    case 'EACCES':
+    case 'EPERM':
+      return `permission denied (${code})`;
+    default:
+      return undefined;
+  }
+}
