@@ -1,5 +1,5 @@
 /** `ddpm sample`: images from a checkpoint, as a grid, an array or a directory (sampleOutput.ts). */
-import * as path from 'path';
+import { createHash } from 'crypto';
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
 import { loadModelCheckpoint } from './checkpointArg';
@@ -50,6 +50,10 @@ export function sampleLabels(spec: string, classes: number, n: number, names: re
     throw new UsageError(`--class must be all, none or a class in [0, ${classes})${named}, got "${spec}"`);
   }
   return new Uint8Array(n).fill(k);
+}
+
+function sha256(values: Float32Array): string {
+  return createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest('hex');
 }
 
 /** --shard I/K: this command's share of the batches. */
@@ -124,6 +128,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const caveat = guidanceCaveat(loaded.config, guidance);
     if (caveat !== undefined) log(caveat);
     const weights = a.ema === true ? 'ema' : a.weights;
+    const sampled = weights === 'ema' ? loaded.state.ema : loaded.state.params;
     const batches = batchPlan(a.n, a['batch-size']);
     const options = { n: a.n, seed: a.seed, sampler: a.sampler as SamplerName, prediction: loaded.config.prediction,
       ...(a.sampler === 'ddpm' ? { variance: a.variance as VarianceName } : { steps: a.steps }), ...(a.sampler === 'ddim' ? { eta: a.eta } : {}),
@@ -132,7 +137,8 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const { labels: _labels, ...described } = options;
     const sink = openSink(format, {
       out: a.out, n: a.n, model: model.config, labels, columns: a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)), batches,
-      settings: { checkpoint: path.resolve(loaded.dir), step: loaded.state.step, weights, backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
+      // The weights by content, not by path: shards on machines that mount the run elsewhere agree.
+      settings: { step: loaded.state.step, weights, weightsSha256: sha256(sampled), backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
     });
     const mine = batches.filter((_, i) => shard === undefined || i % shard.count === shard.index);
     const todo = mine.filter((b) => !sink.done.has(b.start));
@@ -144,7 +150,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
       const threads = Math.min(resolveComputeThreads(a.threads, backend, availableCores()), todo.length);
       const sampler = await startBatchSampler(threads, {
         backend, model: model.config, schedule: loaded.config.schedule, timesteps: loaded.config.timesteps,
-        weights: weights === 'ema' ? loaded.state.ema : loaded.state.params, options,
+        weights: sampled, options,
       });
       if (threads > 1) log(`sampling on ${threads} threads`);
       try {

@@ -54,8 +54,8 @@ function perImage(model: UNetConfig): number {
   return model.imageSize * model.imageSize * model.imageChannels;
 }
 
-/** Checks --out before anything is sampled: its directory exists; an archive fits in a zip; a
- * directory of images is new, empty, or one this command began with the same settings. */
+/** Checks --out before anything is sampled: an archive fits in a zip, a grid in memory; a
+ * directory of images is new, empty, or one begun with the same settings. */
 export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
   if (format === 'pngs') return PngDirectory.open(o);
   if (format === 'npz') {
@@ -109,7 +109,7 @@ class PngDirectory implements SampleSink {
     const wanted = `${JSON.stringify(o.settings, null, 2)}\n`;
     if (fs.existsSync(dir)) {
       if (!fs.statSync(dir).isDirectory()) throw new UsageError(`--out ${dir}: not a directory (a grid is a .png, an array a .npz)`);
-      // Another shard's sample.json may be on its way in (sampleShard): a temporary file is no one's.
+      // Another shard's sample.json may be on its way in (--shard): a temporary file is no one's.
       const entries = fs.readdirSync(dir).filter((f) => !TEMPORARY.test(f));
       if (entries.length > 0) {
         const had = fs.existsSync(settingsFile) ? fs.readFileSync(settingsFile, 'utf8') : undefined;
