@@ -739,12 +739,12 @@ describe('Grafana dashboard', () => {
     }
   });
 
-  test('panels for loss, loss by timestep, images/s, step time, workers, bytes, reassigned units, rejected results, checkpoint age', () => {
+  test('panels for loss, loss by timestep, images/s, step time, workers, bytes, reassigned and backed-up units, rejected results, checkpoint age', () => {
     const { d } = dashboards().find(({ f }) => f === 'grafana/dashboards/ddpm.json')!;
     const used = new Set(targetsOf(d).flatMap((t) => promqlRefs(t.expr).metrics));
     const required = [
       METRIC.loss, METRIC.lossByTimestep, METRIC.imagesPerSecond, METRIC.workers, METRIC.sentBytes, METRIC.receivedBytes,
-      METRIC.unitsReassigned, METRIC.resultsRejected, METRIC.checkpointLastSuccess,
+      METRIC.unitsReassigned, METRIC.unitsBackedUp, METRIC.resultsRejected, METRIC.checkpointLastSuccess,
     ];
     for (const m of required) expect(`${m}: ${used.has(m)}`).toBe(`${m}: true`);
     expect([...used].some((m) => m.startsWith(`${METRIC.stepDuration}_`))).toBe(true);

@@ -249,6 +249,78 @@ describe('chooseWorker with compute slots', () => {
   });
 });
 
+describe('chooseBackups: speculative copies of a step\'s stragglers', () => {
+  const worker = (id: string, slots: number, outstanding: number[], secondsPerUnit?: number) => ({
+    id, name: id, backend: 'wasm', slots, paramVersion: 0, lastSeen: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit,
+    outstanding: new Map(outstanding.map((u) => [u, 0] as [number, number])),
+  });
+
+  it('backs up a unit past twice its expected time and 1 s over it, on the fastest free slot, never its own worker, once', async () => {
+    const { chooseBackups } = await import('../src/coordinator/unitScheduler');
+    const now = 100_000;
+    const starts = new Map([
+      [0, { worker: 'slow', at: now - 2_100, expectedMs: 1_000 }], // 2.1 s of an expected 1 s: over 2x and 1 s over
+      [1, { worker: 'slow', at: now - 1_900, expectedMs: 1_100 }], // under twice its time (also 0.3 s later)
+      [2, { worker: 'slow', at: now - 900, expectedMs: 100 }], // 9x, but only 0.8 s over
+      [3, { worker: 'slow', at: now - 50_000, expectedMs: undefined }], // unmeasured worker: no expectation
+    ]);
+    const slow = worker('slow', 1, [0, 1, 2, 3], 1);
+    const idle = [worker('quick', 1, [], 0.1), worker('quicker', 1, [], 0.05), worker('busy', 1, [7], 0.01)];
+    expect(chooseBackups(starts, new Set(), new Set(), [slow, ...idle], now).map((b) => [b.unitId, b.worker.id])).toEqual([[0, 'quicker']]);
+    // Past the 1 s margin too, unit 2 gets the next free slot; a backed-up or done unit gets none.
+    const later = now + 300;
+    expect(chooseBackups(starts, new Set(), new Set(), [slow, ...idle], later).map((b) => [b.unitId, b.worker.id])).toEqual([[0, 'quicker'], [2, 'quick']]);
+    expect(chooseBackups(starts, new Set([2]), new Set([0]), [slow, ...idle], later)).toEqual([]);
+    // No free slot but the straggler's own: nothing.
+    expect(chooseBackups(starts, new Set(), new Set(), [slow, worker('busy', 1, [7], 0.01)], later)).toEqual([]);
+  });
+});
+
+describe('the remote executor with a worker that slows down mid-run', () => {
+  /** Replaces beforeEach's executor with one whose unit deadline is far off, so that only a
+   * backup can spare a step the slow worker's time. */
+  async function setUp(backups: boolean) {
+    const events = { backups: 0 };
+    await executor.stop();
+    server = new ZmqServer({ lingerMs: 0 });
+    await server.bind('tcp://127.0.0.1:0');
+    endpoint = server.endpoint as string;
+    executor = new RemoteExecutor({
+      channel: server, config, parameterCount: P, transportDtype: DType.FLOAT32, heartbeatMs: 200, workerTimeoutMs: 5000,
+      unitDeadlineMs: 60_000, backups, events: { onBackup: (n) => { events.backups += n; } },
+    });
+    await executor.start();
+    await attach('fast', 'honest');
+    const slow = await attach('slow', 'honest');
+    await executor.waitForWorkers(2, 5000);
+    expectHonest(await runStep(0)); // both measured at about 1 ms a unit
+    slow.delayMs = 2_500;
+    return { slow, events };
+  }
+
+  it('does not wait for its units: they are backed up on the idle worker, its late copies are dropped quietly, and it stays', async () => {
+    const { slow, events } = await setUp(true);
+    const started = Date.now();
+    expectHonest(await runStep(1));
+    expect(Date.now() - started).toBeLessThan(2_400);
+    expect(events.backups).toBeGreaterThan(0);
+    expect(slow.units().length).toBeGreaterThan(0);
+    slow.delayMs = 0;
+    await new Promise((r) => setTimeout(r, 3_000)); // the slow worker's copies arrive, late
+    expect([...executor.rejected.keys()]).toEqual([]);
+    expectHonest(await runStep(2));
+    expect(executor.workerCount()).toBe(2);
+  }, 30_000);
+
+  it('waits for them with backups off (--no-unit-backups)', async () => {
+    const { events } = await setUp(false);
+    const started = Date.now();
+    expectHonest(await runStep(1));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(2_400);
+    expect(events.backups).toBe(0);
+  }, 30_000);
+});
+
 describe('ddpm worker --threads', () => {
   it('auto is one per core on wasm and cpu and 1 on GPU backends; bad values are refused', async () => {
     const { resolveComputeThreads } = await import('../src/cli/localWorkers');

@@ -117,15 +117,20 @@ describe('the coordinator stopped with SIGSTOP past the worker timeout and the t
 });
 
 describe('a worker stopped with SIGSTOP past the transport heartbeat but within its liveness window', () => {
-  it('is not dropped; the coordinator closed its connection, so it registers again when continued, and the run ends like an undisturbed one', async () => {
+  it('is not dropped, nor waited for: its units are backed up on the other worker; it registers again when continued, and the run ends like an undisturbed one', async () => {
     const steps = 8;
     const ref = await reference(steps);
     const c = await cluster('short-stop', steps, 2, { workerTimeout: 30, coordinatorTimeout: 60 });
     await waitFor(reached(c.dir, 2), 90_000, 'step 2');
+    const latest = () => Number(/step-(\d+)/.exec(fs.readFileSync(path.join(c.dir, 'latest'), 'utf8'))?.[1]);
+    const before = latest();
     // Past the 3 s ZeroMQ heartbeat timeout: the coordinator's side of the connection closes, and
     // whatever it sent the worker meanwhile is lost.
     c.workers[1].child.kill('SIGSTOP');
     await new Promise((resolve) => setTimeout(resolve, 5000));
+    // Steps went on without it: its units were given to the other worker once overdue.
+    expect(latest()).toBeGreaterThan(before);
+    expect(c.coordinator.output()).toMatch(/unit \d+ on short-stop-w1 is [\d.]+ s in \(expected [\d.]+ s\): backup on short-stop-w0/);
     c.workers[1].child.kill('SIGCONT');
     expect((await waitExit(c.coordinator, 90_000)).code).toBe(0);
     expect(c.coordinator.output()).not.toMatch(/dropped/);

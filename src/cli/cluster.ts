@@ -17,6 +17,7 @@ export interface ClusterArgs {
   'start-timeout': number;
   'worker-timeout': number;
   'unit-deadline': number;
+  'unit-backups': boolean;
   'max-message-size': number;
 }
 
@@ -27,6 +28,7 @@ export function withClusterOptions<T>(y: Argv<T>) {
     .option('start-timeout', { type: 'number', default: 120, describe: 'seconds to wait for --min-workers' })
     .option('worker-timeout', { type: 'number', default: 5, describe: 'seconds of silence before a worker is dropped and its units reassigned' })
     .option('unit-deadline', { type: 'number', default: 300, describe: 'seconds before an unanswered work unit is reassigned' })
+    .option('unit-backups', { type: 'boolean', default: true, describe: 'give a straggling unit (twice its expected time, 1 s over) a backup copy on an idle worker at a step\'s end; the first result counts (--no-unit-backups: off)' })
     .option('max-message-size', { type: 'number', default: 1 << 30, describe: 'largest accepted message in bytes' });
 }
 
@@ -41,7 +43,7 @@ export async function startRemoteExecutor(a: ClusterArgs & { bind: string }, con
   const endpoint = channel.endpoint ?? a.bind;
   const executor = new RemoteExecutor({
     channel, config, parameterCount: parameterCount(config.model), transportDtype: transportDtypeCode(a['transport-dtype'] as TransportDtype),
-    workerTimeoutMs: a['worker-timeout'] * 1000, unitDeadlineMs: a['unit-deadline'] * 1000, log, events,
+    workerTimeoutMs: a['worker-timeout'] * 1000, unitDeadlineMs: a['unit-deadline'] * 1000, backups: a['unit-backups'], log, events,
   });
   await executor.start();
   log(`coordinator: listening on ${endpoint} (run ${executor.runId})${curve ? `, CurveZMQ on, ${curve.allowedKeys.length} worker key(s) allowed` : ''}`);

@@ -14,7 +14,7 @@ import { UnitResult } from '../training/workUnit';
 import { StepWork, UnitExecutor } from './executor';
 import { WorkerRecord, WorkerRegistry } from './workerRegistry';
 import { NotEnoughWorkersError } from './errors';
-import { WorkerSpeeds, chooseWorker } from './unitScheduler';
+import { UnitStart, WorkerSpeeds, chooseBackups, chooseWorker } from './unitScheduler';
 import { RejectLog } from '../protocol/rejectLog';
 import { BEACON_SUFFIX } from '../transport/beacon';
 
@@ -31,6 +31,8 @@ export interface RemoteExecutorOptions {
   unitDeadlineMs?: number;
   /** Units in flight per worker, so a worker never idles waiting for its next unit. */
   pipelineDepth?: number;
+  /** Backup copies of a step's straggling units on idle workers (chooseBackups); default on. */
+  backups?: boolean;
   log?: (line: string) => void;
   events?: ExecutorEvents;
 }
@@ -38,6 +40,7 @@ export interface RemoteExecutorOptions {
 export interface ExecutorEvents {
   onRejected?(reason: string): void;
   onReassigned?(units: number): void;
+  onBackup?(units: number): void;
   onBytes?(direction: 'sent' | 'received', bytes: number): void;
   onWorkersChanged?(workers: WorkerRecord[]): void;
   onUnitDone?(worker: WorkerRecord, computeSeconds: number): void;
@@ -50,6 +53,10 @@ interface CurrentStep {
   done: Set<number>;
   /** Workers that were ever given each unit this step: only they may return it. */
   assigned: Map<number, Set<string>>;
+  /** Each unit's first assignment, to find stragglers. */
+  starts: Map<number, UnitStart>;
+  /** Units given a backup copy: the slower copy's result is expected and dropped quietly. */
+  backedUp: Set<number>;
   paramsFrames?: Buffer[];
   resolve: () => void;
 }
@@ -61,7 +68,7 @@ export class RemoteExecutor implements UnitExecutor {
   private readonly rejects = new RejectLog((line) => this.log(line));
   private current: CurrentStep | undefined;
   /** The last finished step, to tell a late duplicate from a stale result. */
-  private finished: { step: number; paramVersion: number } | undefined;
+  private finished: { step: number; paramVersion: number; backedUp: Set<number> } | undefined;
   private receiving: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
@@ -116,7 +123,7 @@ export class RemoteExecutor implements UnitExecutor {
   run(work: StepWork, accept: (r: UnitResult) => boolean): Promise<void> {
     return new Promise<void>((resolve) => {
       this.current = {
-        work, accept, queue: work.units.map((u) => u.unitId), done: new Set(), assigned: new Map(), resolve,
+        work, accept, queue: work.units.map((u) => u.unitId), done: new Set(), assigned: new Map(), starts: new Map(), backedUp: new Set(), resolve,
       };
       this.dispatch();
     });
@@ -140,7 +147,8 @@ export class RemoteExecutor implements UnitExecutor {
     this.opts.channel.send(worker.id, frames).catch((err) => this.log(`send to ${worker.name} failed: ${(err as Error).message}`));
   }
 
-  /** Hands queued units out until none is left or the best worker for the next one is busy. */
+  /** Hands queued units out until none is left or the best worker for the next one is busy; then
+   * backs up stragglers on idle workers. */
   private dispatch(): void {
     const cur = this.current;
     if (!cur) return;
@@ -149,6 +157,16 @@ export class RemoteExecutor implements UnitExecutor {
       if (worker === undefined) return;
       this.assign(cur, worker, cur.queue.shift() as number);
     }
+    if (this.opts.backups === false) return;
+    const backups = chooseBackups(cur.starts, cur.done, cur.backedUp, this.workers.all(), Date.now());
+    for (const { unitId, worker } of backups) {
+      const start = cur.starts.get(unitId) as UnitStart;
+      const straggler = this.workers.get(start.worker)?.name ?? start.worker;
+      this.log(`step ${cur.work.step}: unit ${unitId} on ${straggler} is ${((Date.now() - start.at) / 1000).toFixed(1)} s in (expected ${((start.expectedMs ?? 0) / 1000).toFixed(1)} s): backup on ${worker.name}`);
+      cur.backedUp.add(unitId);
+      this.assign(cur, worker, unitId);
+    }
+    if (backups.length > 0) this.opts.events?.onBackup?.(backups.length);
   }
 
   private assign(cur: CurrentStep, w: WorkerRecord, unitId: number): void {
@@ -158,7 +176,12 @@ export class RemoteExecutor implements UnitExecutor {
       this.send(w, cur.paramsFrames);
       w.paramVersion = cur.work.paramVersion;
     }
-    w.outstanding.set(unitId, Date.now() + this.unitDeadlineMs);
+    const now = Date.now();
+    if (!cur.starts.has(unitId)) {
+      const spu = w.secondsPerUnit;
+      cur.starts.set(unitId, { worker: w.id, at: now, expectedMs: spu === undefined ? undefined : Math.ceil((w.outstanding.size + 1) / w.slots) * spu * 1000 });
+    }
+    w.outstanding.set(unitId, now + this.unitDeadlineMs);
     if (!cur.assigned.has(unitId)) cur.assigned.set(unitId, new Set());
     cur.assigned.get(unitId)?.add(w.id);
     this.send(w, encodeWork(cur.work.units[unitId], this.stamp(), this.unitDeadlineMs, image));
@@ -169,7 +192,9 @@ export class RemoteExecutor implements UnitExecutor {
     const units = [...worker.outstanding.keys()];
     worker.outstanding.clear();
     if (!cur || units.length === 0) return;
-    const lost = units.filter((u) => !cur.done.has(u) && !cur.queue.includes(u));
+    // A unit whose backup copy still runs elsewhere is not lost.
+    const elsewhere = (u: number) => this.workers.all().some((o) => o !== worker && o.outstanding.has(u));
+    const lost = units.filter((u) => !cur.done.has(u) && !cur.queue.includes(u) && !elsewhere(u));
     if (lost.length > 0) {
       cur.queue.unshift(...lost.sort((a, b) => a - b));
       this.opts.events?.onReassigned?.(lost.length);
@@ -191,7 +216,10 @@ export class RemoteExecutor implements UnitExecutor {
     // a pause longer than --worker-timeout dropped every worker as silent.
     const deaf = now - this.lastTick - this.tickMs;
     this.lastTick = now;
-    if (deaf > 0) this.workers.excuse(deaf);
+    if (deaf > 0) {
+      this.workers.excuse(deaf);
+      for (const s of this.current?.starts.values() ?? []) s.at += deaf;
+    }
     for (const w of this.workers.all()) {
       if (now - w.lastSeen > this.workerTimeoutMs) {
         this.dropWorker(w, `silent for ${((now - w.lastSeen) / 1000).toFixed(1)} s`);
@@ -300,6 +328,8 @@ export class RemoteExecutor implements UnitExecutor {
     const e = m.envelope;
     if (!cur || e.step !== cur.work.step || e.paramVersion !== cur.work.paramVersion) {
       const f = this.finished;
+      // The slower copy of a backed-up unit: expected, not an error.
+      if (f && e.step === f.step && e.paramVersion === f.paramVersion && f.backedUp.has(e.unitIds[0])) return;
       if (f && e.step === f.step && e.paramVersion === f.paramVersion) throw new ProtocolError('duplicate', `result for finished step ${e.step}`);
       throw new ProtocolError('stale', `result for step ${e.step} version ${e.paramVersion}`);
     }
@@ -307,6 +337,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (!cur.assigned.get(unitId)?.has(worker.id)) throw new ProtocolError('not_assigned', `unit ${unitId} was not given to ${worker.name}`);
     if (cur.done.has(unitId)) {
       worker.outstanding.delete(unitId);
+      if (cur.backedUp.has(unitId)) return;
       throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     }
     const result = decodeResult(m, this.opts.parameterCount, this.opts.transportDtype);
@@ -315,6 +346,7 @@ export class RemoteExecutor implements UnitExecutor {
     worker.outstanding.delete(unitId);
     if (!cur.accept(result)) throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     cur.done.add(unitId);
+    if (cur.backedUp.has(unitId)) this.settleBackup(unitId);
     const queued = cur.queue.indexOf(unitId);
     if (queued >= 0) cur.queue.splice(queued, 1);
     worker.unitsDone++;
@@ -323,11 +355,18 @@ export class RemoteExecutor implements UnitExecutor {
     this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
     if (cur.done.size === cur.work.units.length) {
       this.current = undefined;
-      this.finished = { step: cur.work.step, paramVersion: cur.work.paramVersion };
+      this.finished = { step: cur.work.step, paramVersion: cur.work.paramVersion, backedUp: cur.backedUp };
       cur.resolve();
       return;
     }
     this.dispatch();
+  }
+
+  /** A backed-up unit is reduced: the other copy's worker no longer owes it, nor is late for it.
+   * Its speed is left alone: a slow worker's own results already measure it, and a stalled one
+   * either recovers or goes silent and is dropped. */
+  private settleBackup(unitId: number): void {
+    for (const w of this.workers.all()) w.outstanding.delete(unitId);
   }
 
   /** Tells every worker the run is over and closes the channel. Idempotent. */

@@ -41,3 +41,40 @@ export function chooseWorker(workers: readonly WorkerRecord[], depth: number): W
   const best = free.reduce((a, b) => (finish(b) < finish(a) ? b : a));
   return workers.some((w) => finish(w) < finish(best)) ? undefined : best;
 }
+
+/** A unit's first assignment in a step: to whom, when, and how long it was expected to take
+ * there (its place in the worker's queue times the worker's seconds per unit; undefined while
+ * the worker is unmeasured). */
+export interface UnitStart {
+  worker: string;
+  at: number;
+  expectedMs: number | undefined;
+}
+
+/** A unit is backed up once it has run twice its expected time, and this much over it at least
+ * (jitter in short units is no straggler). */
+export const BACKUP_MIN_OVERDUE_MS = 1000;
+
+/**
+ * Backup copies for the tail of a step (speculative execution, as MapReduce's backup tasks): once
+ * no unit is waiting in the queue, a unit still running past twice its expected time is also
+ * given to a worker with a free slot, the fastest first; whichever result comes first is reduced.
+ * A unit gets one backup at most. The caller calls this only with an empty queue.
+ */
+export function chooseBackups(starts: ReadonlyMap<number, UnitStart>, done: ReadonlySet<number>, backedUp: ReadonlySet<number>,
+  workers: readonly WorkerRecord[], now: number): { unitId: number; worker: WorkerRecord }[] {
+  const overdue = [...starts.entries()]
+    .filter(([unitId, s]) => !done.has(unitId) && !backedUp.has(unitId) && s.expectedMs !== undefined
+      && now - s.at > Math.max(2 * s.expectedMs, s.expectedMs + BACKUP_MIN_OVERDUE_MS))
+    .sort(([, a], [, b]) => (a.at + (a.expectedMs ?? 0)) - (b.at + (b.expectedMs ?? 0)));
+  const slots = workers.flatMap((w) => Array.from({ length: Math.max(0, w.slots - w.outstanding.size) }, () => w))
+    .sort((a, b) => (a.secondsPerUnit ?? Infinity) - (b.secondsPerUnit ?? Infinity));
+  const out: { unitId: number; worker: WorkerRecord }[] = [];
+  for (const [unitId, start] of overdue) {
+    const i = slots.findIndex((w) => w.id !== start.worker && !w.outstanding.has(unitId));
+    if (i < 0) continue;
+    out.push({ unitId, worker: slots[i] });
+    slots.splice(i, 1);
+  }
+  return out;
+}

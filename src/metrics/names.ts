@@ -19,6 +19,7 @@ export const METRIC = {
   sentBytes: 'ddpm_sent_bytes_total',
   receivedBytes: 'ddpm_received_bytes_total',
   unitsReassigned: 'ddpm_units_reassigned_total',
+  unitsBackedUp: 'ddpm_units_backed_up_total',
   resultsRejected: 'ddpm_results_rejected_total',
   checkpointDuration: 'ddpm_checkpoint_duration_seconds',
   checkpointLastSuccess: 'ddpm_checkpoint_last_success_timestamp_seconds',

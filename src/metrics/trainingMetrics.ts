@@ -35,6 +35,7 @@ export class TrainingMetrics {
   private readonly sentBytes: Counter;
   private readonly receivedBytes: Counter;
   private readonly unitsReassigned: Counter;
+  private readonly unitsBackedUp: Counter;
   private readonly resultsRejected: Counter<'reason'>;
   private readonly checkpointDuration: Histogram;
   private readonly checkpointLastSuccess: Gauge;
@@ -59,6 +60,7 @@ export class TrainingMetrics {
     this.sentBytes = new Counter({ name: METRIC.sentBytes, help: 'Bytes sent to workers', registers });
     this.receivedBytes = new Counter({ name: METRIC.receivedBytes, help: 'Bytes received from workers', registers });
     this.unitsReassigned = new Counter({ name: METRIC.unitsReassigned, help: 'Work units given back to the queue (worker lost, silent or late)', registers });
+    this.unitsBackedUp = new Counter({ name: METRIC.unitsBackedUp, help: 'Straggling work units also given to an idle worker (the first result counts)', registers });
     this.resultsRejected = new Counter({ name: METRIC.resultsRejected, help: 'Messages from workers dropped, by reason', labelNames: ['reason'], registers });
     this.checkpointDuration = new Histogram({ name: METRIC.checkpointDuration, help: 'Wall time of one checkpoint save and prune', buckets: CHECKPOINT_BUCKETS, registers });
     this.checkpointLastSuccess = new Gauge({ name: METRIC.checkpointLastSuccess, help: 'Unix time of the latest complete checkpoint (0: none yet)', registers });
@@ -102,6 +104,7 @@ export class TrainingMetrics {
     return {
       onRejected: (reason) => this.resultsRejected.inc({ reason }),
       onReassigned: (units) => this.unitsReassigned.inc(units),
+      onBackup: (units) => this.unitsBackedUp.inc(units),
       onBytes: (direction, bytes) => (direction === 'sent' ? this.sentBytes : this.receivedBytes).inc(bytes),
       onUnitDone: (worker, seconds) => onUnitDone(worker.name, seconds),
     };
