@@ -206,7 +206,9 @@ describe('a worker killed with SIGKILL mid-run', () => {
     const [zmq, port] = [await freePort(), await freePort()];
     // A worker heartbeats only between units, so the timeout must exceed one unit's compute time
     // (over 1 s for the first, warm-up unit on a busy 2-core machine): 3 s, not 1.
-    const c = startDdpm(coordinatorArgs('killed', zmq, port, ['--min-workers', '2', '--worker-timeout', '3']));
+    // Backups off: they would recompute the dead worker's units before it is dropped, and this
+    // test is about the reassignment (the backups have their own tests: executor, reliability).
+    const c = startDdpm(coordinatorArgs('killed', zmq, port, ['--min-workers', '2', '--worker-timeout', '3', '--no-unit-backups']));
     // Two workers, pipeline depth 2, 4 units per step: every step hands units to both at once, and
     // the step cannot finish while the dead worker holds some, so its units are surely in flight.
     const doomed = worker('w1', zmq);

@@ -16,6 +16,9 @@ import type { WorkUnit } from '../training/workUnit';
 import { isScheduleName } from '../schedule';
 import { isPredictionTarget } from '../diffusion/types';
 
+/** How long a goodbye is given to leave before the socket closes (Worker.stop). */
+const GOODBYE_SETTLE_MS = 200;
+
 export interface WorkerOptions {
   name: string;
   backend: string;
@@ -263,7 +266,11 @@ export class Worker {
       // After the coordinator's own goodbye there is no one to tell; otherwise try for a second
       // (bounded even behind a RESULT that waits for a coordinator that is gone: ClientChannel.send).
       if (this.welcomedRunId !== undefined && reason !== 'finished') {
-        await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.welcomedRunId, goodbye: { reason } }), 1000).catch(() => undefined);
+        const said = await this.opts.channel.send(encodeMessage({ kind: Kind.GOODBYE, runId: this.welcomedRunId, goodbye: { reason } }), 1000).then(() => true, () => false);
+        // A send resolves once libzmq has the message, not once it is on the wire, and a process
+        // that exits right after closing may lose it (zeromq/libzmq#1264): the coordinator would
+        // then wait --worker-timeout to call this worker silent. Give its I/O thread a moment.
+        if (said) await new Promise((resolve) => setTimeout(resolve, GOODBYE_SETTLE_MS));
       }
       await this.opts.beacon?.stop();
       this.opts.channel.close();
