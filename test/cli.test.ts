@@ -16,11 +16,11 @@ import { loadModelCheckpoint } from '../src/cli/checkpointArg';
 import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetensors';
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
-import { crc32 } from '../src/sampling/npz';
+import { decodeNpz } from '../src/sampling/npz';
 import { initBackend } from '../src/backend/backend';
 import { generateImages } from '../src/training/generate';
 import { imageBytes } from '../src/data/png';
-import { readNpz } from './helpers/npzReader';
+
 
 const BIN = path.join(REPO_ROOT, 'bin', 'ddpm.js');
 
@@ -252,7 +252,7 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     expect(lines(one.stderr)).toContain(`wrote ${out('one.npz')}: arr_0 uint8 (6, 8, 8, 1): 6 samples from ${path.join(run, 'step-00000004')} (step 4, ema weights)`);
     const npz = fs.readFileSync(out('one.npz'));
     expect(Buffer.compare(npz, fs.readFileSync(out('two.npz')))).toBe(0);
-    const arrays = readNpz(npz, crc32);
+    const arrays = decodeNpz(npz);
     expect([...arrays.keys()]).toEqual(['arr_0']); // no labels: the model is unconditional
     const pixels = arrays.get('arr_0')!;
     expect(pixels).toMatchObject({ descr: '|u1', shape: [6, 8, 8, 1] });
@@ -531,7 +531,7 @@ describe('train --classes 10, then sample by class (cpu backend)', () => {
     const labelled = (out: string, ...extra: string[]) => ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--n', '12', '--steps', '2', '--out', path.join(tmp, out), ...extra]);
     const [all, seven, dir] = await Promise.all([labelled('all.npz'), labelled('seven.npz', '--class', '7'), labelled('labelled')]);
     for (const r of [all, seven, dir]) expect(r.code).toBe(0);
-    const classes = (file: string) => Array.from(new BigInt64Array(Uint8Array.from(readNpz(fs.readFileSync(path.join(tmp, file)), crc32).get('arr_1')!.data).buffer), Number);
+    const classes = (file: string) => Array.from(new BigInt64Array(Uint8Array.from(decodeNpz(fs.readFileSync(path.join(tmp, file))).get('arr_1')!.data).buffer), Number);
     expect(classes('all.npz')).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]);
     expect(classes('seven.npz')).toEqual(new Array(12).fill(7));
     expect(lines(all.stderr)).toContain(`wrote ${path.join(tmp, 'all.npz')}: arr_0 uint8 (12, 8, 8, 1), arr_1 int64 labels (12,): 12 samples from ${path.join(run, 'step-00000002')} (step 2, ema weights)`);
@@ -539,7 +539,7 @@ describe('train --classes 10, then sample by class (cpu backend)', () => {
     expect(csv).toEqual(['file,class', ...Array.from({ length: 12 }, (_, i) => `${String(i).padStart(6, '0')}.png,${i % 10}`)]);
     // Same settings, same images, whichever form they are written in.
     const first = PNG.sync.read(fs.readFileSync(path.join(tmp, 'labelled', '000011.png')));
-    const arr = readNpz(fs.readFileSync(path.join(tmp, 'all.npz')), crc32).get('arr_0')!.data;
+    const arr = decodeNpz(fs.readFileSync(path.join(tmp, 'all.npz'))).get('arr_0')!.data;
     expect(Array.from({ length: 64 }, (_, i) => first.data[4 * i])).toEqual(Array.from(arr.subarray(11 * 64, 12 * 64)));
     const twelve = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', '12', '--out', path.join(tmp, 'twelve.png')]);
     expect([twelve.code, lines(twelve.stderr).filter((l) => l.startsWith('ddpm: error:'))]).toEqual([2, ['ddpm: error: --class must be all, none or a class in [0, 10), got "12"']]);

@@ -4,10 +4,12 @@
  * Fréchet distance in the CNN's 64-d feature space (frechet.ts) give one reproducible number per
  * checkpoint, beside a ceiling (real digits) and a floor (Gaussian noise) at the same n. A
  * class-conditional checkpoint's samples go through the classes in turn, at each --guidance scale,
- * and also get a class accuracy: how often the CNN names the class asked for.
+ * and also get a class accuracy: how often the CNN names the class asked for. --samples scores
+ * images made elsewhere instead (`ddpm sample --out x.npz` or `--out DIR/`, or PyTorch's): the
+ * first n, with class accuracy where the file gives labels (arr_1, labels.csv).
  *
- *   npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [--n 512] [--sampler ddim] [--steps 50]
- *     [--seed 1] [--backend wasm] [--no-ema] [--guidance 1,2,3] [--json out.json]
+ *   npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [--samples x.npz|DIR ...] [--n 512]
+ *     [--sampler ddim] [--steps 50] [--seed 1] [--backend wasm] [--no-ema] [--guidance 1,2,3] [--json out.json]
  */
 import * as fs from 'fs';
 import * as path from 'path';
@@ -15,6 +17,9 @@ import { BackendName, initBackend, isBackendName } from '../../src/backend/backe
 import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../../src/checkpoint/store';
 import { EXIT_USER_ERROR, UsageError, isUserError } from '../../src/cli/errors';
 import { fitDataset } from '../../src/data/fit';
+import { loadDataset } from '../../src/data/dataset';
+import type { ImageDataset } from '../../src/data/types';
+import { NpyEntry, decodeNpz } from '../../src/sampling/npz';
 import { loadMnistPackage } from '../../src/data/mnistPackage';
 import { SAMPLER_NAMES, isSamplerName } from '../../src/diffusion/samplers';
 import { UNetModel } from '../../src/model/unetModel';
@@ -25,22 +30,26 @@ import { RESULTS_DIR, fmt, parseFlags, table } from '../bench/common';
 import { CLASSIFIER_VERSION, DigitClassifier, FEATURE_DIM, LabelledImages, argmax, loadOrTrainClassifier } from './classifier';
 import { Gaussian, fitGaussian, frechetDistance } from './frechet';
 
-const USAGE = 'npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [flags]';
+const USAGE = 'npm run quality:digits -- --checkpoint DIR [--checkpoint DIR2 ...] [--samples x.npz|DIR ...] [flags]';
 const TRAIN_COUNT = 8000; // the rest of the 10,000 are held out (classifier accuracy, FID reference)
 const SPLIT_SEED = 1;
 const CONFIDENT = 0.9;
 
-// --checkpoint may repeat, which parseFlags does not support: take those out first.
+// --checkpoint and --samples may repeat, which parseFlags does not support: take those out first.
 const checkpoints: string[] = [];
+const sampleFiles: string[] = [];
 const rest: string[] = [];
 for (let i = 2; i < process.argv.length; i++) {
   const a = process.argv[i];
   if (a === '--checkpoint') checkpoints.push(process.argv[++i] ?? '');
   else if (a.startsWith('--checkpoint=')) checkpoints.push(a.slice('--checkpoint='.length));
+  else if (a === '--samples') sampleFiles.push(process.argv[++i] ?? '');
+  else if (a.startsWith('--samples=')) sampleFiles.push(a.slice('--samples='.length));
   else rest.push(a);
 }
 const flags = parseFlags(USAGE, {
   checkpoint: { default: [] as string[], help: 'run directory (its latest checkpoint) or checkpoint directory; repeat for several' },
+  samples: { default: [] as string[], help: 'images made elsewhere: a .npz (arr_0 uint8 NHWC, arr_1 labels) or a directory of PNGs (labels.csv), as ddpm sample writes them; repeat for several' },
   n: { default: 512, help: 'samples per checkpoint (and real / noise images)' },
   sampler: { default: 'ddim' as string, help: `sampler: ${SAMPLER_NAMES.join(', ')} (ddim with eta 0)` },
   steps: { default: 50, help: 'denoising steps (ddim, dpm-solver++)' },
@@ -84,6 +93,40 @@ async function loadSplit(): Promise<{ pixels: ReturnType<typeof fitDataset>; lab
   return { pixels, labels, train: perm.subarray(0, TRAIN_COUNT), heldOut: perm.subarray(TRAIN_COUNT) };
 }
 
+/** The first n images of a `ddpm sample` output (or any .npz / PNG directory of square digits),
+ * grey, scaled as training does; their labels where the file has them. */
+async function loadSamples(file: string, n: number): Promise<{ source: string; images: Float32Array; size: number; labels?: Uint8Array }> {
+  let ds: ImageDataset;
+  let labels: Uint8Array | undefined;
+  if (file.toLowerCase().endsWith('.npz')) {
+    let arrays: Map<string, NpyEntry>;
+    try {
+      arrays = decodeNpz(fs.readFileSync(file));
+    } catch (err) {
+      throw new UsageError(`--samples ${file}: ${(err as Error).message}`);
+    }
+    const a = arrays.get('arr_0');
+    if (a === undefined || a.descr !== '|u1' || a.shape.length !== 4) throw new UsageError(`--samples ${file}: needs arr_0, uint8 of shape (N, H, W, C)`);
+    const [count, height, width, channels] = a.shape;
+    ds = { count, height, width, channels, pixels: a.data, source: file };
+    const l = arrays.get('arr_1');
+    if (l !== undefined) {
+      if (l.descr !== '<i8' || l.shape.length !== 1 || l.shape[0] !== count) throw new UsageError(`--samples ${file}: arr_1 must be int64 labels, one per image`);
+      labels = Uint8Array.from(new BigInt64Array(Uint8Array.from(l.data).buffer), Number);
+    }
+  } else {
+    ds = await loadDataset(`images:${file}`);
+    const csv = path.join(file, 'labels.csv');
+    if (fs.existsSync(csv)) labels = Uint8Array.from(fs.readFileSync(csv, 'utf8').trim().split('\n').slice(1), (line) => Number(line.split(',')[1]));
+  }
+  if (ds.height !== ds.width) throw new UsageError(`--samples ${file}: images are ${ds.height}x${ds.width}; the digit scorer needs square ones`);
+  if (ds.count < n) throw new UsageError(`--samples ${file}: ${ds.count} images, fewer than --n ${n}`);
+  const grey = fitDataset(ds, ds.height, 1);
+  const per = ds.height * ds.width;
+  const images = Float32Array.from(grey.pixels.subarray(0, n * per), (p) => p / 127.5 - 1);
+  return { source: file, images, size: ds.height, labels: labels?.subarray(0, n) };
+}
+
 /** The chosen images of `fitted` (fitDataset to the model's size) scaled as training does: p / 127.5 - 1. */
 function select(fitted: ReturnType<typeof fitDataset>, labels: Uint8Array, which: Uint32Array): LabelledImages {
   const size = fitted.width;
@@ -119,8 +162,9 @@ function score(ctx: SizeContext, images: Float32Array, n: number, labels?: Uint8
 async function main(): Promise<void> {
   const { n, steps, seed, backend: backendFlag, sampler } = flags;
   const ema = !flags['no-ema'];
-  if (checkpoints.length === 0) throw new UsageError('--checkpoint DIR is required');
+  if (checkpoints.length === 0 && sampleFiles.length === 0) throw new UsageError('--checkpoint DIR or --samples FILE is required');
   if (checkpoints.some((c) => c === '' || c.startsWith('--'))) throw new UsageError('--checkpoint needs a directory');
+  if (sampleFiles.some((c) => c === '' || c.startsWith('--'))) throw new UsageError('--samples needs a .npz file or a directory');
   if (!(Number.isInteger(n) && n >= 2)) throw new UsageError(`--n must be an integer >= 2, got ${n}`);
   if (!(Number.isInteger(steps) && steps >= 1)) throw new UsageError(`--steps must be a positive integer, got ${steps}`);
   if (!(Number.isInteger(seed) && seed >= 0 && seed <= 0xffffffff)) throw new UsageError(`--seed must be a uint32, got ${seed}`);
@@ -136,6 +180,8 @@ async function main(): Promise<void> {
     if (config.imageSize < 4) throw new UsageError(`${arg}: image size ${config.imageSize} is too small to score`);
     return { arg, model: new UNetModel(config) };
   });
+
+  const given = await Promise.all(sampleFiles.map((file) => loadSamples(file, n)));
 
   const backend = await initBackend(backendFlag as BackendName, log);
   const split = await loadSplit();
@@ -173,6 +219,10 @@ async function main(): Promise<void> {
       rows.push({ source: loaded.dir, step: loaded.state.step, size, guidance, ...score(ctx, images, n, labels), seconds: seconds(t1) });
     }
     log(`${loaded.dir}: ${n} samples generated and scored in ${seconds(t0).toFixed(1)} s`);
+  }
+  for (const s of given) {
+    const t0 = process.hrtime.bigint();
+    rows.push({ source: s.source, step: null, size: s.size, guidance: null, ...score(contextFor(s.size), s.images, n, s.labels), seconds: seconds(t0) });
   }
   for (const [size, ctx] of contexts) {
     const per = size * size;

@@ -106,3 +106,56 @@ export function encodeNpz(arrays: { name: string; array: NpyArray }[]): Uint8Arr
   u16(0); // comment length
   return out;
 }
+
+/** One array of a decoded .npz: its dtype ("|u1", "<i8", ...), shape, and data bytes. */
+export interface NpyEntry {
+  descr: string;
+  shape: number[];
+  /** The .npy member's bytes, header included. */
+  npy: Uint8Array;
+  /** The array's data, after the header (a view into the file). */
+  data: Uint8Array;
+}
+
+/** Reads an uncompressed .npz (as numpy.savez and encodeNpz write them) through its central
+ * directory, checking each entry's local header and CRC-32. Throws RangeError naming what is wrong. */
+export function decodeNpz(file: Uint8Array): Map<string, NpyEntry> {
+  const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const eocd = file.length - END_OF_DIRECTORY;
+  if (eocd < 0 || view.getUint32(eocd, true) !== 0x06054b50) throw new RangeError('not a zip without a comment (no end-of-central-directory record at its end)');
+  const entries = view.getUint16(eocd + 10, true);
+  let at = view.getUint32(eocd + 16, true);
+  if (at + view.getUint32(eocd + 12, true) !== eocd) throw new RangeError('the central directory does not end where its end record begins');
+  const text = (from: number, length: number) => Buffer.from(file.subarray(from, from + length)).toString('utf8');
+  const out = new Map<string, NpyEntry>();
+  for (let i = 0; i < entries; i++) {
+    if (at + CENTRAL_HEADER > eocd || view.getUint32(at, true) !== 0x02014b50) throw new RangeError(`central directory entry ${i}: bad signature`);
+    const method = view.getUint16(at + 10, true);
+    const crc = view.getUint32(at + 16, true);
+    const size = view.getUint32(at + 20, true);
+    const nameLength = view.getUint16(at + 28, true);
+    const name = text(at + 46, nameLength);
+    if (method !== 0 || view.getUint32(at + 24, true) !== size) throw new RangeError(`${name}: compressed (method ${method}); only stored entries (numpy.savez, not savez_compressed) are read`);
+    const local = view.getUint32(at + 42, true);
+    if (local + LOCAL_HEADER > file.length || view.getUint32(local, true) !== 0x04034b50) throw new RangeError(`${name}: bad local header`);
+    const localName = view.getUint16(local + 26, true);
+    if (text(local + 30, localName) !== name) throw new RangeError(`${name}: the local header names another file`);
+    const start = local + LOCAL_HEADER + localName + view.getUint16(local + 28, true);
+    if (start + size > file.length) throw new RangeError(`${name}: runs past the end of the file`);
+    const npy = file.subarray(start, start + size);
+    if (crc32(npy) !== crc) throw new RangeError(`${name}: CRC-32 mismatch`);
+    out.set(name.replace(/\.npy$/, ''), parseNpy(name, npy));
+    at += CENTRAL_HEADER + nameLength + view.getUint16(at + 30, true) + view.getUint16(at + 32, true);
+  }
+  return out;
+}
+
+function parseNpy(name: string, npy: Uint8Array): NpyEntry {
+  if (Buffer.from(npy.subarray(0, 6)).toString('latin1') !== '\x93NUMPY' || npy[6] !== 1) throw new RangeError(`${name}: not a version 1 .npy`);
+  const headerLength = npy[8] | (npy[9] << 8);
+  const header = Buffer.from(npy.subarray(10, 10 + headerLength)).toString('latin1');
+  const m = /^\{'descr': '([^']+)', 'fortran_order': False, 'shape': \(([\d, ]*)\), \} *\n$/.exec(header);
+  if (m === null) throw new RangeError(`${name}: unsupported .npy header ${JSON.stringify(header.trim())} (C order, one dtype)`);
+  const shape = m[2].split(',').map((s) => s.trim()).filter((s) => s !== '').map(Number);
+  return { descr: m[1], shape, npy, data: npy.subarray(10 + headerLength) };
+}
