@@ -30,6 +30,13 @@ export class BackendUnavailableError extends Error {
   }
 }
 
+/** Backends whose kernels use one core per thread (wasm in Node, the pure-JS cpu backend): more
+ * cores need more threads or processes, and a thread of their own keeps work off a busy one.
+ * tensorflow and webgpu use the machine from one thread. */
+export function computesOnOneCore(backend: string): boolean {
+  return backend === 'wasm' || backend === 'cpu';
+}
+
 export function isBackendName(name: string): name is BackendName {
   return (BACKEND_NAMES as readonly string[]).includes(name);
 }

@@ -45,6 +45,7 @@ export const coordinatorCommand: CommandModule<object, CoordinatorArgs> = {
           workers: () => executor.workerCount(),
           beforeTraining: () => executor.waitForWorkers(minWorkers, a['start-timeout'] * 1000),
           telemetry,
+          backend,
         });
       } finally {
         await executor.stop();

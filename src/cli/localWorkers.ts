@@ -4,10 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { UsageError } from './errors';
-
-/** Backends whose kernels use one core per process (wasm in Node, the pure-JS cpu backend): more
- * cores need more processes. tensorflow and webgpu use the machine from one process. */
-const ONE_CORE_BACKENDS = new Set(['wasm', 'cpu']);
+import { computesOnOneCore } from '../backend/backend';
 
 /** The most threads --threads and --update-threads accept. */
 export const MAX_THREADS = 256;
@@ -29,7 +26,7 @@ export function parseCountFlag(flag: string, spec: string, min: number, max = In
 export function resolveLocalWorkers(spec: string, backend: string, cores: number, unitsPerStep: number): number {
   const n = parseCountFlag('workers', spec, 0);
   if (n !== 'auto') return n;
-  if (!ONE_CORE_BACKENDS.has(backend)) return 0;
+  if (!computesOnOneCore(backend)) return 0;
   const perCore = Math.min(cores, unitsPerStep);
   return perCore <= 1 ? 0 : perCore;
 }
@@ -38,7 +35,7 @@ export function resolveLocalWorkers(spec: string, backend: string, cores: number
 export function resolveComputeThreads(spec: string, backend: string, cores: number): number {
   const n = parseCountFlag('threads', spec, 1, MAX_THREADS);
   if (n !== 'auto') return n;
-  return ONE_CORE_BACKENDS.has(backend) ? Math.max(1, cores) : 1;
+  return computesOnOneCore(backend) ? Math.max(1, cores) : 1;
 }
 
 /**

@@ -31,7 +31,7 @@ async function trainInProcess(a: TrainCommandArgs, config: TrainConfig, telemetr
     telemetry.onUnitDone(IN_PROCESS_WORKER, r.computeSeconds);
     logReplay(computer);
   });
-  await runTrainingJob(a, config, executor, { workers: () => 1, telemetry });
+  await runTrainingJob(a, config, executor, { workers: () => 1, telemetry, backend });
 }
 
 async function trainWithWorkers(a: TrainCommandArgs, config: TrainConfig, telemetry: TrainingTelemetry, count: number, needed: number, backend: string, threads: number): Promise<void> {
@@ -43,6 +43,7 @@ async function trainWithWorkers(a: TrainCommandArgs, config: TrainConfig, teleme
       workers: () => executor.workerCount(),
       beforeTraining: () => executor.waitForWorkers(needed, a['start-timeout'] * 1000),
       telemetry,
+      backend,
     });
   } finally {
     await executor.stop();

@@ -122,6 +122,8 @@ export interface JobHooks {
   beforeTraining?: (c: Coordinator) => Promise<void>;
   workers: () => number;
   telemetry: TrainingTelemetry;
+  /** This process's tfjs backend (the sample grids'). */
+  backend: string;
 }
 
 /** The data line of the log: source, size, classes (named where the data names them), fitting. */
@@ -147,7 +149,7 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   const model = new UNetModel(config.model);
   const schedule = makeSchedule(config.schedule, config.timesteps);
   const sampler = new PeriodicSampler({
-    model, schedule, prediction: config.prediction, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], sampler: a['sample-sampler'] as SamplerName, steps: a['sample-steps'],
+    model, schedule, backend: hooks.backend, prediction: config.prediction, checkpointDir: a['checkpoint-dir'], every: a['sample-every'], n: a['sample-n'], sampler: a['sample-sampler'] as SamplerName, steps: a['sample-steps'],
     guidance: a['sample-guidance'], log,
     onWritten: (file, step) => { telemetry.onSample(file, step); log(`samples: ${file}`); },
   });
@@ -176,7 +178,7 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   } finally {
     unsubscribe();
     telemetry.markStopping();
-    await sampler.idle();
+    await sampler.stop();
     await coordinator.stop();
   }
   log(`checkpoint: ${path.join(a['checkpoint-dir'], 'latest')} (step ${coordinator.step})`);

@@ -2,18 +2,24 @@
  * Sample grids every --sample-every steps, from the EMA weights, written beside the checkpoints as
  * CHECKPOINT_DIR/samples/step-NNNNNNNN.png; the status page shows the newest.
  *
- * Sampling runs alongside training rather than between steps: with remote workers the coordinator's
- * thread is idle while units are out, so the grid costs the run almost nothing. It generates one
- * image per call and yields in between, so heartbeats, results and scrapes keep flowing; one
- * image's DDIM pass still blocks the thread, so keep --sample-steps modest on big models.
+ * Sampling runs alongside training rather than between steps. On wasm and cpu, whose kernels keep
+ * one core busy, a thread of its own draws the grid (sampling/gridThread.ts): the coordinator's
+ * thread keeps reading results and heartbeats, and the in-process worker keeps computing, while a
+ * big model's grid takes minutes. On webgpu and tensorflow it is drawn in this thread, one image
+ * per turn of the event loop. Either way image i comes from seed i + 1 (gridImages): the same
+ * weights give the same grid.
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import { UNetModel } from '../model/unetModel';
-import { DiffusionSchedule } from '../schedule';
+import type { UNetConfig } from '../model/config';
+import { DiffusionSchedule, ScheduleName } from '../schedule';
 import type { PredictionTarget } from '../diffusion/types';
 import type { SamplerName } from '../diffusion/samplers';
-import { generateImages, gridLabels } from '../training/generate';
+import { GridOptions, gridImages } from '../training/generate';
+import { computesOnOneCore } from '../backend/backend';
+import { ThreadPool } from '../util/threadPool';
+import { threadScript } from '../util/threadScript';
 import { writeGrid } from '../cli/grid';
 import { stepDirName } from '../checkpoint/format';
 
@@ -31,9 +37,23 @@ export function newestSampleGrid(checkpointDir: string): { file: string; step: n
   return newest === undefined ? undefined : { file: path.join(dir, newest), step: Number(newest.slice(5, -4)) };
 }
 
+/** What the grid thread is started with, and what each grid asks of it. */
+export interface GridThreadInit {
+  backend: string;
+  model: UNetConfig;
+  schedule: ScheduleName;
+  timesteps: number;
+}
+export interface GridJob {
+  weights: Float32Array;
+  options: GridOptions;
+}
+
 export interface SampleGridOptions {
   model: UNetModel;
   schedule: DiffusionSchedule;
+  /** The run's tfjs backend: wasm and cpu draw on a thread of their own. */
+  backend: string;
   prediction: PredictionTarget;
   checkpointDir: string;
   every: number;
@@ -50,6 +70,7 @@ export interface SampleGridOptions {
 export class PeriodicSampler {
   private inFlight: Promise<void> | undefined;
   private skipsLogged = false;
+  private thread: Promise<ThreadPool<GridJob, Float32Array>> | undefined;
 
   constructor(private readonly opts: SampleGridOptions) {}
 
@@ -71,24 +92,33 @@ export class PeriodicSampler {
 
   private async draw(step: number, weights: Float32Array): Promise<void> {
     const { model, schedule, prediction, n, sampler, steps, guidance } = this.opts;
-    const labels = gridLabels(model.config, n);
-    const perImage = model.config.imageSize * model.config.imageSize * model.config.imageChannels;
-    const images = new Float32Array(n * perImage);
-    for (let i = 0; i < n; i++) {
-      await new Promise((resolve) => setImmediate(resolve));
-      // Image i always comes from seed i + 1: grids of successive steps show the same noise.
-      images.set(await generateImages(model, weights, schedule, {
-        n: 1, seed: i + 1, sampler, steps, eta: 0, prediction, labels: labels?.subarray(i, i + 1), guidance,
-      }), i * perImage);
-    }
+    const options: GridOptions = { n, sampler, steps, prediction, guidance };
+    const images = computesOnOneCore(this.opts.backend)
+      ? await (await this.startThread()).call({ weights, options })
+      : await gridImages(model, weights, schedule, options);
     const file = sampleGridPath(this.opts.checkpointDir, step);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     writeGrid(file, images, n, model.config);
     this.opts.onWritten(file, step);
   }
 
+  private startThread(): Promise<ThreadPool<GridJob, Float32Array>> {
+    const { backend, model, schedule } = this.opts;
+    const init: GridThreadInit = { backend, model: model.config, schedule: schedule.name, timesteps: schedule.timesteps };
+    this.thread ??= ThreadPool.start<GridJob, Float32Array>(threadScript(__dirname, 'sampling', 'gridThread'), 1, init, 'sampling thread');
+    return this.thread;
+  }
+
   /** Resolves once no grid is being drawn. */
   async idle(): Promise<void> {
     await this.inFlight;
+  }
+
+  /** Waits for a grid being drawn, then ends the grid thread, if one was started. Idempotent. */
+  async stop(): Promise<void> {
+    await this.idle();
+    const thread = this.thread;
+    this.thread = undefined;
+    await (await thread?.catch(() => undefined))?.dispose();
   }
 }

@@ -2,9 +2,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { UNetModel } from '../model/unetModel';
 import { DiffusionSchedule } from '../schedule';
-import { SampleOptions, sample } from '../diffusion/samplers';
+import { SampleOptions, SamplerName, sample } from '../diffusion/samplers';
 import { guide } from '../diffusion/guidance';
-import type { Denoiser } from '../diffusion/types';
+import type { Denoiser, PredictionTarget } from '../diffusion/types';
 import { type UNetConfig, classCount } from '../model/config';
 import { Rng, RngStream } from '../rng/rng';
 
@@ -102,4 +102,28 @@ export async function generateImages(model: UNetModel, params: Float32Array, sch
 
 export function checkLabels(opts: { n: number; labels?: Uint8Array }): void {
   if (opts.labels !== undefined && opts.labels.length !== opts.n) throw new RangeError(`${opts.labels.length} labels for ${opts.n} images`);
+}
+
+/** What a training grid is drawn with (sampleGrids.ts). */
+export interface GridOptions {
+  n: number;
+  sampler: SamplerName;
+  steps: number;
+  prediction: PredictionTarget;
+  guidance: number;
+}
+
+/** A training grid's images: image i from seed i + 1 alone, so that successive grids show the same
+ * noise; the event loop gets a turn between images. */
+export async function gridImages(model: UNetModel, weights: Float32Array, schedule: DiffusionSchedule, o: GridOptions): Promise<Float32Array> {
+  const labels = gridLabels(model.config, o.n);
+  const perImage = model.config.imageSize * model.config.imageSize * model.config.imageChannels;
+  const images = new Float32Array(o.n * perImage);
+  for (let i = 0; i < o.n; i++) {
+    await new Promise((resolve) => setImmediate(resolve));
+    images.set(await generateImages(model, weights, schedule, {
+      n: 1, seed: i + 1, sampler: o.sampler, steps: o.steps, eta: 0, prediction: o.prediction, labels: labels?.subarray(i, i + 1), guidance: o.guidance,
+    }), i * perImage);
+  }
+  return images;
 }
