@@ -226,8 +226,9 @@ describe('a worker', () => {
     } finally {
       for (const pid of workerPids()) process.kill(pid, 'SIGKILL'); // a failure leaves no orphans either
     }
-    expect(t.output()).toMatch(/worker local-0: the ddpm process that started it is gone: stopping/);
-    expect(t.output()).toMatch(/worker local-1: stopped after \d+ units/);
+    // Their last lines may still be in the pipe when their processes are gone.
+    await waitFor(() => /worker local-0: the ddpm process that started it is gone: stopping/.test(t.output()), 5_000, 'local-0 to say why it stops');
+    await waitFor(() => /worker local-1: stopped after \d+ units/.test(t.output()), 5_000, 'local-1 to say it stopped');
   }, 90_000);
 
   it('still waiting for a coordinator that never came, exits 0 on SIGTERM ("stopped", not "failed")', async () => {
