@@ -12,7 +12,7 @@ import { BatchSampler, startBatchSampler } from '../sampling/batchSampler';
 import { Batch, batchPlan, runBatches } from '../sampling/runBatches';
 import { WEIGHT_CHOICES } from './exportCommand';
 import { MAX_THREADS, availableCores, parseCountFlag, resolveComputeThreads } from './localWorkers';
-import { SampleSink, openSink, sampleFormat } from './sampleOutput';
+import { SampleFormat, SampleSink, openSink, sampleFormat } from './sampleOutput';
 import { checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, withBackendOption } from './options';
 import { UsageError } from './errors';
 
@@ -64,6 +64,22 @@ export function parseShard(spec: string): { index: number; count: number } {
   return { index, count };
 }
 
+/** The flags that need no checkpoint to check, checked before anything loads. */
+function checkSampleFlags(a: SampleArgs): { format: SampleFormat; shard: { index: number; count: number } | undefined } {
+  const format = sampleFormat(a.out);
+  checkOutputDir(a.out.replace(/[\\/]+$/, ''), 'out');
+  if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
+  if (!(Number.isInteger(a.seed) && a.seed >= 0 && a.seed <= 0xffffffff)) throw new UsageError(`--seed must be an integer in [0, 2^32), got ${a.seed}`);
+  if (!(Number.isInteger(a['batch-size']) && a['batch-size'] >= 1)) throw new UsageError(`--batch-size must be a positive integer, got ${a['batch-size']}`);
+  parseCountFlag('threads', a.threads, 1, MAX_THREADS);
+  const shard = a.shard === undefined ? undefined : parseShard(a.shard);
+  if (shard !== undefined && format !== 'pngs') throw new UsageError(`--shard ${a.shard} needs a directory --out, which the shards fill together (got ${a.out})`);
+  checkGuidance(a.guidance, 'guidance');
+  if (a.eta !== 0 && a.sampler !== 'ddim') throw new UsageError(`--eta applies to --sampler ddim only (${a.sampler} got --eta ${a.eta})`);
+  if (!(a.eta >= 0 && a.eta <= 1)) throw new UsageError(`--eta must be in [0, 1] (0: deterministic, 1: DDPM's noise), got ${a.eta}`);
+  return { format, shard };
+}
+
 /** How often the progress line is printed while sampling. */
 const PROGRESS_EVERY_MS = 10_000;
 
@@ -105,17 +121,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     .option('guidance', { type: 'number', default: DEFAULT_GUIDANCE, describe: 'classifier-free guidance scale for a class (1: the conditional model alone)' })
     .option('out', { type: 'string', default: 'grid.png', describe: 'a .png: a grid; a .npz: a NumPy uint8 NHWC array (arr_0) and labels (arr_1); a directory: one PNG per image, completed if run again' }) as never,
   handler: async (a) => {
-    const format = sampleFormat(a.out);
-    checkOutputDir(a.out.replace(/[\\/]+$/, ''), 'out');
-    if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
-    if (!(Number.isInteger(a.seed) && a.seed >= 0 && a.seed <= 0xffffffff)) throw new UsageError(`--seed must be an integer in [0, 2^32), got ${a.seed}`);
-    if (!(Number.isInteger(a['batch-size']) && a['batch-size'] >= 1)) throw new UsageError(`--batch-size must be a positive integer, got ${a['batch-size']}`);
-    parseCountFlag('threads', a.threads, 1, MAX_THREADS);
-    const shard = a.shard === undefined ? undefined : parseShard(a.shard);
-    if (shard !== undefined && format !== 'pngs') throw new UsageError(`--shard ${a.shard} needs a directory --out, which the shards fill together (got ${a.out})`);
-    checkGuidance(a.guidance, 'guidance');
-    if (a.eta !== 0 && a.sampler !== 'ddim') throw new UsageError(`--eta applies to --sampler ddim only (${a.sampler} got --eta ${a.eta})`);
-    if (!(a.eta >= 0 && a.eta <= 1)) throw new UsageError(`--eta must be in [0, 1] (0: deterministic, 1: DDPM's noise), got ${a.eta}`);
+    const { format, shard } = checkSampleFlags(a);
     const log = (l: string) => process.stderr.write(`${l}\n`);
     const backend = await initBackend(a.backend as BackendName, log);
     log(`backend: ${backend}`);
