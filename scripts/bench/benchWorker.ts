@@ -24,7 +24,8 @@ import { parameterCount } from '../../src/model/paramSpecs';
 import { gradientPattern } from './common';
 
 type Command =
-  | { cmd: 'delay-worker'; endpoint: string; name: string; delayMs: number }
+  /** slowEvery/slowFactor: every slowEvery-th unit takes slowFactor times the delay (a straggler). */
+  | { cmd: 'delay-worker'; endpoint: string; name: string; delayMs: number; slowEvery?: number; slowFactor?: number }
   | { cmd: 'peer'; endpoint: string; name: string; mode: 'raw' | 'channel' | 'product'; dtype: DType; parameterCount: number; rawResultHeaderBytes: number }
   | { cmd: 'exit' };
 
@@ -92,9 +93,11 @@ async function delayWorker(c: Extract<Command, { cmd: 'delay-worker' }>): Promis
         if (version !== e.paramVersion) throw new Error(`WORK for version ${e.paramVersion}, holding ${version}`);
         decodeWork(m, run.config, run.timesteps);
         const t = process.hrtime.bigint();
-        await new Promise((resolve) => setTimeout(resolve, c.delayMs));
+        const slow = c.slowEvery !== undefined && units % c.slowEvery === c.slowEvery - 1;
+        await new Promise((resolve) => setTimeout(resolve, slow ? c.delayMs * (c.slowFactor ?? 1) : c.delayMs));
         const computeSeconds = secondsSince(t);
-        await channel.send(encodeResult(fakeResult(m, version, run.grad, computeSeconds), run.runId, run.dtype));
+        // Bounded, as the product's worker: a unit whose backup won may end after the run has.
+        await channel.send(encodeResult(fakeResult(m, version, run.grad, computeSeconds), run.runId, run.dtype), 5000).catch(() => debug(`${c.name}: result not sent`));
         units++;
         await new Promise((resolve) => setImmediate(resolve));
         break;

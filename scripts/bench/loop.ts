@@ -34,6 +34,10 @@ export interface LoopOptions {
   probe?: boolean;
   /** The coordinator's update threads (default 1). */
   updateThreads?: number;
+  /** Backup copies of straggling units (the product's default: on). */
+  backups?: boolean;
+  /** The first worker is a straggler: every `every`-th unit takes `factor` times the delay. */
+  straggler?: { every: number; factor: number };
 }
 
 /** Per measured step: what the coordinator's thread spent on each part of the step. */
@@ -76,6 +80,7 @@ export interface LoopResult {
   bytesReceivedPerStep: number;
   reassigned: number;
   rejected: number;
+  backups: number;
   /** Mean time a worker spent decoding one PARAMETERS message (decode, finiteness check, copy). */
   workerParamDecodeSeconds: number;
   phases?: StepPhases[];
@@ -178,16 +183,18 @@ export async function runLoop(pool: Child[], o: LoopOptions): Promise<LoopResult
   let bytesReceived = 0;
   let reassigned = 0;
   let rejected = 0;
+  let backups = 0;
   let stepIndex = 0;
   const computeByStep: number[] = [];
   const executor = new RemoteExecutor({
     channel: probe ? probe.channel(closeLater(server)) : closeLater(server), config, parameterCount: P, transportDtype: o.dtype,
     // Generous failure timers: an overloaded 2-core machine must not turn a slow step into a
     // reassignment (any that happen are counted and reported).
-    workerTimeoutMs: 120000, unitDeadlineMs: 600000, pipelineDepth: o.pipelineDepth,
+    workerTimeoutMs: 120000, unitDeadlineMs: 600000, pipelineDepth: o.pipelineDepth, backups: o.backups,
     events: {
       onBytes: (dir, n) => { if (dir === 'sent') bytesSent += n; else bytesReceived += n; },
       onReassigned: (n) => { reassigned += n; },
+      onBackup: (n) => { backups += n; },
       onRejected: () => { rejected++; },
       onUnitDone: (_w, s) => { computeByStep[stepIndex] = Math.max(computeByStep[stepIndex] ?? 0, s); },
     },
@@ -223,7 +230,10 @@ export async function runLoop(pool: Child[], o: LoopOptions): Promise<LoopResult
   });
   await coordinator.start();
   const workers = pool.slice(0, o.workers);
-  workers.forEach((c) => c.send({ cmd: 'delay-worker', endpoint: server.endpoint, name: `${c.name}`, delayMs: o.delayMs }));
+  workers.forEach((c, i) => c.send({
+    cmd: 'delay-worker', endpoint: server.endpoint, name: `${c.name}`, delayMs: o.delayMs,
+    ...(i === 0 && o.straggler ? { slowEvery: o.straggler.every, slowFactor: o.straggler.factor } : {}),
+  }));
   await executor.waitForWorkers(o.workers, 60000);
   if (probe) {
     elu = performance.eventLoopUtilization();
@@ -245,7 +255,7 @@ export async function runLoop(pool: Child[], o: LoopOptions): Promise<LoopResult
   return {
     preset: o.preset, parameterCount: P, workers: o.workers, units: o.units, delayMs: o.delayMs, steps: o.steps, seconds, stepsPerSecond: o.steps / seconds,
     stepSeconds, maxComputeSeconds: computeByStep.slice(first, last),
-    bytesSentPerStep: (sentAt[last] - sentAt[first]) / o.steps, bytesReceivedPerStep: (receivedAt[last] - receivedAt[first]) / o.steps, reassigned, rejected,
+    bytesSentPerStep: (sentAt[last] - sentAt[first]) / o.steps, bytesReceivedPerStep: (receivedAt[last] - receivedAt[first]) / o.steps, reassigned, rejected, backups,
     workerParamDecodeSeconds: paramMessages > 0 ? paramDecode / paramMessages : 0,
     phases: probe ? phases.slice(first, last) : undefined,
   };

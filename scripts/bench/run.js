@@ -10,7 +10,7 @@
 const path = require('path');
 const { bundleAndRun, runMain, root } = require('../runBundled');
 
-const BENCHMARKS = ['scaling', 'transport', 'overhead', 'memory'];
+const BENCHMARKS = ['scaling', 'transport', 'overhead', 'memory', 'stragglers'];
 const CHILDREN = ['benchWorker', 'realWorker'];
 
 runMain(async () => {

@@ -346,7 +346,7 @@ export class RemoteExecutor implements UnitExecutor {
     worker.outstanding.delete(unitId);
     if (!cur.accept(result)) throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     cur.done.add(unitId);
-    if (cur.backedUp.has(unitId)) this.settleBackup(unitId);
+    if (cur.backedUp.has(unitId)) this.settleBackup(cur, unitId, worker);
     const queued = cur.queue.indexOf(unitId);
     if (queued >= 0) cur.queue.splice(queued, 1);
     worker.unitsDone++;
@@ -363,10 +363,16 @@ export class RemoteExecutor implements UnitExecutor {
   }
 
   /** A backed-up unit is reduced: the other copy's worker no longer owes it, nor is late for it.
-   * Its speed is left alone: a slow worker's own results already measure it, and a stalled one
-   * either recovers or goes silent and is dropped. */
-  private settleBackup(unitId: number): void {
+   * If the backup won, the first worker is taken to be as slow as this unit has been there so far:
+   * its own late result would have said so, but it is dropped, and a straggler measured as fast
+   * would be handed unit after unit to stall on (measured: 0.15x the steps/s of backups off). */
+  private settleBackup(cur: CurrentStep, unitId: number, winner: WorkerRecord): void {
     for (const w of this.workers.all()) w.outstanding.delete(unitId);
+    const start = cur.starts.get(unitId) as UnitStart;
+    const first = this.workers.get(start.worker);
+    if (first === undefined || first === winner) return;
+    first.secondsPerUnit = Math.max(first.secondsPerUnit ?? 0, (Date.now() - start.at) / 1000);
+    this.speeds.penalize(first.id, first.secondsPerUnit);
   }
 
   /** Tells every worker the run is over and closes the channel. Idempotent. */

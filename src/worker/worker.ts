@@ -169,7 +169,14 @@ export class Worker {
         const sent = run.computer.compute(unit).then(async (result) => {
           this.unitsDone++;
           this.logReplay(run.computer);
-          await this.opts.channel.send(encodeResult(result, run.runId, run.dtype));
+          // Bounded, as a silent coordinator is: one that is gone (its run over while a backup of
+          // this unit won, or dead) would hold this send, and so the loop, forever. Once
+          // reconnected, the worker registers again and the coordinator hands the unit out again.
+          const timeoutMs = this.opts.coordinatorTimeoutMs ?? 5000;
+          await this.opts.channel.send(encodeResult(result, run.runId, run.dtype), timeoutMs).catch((err: NodeJS.ErrnoException) => {
+            if (err.code !== 'EAGAIN') throw err;
+            this.log(`the result of step ${unit.step} unit ${unit.unitId} could not be sent within ${timeoutMs / 1000} s (coordinator unreachable): dropped`);
+          });
         }).catch((err: Error) => { this.failure ??= err; });
         // On compute threads the result is sent when it is ready, while messages keep coming;
         // in this thread, the result is read back and sent before the next message is handled,
