@@ -4,7 +4,7 @@
  * fixes the architecture; the run is new (step 0, fresh Adam moments, the EMA starting at the
  * weights), and records the file's path and SHA-256 in its config.
  */
-import { createHash } from 'crypto';
+import { sha256Hex } from '../util/sha256';
 import * as fs from 'fs';
 import * as path from 'path';
 import { UNetConfig, validateConfig } from '../model/config';
@@ -38,7 +38,6 @@ function parsed<T>(file: string, bytes: Uint8Array, read: (bytes: Uint8Array) =>
   }
 }
 
-const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
 
 /** The architecture a file holds, and what a run records of it: its header is checked and its
  * bytes hashed; the tensors are read when the run starts (loadInitWeights). */
@@ -52,14 +51,14 @@ export function describeInitFile(file: string): { from: InitFrom; model: UNetCon
   } catch (err) {
     throw new InitWeightsError(file, `unet_config: ${(err as Error).message}`);
   }
-  return { from: { file: path.resolve(file), sha256: sha256(bytes) }, model };
+  return { from: { file: path.resolve(file), sha256: sha256Hex(bytes) }, model };
 }
 
 /** The flat parameter vector of `model` from the file the run recorded; every tensor must be there
  * with its shape, and no other, and the file must be the one recorded (the same SHA-256). */
 export function loadInitWeights(from: InitFrom, model: UNetModel): Float32Array {
   const bytes = readBytes(from.file);
-  const now = sha256(bytes);
+  const now = sha256Hex(bytes);
   if (now !== from.sha256) throw new InitWeightsError(from.file, `changed since the run recorded it (SHA-256 ${now}, recorded ${from.sha256})`);
   const byName = new Map(parsed(from.file, bytes, decodeSafetensors).tensors.map((t) => [t.name, t]));
   const flat = new Float32Array(model.size);

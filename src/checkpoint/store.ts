@@ -5,7 +5,8 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
-import { createHash, randomBytes } from 'crypto';
+import { randomBytes } from 'crypto';
+import { sha256Hex } from '../util/sha256';
 import type { ParamSpec } from '../model/paramSpecs';
 import { fsyncDir, writeFileAtomic, writeFileSynced } from '../util/fsync';
 import { CheckpointError } from './errors';
@@ -26,10 +27,6 @@ export interface CheckpointData {
 
 export interface LoadedCheckpoint extends CheckpointData {
   dir: string;
-}
-
-function sha256(data: Uint8Array): string {
-  return createHash('sha256').update(data).digest('hex');
 }
 
 function bytesOf(a: Float32Array): Uint8Array {
@@ -75,7 +72,7 @@ export class CheckpointStore {
       const manifest: ManifestFile = { format: CHECKPOINT_FORMAT, formatVersion: CHECKPOINT_FORMAT_VERSION, step: data.state.step, files: {} };
       for (const [file, bytes] of Object.entries(files)) {
         writeFileSynced(path.join(tmp, file), bytes);
-        manifest.files[file] = { sha256: sha256(bytes), bytes: bytes.byteLength };
+        manifest.files[file] = { sha256: sha256Hex(bytes), bytes: bytes.byteLength };
         crashPoint(`checkpoint-file-${file}`, data.state.step);
       }
       // The manifest is the commit record: a directory without it is never loaded.
@@ -155,7 +152,7 @@ export function verifyCheckpointDir(dir: string): ManifestFile {
     if (!fs.existsSync(p)) throw new CheckpointError(`${p}: missing`);
     const bytes = fs.readFileSync(p);
     if (bytes.byteLength !== meta.bytes) throw new CheckpointError(`${p}: ${bytes.byteLength} bytes, manifest says ${meta.bytes} (truncated?)`);
-    if (sha256(bytes) !== meta.sha256) throw new CheckpointError(`${p}: checksum mismatch (corrupt)`);
+    if (sha256Hex(bytes) !== meta.sha256) throw new CheckpointError(`${p}: checksum mismatch (corrupt)`);
   }
   return manifest;
 }

@@ -1,5 +1,5 @@
 /** `ddpm sample`: images from a checkpoint, as a grid, an array or a directory (sampleOutput.ts). */
-import { createHash } from 'crypto';
+import { sha256Hex } from '../util/sha256';
 import type { CommandModule } from 'yargs';
 import { BackendName, initBackend } from '../backend/backend';
 import { loadModelCheckpoint } from './checkpointArg';
@@ -50,10 +50,6 @@ export function sampleLabels(spec: string, classes: number, n: number, names: re
     throw new UsageError(`--class must be all, none or a class in [0, ${classes})${named}, got "${spec}"`);
   }
   return new Uint8Array(n).fill(k);
-}
-
-function sha256(values: Float32Array): string {
-  return createHash('sha256').update(new Uint8Array(values.buffer, values.byteOffset, values.byteLength)).digest('hex');
 }
 
 /** --shard I/K: this command's share of the batches. */
@@ -144,7 +140,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     const sink = openSink(format, {
       out: a.out, n: a.n, model: model.config, labels, columns: a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)), batches,
       // The weights by content, not by path: shards on machines that mount the run elsewhere agree.
-      settings: { step: loaded.state.step, weights, weightsSha256: sha256(sampled), backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
+      settings: { step: loaded.state.step, weights, weightsSha256: sha256Hex(sampled), backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
     });
     const mine = batches.filter((_, i) => shard === undefined || i % shard.count === shard.index);
     const todo = mine.filter((b) => !sink.done.has(b.start));
