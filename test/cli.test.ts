@@ -17,6 +17,7 @@ import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetens
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
 import { decodeNpz } from '../src/sampling/npz';
+import { readDirectoryLabels } from '../src/cli/sampleOutput';
 import { initBackend } from '../src/backend/backend';
 import { generateImages } from '../src/training/generate';
 import { imageBytes } from '../src/data/png';
@@ -537,6 +538,7 @@ describe('train --classes 10, then sample by class (cpu backend)', () => {
     expect(lines(all.stderr)).toContain(`wrote ${path.join(tmp, 'all.npz')}: arr_0 uint8 (12, 8, 8, 1), arr_1 int64 labels (12,): 12 samples from ${path.join(run, 'step-00000002')} (step 2, ema weights)`);
     const csv = fs.readFileSync(path.join(tmp, 'labelled', 'labels.csv'), 'utf8').trim().split('\n');
     expect(csv).toEqual(['file,class', ...Array.from({ length: 12 }, (_, i) => `${String(i).padStart(6, '0')}.png,${i % 10}`)]);
+    expect(Array.from(readDirectoryLabels(path.join(tmp, 'labelled'))!)).toEqual(Array.from({ length: 12 }, (_, i) => i % 10));
     // Same settings, same images, whichever form they are written in.
     const first = PNG.sync.read(fs.readFileSync(path.join(tmp, 'labelled', '000011.png')));
     const arr = decodeNpz(fs.readFileSync(path.join(tmp, 'all.npz'))).get('arr_0')!.data;

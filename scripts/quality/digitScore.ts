@@ -20,6 +20,7 @@ import { fitDataset } from '../../src/data/fit';
 import { loadDataset } from '../../src/data/dataset';
 import type { ImageDataset } from '../../src/data/types';
 import { NpyEntry, decodeNpz } from '../../src/sampling/npz';
+import { readDirectoryLabels } from '../../src/cli/sampleOutput';
 import { loadMnistPackage } from '../../src/data/mnistPackage';
 import { SAMPLER_NAMES, isSamplerName } from '../../src/diffusion/samplers';
 import { UNetModel } from '../../src/model/unetModel';
@@ -116,8 +117,7 @@ async function loadSamples(file: string, n: number): Promise<{ source: string; i
     }
   } else {
     ds = await loadDataset(`images:${file}`);
-    const csv = path.join(file, 'labels.csv');
-    if (fs.existsSync(csv)) labels = Uint8Array.from(fs.readFileSync(csv, 'utf8').trim().split('\n').slice(1), (line) => Number(line.split(',')[1]));
+    labels = readDirectoryLabels(file);
   }
   if (ds.height !== ds.width) throw new UsageError(`--samples ${file}: images are ${ds.height}x${ds.width}; the digit scorer needs square ones`);
   if (ds.count < n) throw new UsageError(`--samples ${file}: ${ds.count} images, fewer than --n ${n}`);

@@ -158,6 +158,14 @@ class PngDirectory implements SampleSink {
   }
 }
 
+/** The classes a sample directory's labels.csv gives its images, in file order (the order of the
+ * PNGs' names), or undefined where there is none (an unconditional model's directory). */
+export function readDirectoryLabels(dir: string): Uint8Array | undefined {
+  const file = path.join(dir, LABELS_FILE);
+  if (!fs.existsSync(file)) return undefined;
+  return Uint8Array.from(fs.readFileSync(file, 'utf8').trim().split('\n').slice(1), (line) => Number(line.split(',')[1]));
+}
+
 /** Which settings differ between a directory's sample.json and this run's, for the error. */
 function differences(had: string, now: Record<string, unknown>): string {
   let old: Record<string, unknown>;

@@ -3,7 +3,7 @@
 import { BackendName, initBackend } from '../backend/backend';
 import { UNetModel } from '../model/unetModel';
 import { makeSchedule } from '../schedule';
-import { GridOptions, gridImages } from '../training/generate';
+import { gridImages } from '../training/generate';
 import { serveThread } from '../util/threadPool';
 import type { GridJob, GridThreadInit } from '../metrics/sampleGrids';
 
@@ -14,7 +14,7 @@ void serveThread<GridJob, Float32Array>(async (data) => {
   const schedule = makeSchedule(init.schedule, init.timesteps);
   return {
     info: backend,
-    call: async ({ weights, options }: { weights: Float32Array; options: GridOptions }) => {
+    call: async ({ weights, options }) => {
       const images = await gridImages(model, weights, schedule, options);
       return { value: images, transfer: [images.buffer as ArrayBuffer] };
     },
