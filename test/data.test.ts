@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -250,7 +250,7 @@ describe('images:DIR', () => {
     mkdirSync(join(emptyClass, 'a'));
     mkdirSync(join(emptyClass, 'b'));
     writePng(join(emptyClass, 'a', 'x.png'), 2, 2, () => [0, 0, 0, 255], 0);
-    await expectDataError(`images:${emptyClass}`, join(emptyClass, 'b'), "no *.png files in this class's subdirectory");
+    await expectDataError(`images:${emptyClass}`, join(emptyClass, 'b'), "no *.png, *.jpg or *.jpeg files in this class's subdirectory");
   });
 
   test('loaded for a model, images of any sizes are fitted one by one as they are decoded, grey or colour', async () => {
@@ -271,6 +271,91 @@ describe('images:DIR', () => {
       expect(Array.from(fitted.pixels)).toEqual(Array.from(fitDataset(await loadDataset(`images:${same}`), 2, 1, mode).pixels));
       expect(fitted.fittedFrom).toBe(`2x6x3, ${mode === 'crop' ? 'centre-cropped' : 'stretched'}`);
     }
+  });
+
+  // Made with libjpeg-turbo 2.1.5: cjpeg -quality 90 (4:2:0), with -progressive, and with
+  // -grayscale, from 13x9 colour and 7x5 grey pictures; the .ppm/.pgm are djpeg's decodes
+  // (-nosmooth: chroma replicated, not interpolated, as jpeg-js does).
+  const JPEG_DIR = join(__dirname, 'reference', 'jpeg');
+  /** A binary PPM/PGM's pixels (the header is three lines here: magic, size, maxval). */
+  const netpbmPixels = (file: string) => {
+    const bytes = readFileSync(join(JPEG_DIR, file));
+    let newlines = 0;
+    let i = 0;
+    while (newlines < 3) if (bytes[i++] === 0x0a) newlines++;
+    return bytes.subarray(i);
+  };
+  const maxDifference = (a: Uint8Array, b: Uint8Array) => {
+    expect(a.length).toBe(b.length);
+    return a.reduce((max, v, i) => Math.max(max, Math.abs(v - b[i])), 0);
+  };
+
+  test('JPEGs (baseline 4:2:0, progressive, greyscale) decode within 2 levels of libjpeg-turbo; a greyscale JPEG is 1 channel', async () => {
+    const colour = freshDir('jpeg-colour');
+    copyFileSync(join(JPEG_DIR, 'colour.jpg'), join(colour, 'a.jpg'));
+    copyFileSync(join(JPEG_DIR, 'progressive.jpg'), join(colour, 'b.JPEG'));
+    const ds = await loadDataset(`images:${colour}`);
+    expect(ds).toMatchObject({ count: 2, height: 9, width: 13, channels: 3 });
+    expect(maxDifference(ds.pixels.subarray(0, 13 * 9 * 3), netpbmPixels('colour.djpeg-nosmooth.ppm'))).toBeLessThanOrEqual(2);
+    expect(maxDifference(ds.pixels.subarray(13 * 9 * 3), netpbmPixels('progressive.djpeg-nosmooth.ppm'))).toBeLessThanOrEqual(2);
+    const grey = freshDir('jpeg-grey');
+    copyFileSync(join(JPEG_DIR, 'grey.jpg'), join(grey, 'g.jpeg'));
+    const g = await loadDataset(`images:${grey}`);
+    expect(g).toMatchObject({ count: 1, height: 5, width: 7, channels: 1 });
+    expect(maxDifference(g.pixels, netpbmPixels('grey.djpeg.pgm'))).toBeLessThanOrEqual(1);
+  });
+
+  test('PNGs and JPEGs mix, as classes too; a JPEG named .png loads by its bytes', async () => {
+    const dir = freshDir('jpeg-png-classes');
+    mkdirSync(join(dir, 'cat'));
+    mkdirSync(join(dir, 'dog'));
+    copyFileSync(join(JPEG_DIR, 'grey.jpg'), join(dir, 'cat', 'a.jpg'));
+    writePng(join(dir, 'cat', 'b.png'), 7, 5, () => [200, 200, 200, 255], 0);
+    copyFileSync(join(JPEG_DIR, 'colour.jpg'), join(dir, 'dog', 'c.png'));
+    const ds = await loadDataset(`images:${dir}`, { size: 4, channels: 3, mode: 'stretch' });
+    expect(ds).toMatchObject({ count: 3, channels: 3, classes: 2, classNames: ['cat', 'dog'], labels: Uint8Array.from([0, 0, 1]), fittedFrom: '2 sizes, 5x7 to 9x13, grey and RGB, non-square ones stretched' });
+    expect(Array.from(ds.pixels.subarray(48, 96))).toEqual(new Array(48).fill(200));
+    // The colour JPEG fitted equals the reference decode fitted, within the decoders' 2 levels.
+    const asIs = await loadDataset(`images:${join(dir, 'dog')}`);
+    expect(maxDifference(asIs.pixels, netpbmPixels('colour.djpeg-nosmooth.ppm'))).toBeLessThanOrEqual(2);
+    expect(Array.from(ds.pixels.subarray(96))).toEqual(Array.from(fitDataset(asIs, 4, 3, 'stretch').pixels));
+  });
+
+  test('a truncated JPEG, and a .jpg that is neither JPEG nor PNG, are DataErrors naming the file', async () => {
+    const truncated = freshDir('jpeg-truncated');
+    writeFileSync(join(truncated, 'x.jpg'), readFileSync(join(JPEG_DIR, 'colour.jpg')).subarray(0, 400));
+    await expectDataError(`images:${truncated}`, join(truncated, 'x.jpg'), 'not a valid JPEG');
+    const junk = freshDir('jpeg-junk');
+    writeFileSync(join(junk, 'y.jpeg'), 'GIF89a');
+    await expectDataError(`images:${junk}`, join(junk, 'y.jpeg'), 'not a valid JPEG: it starts with neither a PNG signature nor a JPEG start-of-image marker');
+  });
+
+  test('decode threads give the same dataset as one thread, and a bad file on a thread is the same DataError', async () => {
+    // 100 files (4 chunks of 32): JPEGs and PNGs, grey and colour, three sizes, in two classes.
+    const dir = freshDir('decode-threads');
+    for (const cls of ['a', 'b']) mkdirSync(join(dir, cls));
+    for (let i = 0; i < 100; i++) {
+      const file = join(dir, i % 3 === 0 ? 'a' : 'b', `${String(i).padStart(3, '0')}`);
+      if (i % 4 === 0) copyFileSync(join(JPEG_DIR, i % 8 === 0 ? 'colour.jpg' : 'grey.jpg'), `${file}.jpg`);
+      else writePng(`${file}.png`, 5 + (i % 3), 6, (x, y) => [(i * 7 + x * 20) % 256, (y * 30) % 256, i % 256, 255], i % 5 === 0 ? 0 : 2);
+    }
+    const target = { size: 4, channels: 3, mode: 'crop' } as const;
+    const lines: string[] = [];
+    const one = await loadDataset(`images:${dir}`, target, { threads: 1 });
+    const three = await loadDataset(`images:${dir}`, target, { threads: 3, log: (l) => lines.push(l), progressEveryMs: 0 });
+    expect(three.count).toBe(100);
+    expect(Buffer.compare(Buffer.from(three.pixels), Buffer.from(one.pixels))).toBe(0);
+    expect(three.fittedFrom).toBe(one.fittedFrom);
+    expect(three.fittedFrom).toBe('5 sizes, 6x5 to 9x13, RGB and grey, non-square ones centre-cropped');
+    expect(Array.from(three.labels ?? [])).toEqual(Array.from(one.labels ?? []));
+    expect(lines).toEqual([32, 64, 96].map((n) => expect.stringMatching(new RegExp(`^data: images:${dir}: ${n} of 100 images decoded \\(${Math.floor(n)}%\\), about \\d+ s left$`))));
+    // A truncated file in the third chunk: its name, as on one thread.
+    writeFileSync(join(dir, 'b', '070.png'), readFileSync(join(dir, 'b', '070.png')).subarray(0, 40));
+    const failure = (threads: number) => loadDataset(`images:${dir}`, target, { threads }).then(() => undefined, (err: unknown) => err);
+    const [onOne, onThree] = [await failure(1), await failure(3)];
+    expect(onThree).toBeInstanceOf(DataError);
+    expect((onThree as DataError).message).toBe((onOne as DataError).message);
+    expect((onThree as DataError).message).toMatch(`images:${join(dir, 'b', '070.png')}: not a valid PNG: `);
   });
 
   test('mixed sizes (loaded as they are), no PNGs, a broken PNG and a missing dir are DataErrors', async () => {

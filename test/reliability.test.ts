@@ -140,6 +140,28 @@ describe('a worker stopped with SIGSTOP past the transport heartbeat but within 
   }, 240_000);
 });
 
+describe('a worker stopped with SIGSTOP until its units\' backups have ended the run', () => {
+  it('when continued, drops the results nobody will read within --coordinator-timeout and goes on waiting for a coordinator, instead of hanging in the send', async () => {
+    const steps = 6;
+    const ref = await reference(steps);
+    const c = await cluster('outlived', steps, 2, { workerTimeout: 30, coordinatorTimeout: 2 });
+    await waitFor(reached(c.dir, 2), 90_000, 'step 2');
+    c.workers[1].child.kill('SIGSTOP');
+    // The other worker finishes the run: the stopped one's units are backed up, not waited for.
+    expect((await waitExit(c.coordinator, 90_000)).code).toBe(0);
+    expect(c.coordinator.output()).toMatch(/unit \d+ on outlived-w1 is [\d.]+ s in \(expected [\d.]+ s\): backup on outlived-w0/);
+    expect(Buffer.compare(modelBytes(c.dir), modelBytes(ref))).toBe(0);
+    c.workers[1].child.kill('SIGCONT');
+    // The unit it was computing ends; its RESULT has no coordinator to go to. An unbounded send
+    // held the worker's loop there for good (before, found by bench:stragglers).
+    await waitFor(() => /the result of step \d+ unit \d+ could not be sent within 2 s \(coordinator unreachable\): dropped/.test(c.workers[1].output()), 20_000, 'the result to be dropped');
+    await waitFor(() => c.workers[1].output().includes('coordinator silent: registering again'), 20_000, 'the worker to wait for a coordinator again');
+    c.workers[1].child.kill('SIGTERM');
+    expect((await waitExit(c.workers[1], 20_000)).code).toBe(0);
+    expect((await waitExit(c.workers[0], 20_000)).code).toBe(0);
+  }, 240_000);
+});
+
 describe('fewer workers than --min-workers (RELIABILITY 8)', () => {
   it('waits for --start-timeout, then fails with one clear line and exit code 2', async () => {
     const port = await freePort();

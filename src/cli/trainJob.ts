@@ -141,7 +141,7 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   if (caveat !== undefined && a['sample-n'] > 0) log(caveat);
   const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(base.model), availableCores());
   const { telemetry } = hooks;
-  const dataset = await loadDataset(base.data, { size: base.model.imageSize, channels: base.model.imageChannels, mode: base.imageFit });
+  const dataset = await loadDataset(base.data, { size: base.model.imageSize, channels: base.model.imageChannels, mode: base.imageFit }, { threads: availableCores(), log });
   log(describeData(dataset));
   // Kept in the checkpoints, for `ddpm sample --class NAME`.
   const config = classCount(base.model) > 0 && base.classNames === undefined && dataset.classNames !== undefined ? { ...base, classNames: dataset.classNames } : base;

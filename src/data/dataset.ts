@@ -5,12 +5,13 @@
 import { loadCifar10 } from './cifar10';
 import { loadIdx } from './idx';
 import { loadMnistPackage } from './mnistPackage';
-import { loadPngDirectory } from './pngDir';
+import { type DecodeOptions, loadImageDirectory } from './imageDir';
 import { DataError, type ImageDataset } from './types';
 import { type FitTarget, fitDataset } from './fit';
 
 export { DataError, type ImageDataset, maxLabel } from './types';
 export { fitDataset, type FitTarget } from './fit';
+export type { DecodeOptions } from './imageDir';
 
 /** The accepted spec forms, as shown in error messages and help text. */
 export const DATASET_SPEC_FORMS = ['mnist', 'idx:PATH', 'cifar10:DIR', 'images:DIR'] as const;
@@ -22,10 +23,11 @@ export type DatasetSpec =
   | { scheme: 'images'; dir: string };
 
 /** Loads the whole dataset into memory as uint8 NHWC pixels, fitted to a model if given one
- * (images:DIR fits each image as it decodes it). Fails with a one-line DataError. */
-export async function loadDataset(spec: string, fit?: FitTarget): Promise<ImageDataset> {
+ * (images:DIR fits each image as it decodes it, on `decode.threads` threads). Fails with a
+ * one-line DataError. */
+export async function loadDataset(spec: string, fit?: FitTarget, decode: DecodeOptions = {}): Promise<ImageDataset> {
   const parsed = parseDatasetSpec(spec);
-  if (parsed.scheme === 'images') return loadPngDirectory(parsed.dir, fit);
+  if (parsed.scheme === 'images') return loadImageDirectory(parsed.dir, fit, decode);
   const raw = await loadAsIs(parsed);
   return fit === undefined ? raw : fitDataset(raw, fit.size, fit.channels, fit.mode);
 }
@@ -39,7 +41,7 @@ async function loadAsIs(parsed: DatasetSpec): Promise<ImageDataset> {
     case 'cifar10':
       return loadCifar10(parsed.dir);
     case 'images':
-      return loadPngDirectory(parsed.dir);
+      return loadImageDirectory(parsed.dir);
     default: {
       const unhandled: never = parsed;
       throw new DataError(`unhandled dataset spec ${JSON.stringify(unhandled)}`);
