@@ -128,8 +128,9 @@ describe('a worker stopped with SIGSTOP past the transport heartbeat but within 
     // whatever it sent the worker meanwhile is lost.
     c.workers[1].child.kill('SIGSTOP');
     await new Promise((resolve) => setTimeout(resolve, 5000));
-    // Steps went on without it: its units were given to the other worker once overdue.
-    expect(latest()).toBeGreaterThan(before);
+    // Steps go on without it: its units are given to the other worker once overdue. (Within the
+    // 30 s worker timeout: a step was seen to take over 5 s here once with the machine busy.)
+    await waitFor(() => latest() > before, 15_000, 'a step done without the stopped worker');
     expect(c.coordinator.output()).toMatch(/unit \d+ on short-stop-w1 is [\d.]+ s in \(expected [\d.]+ s\): backup on short-stop-w0/);
     c.workers[1].child.kill('SIGCONT');
     expect((await waitExit(c.coordinator, 90_000)).code).toBe(0);
