@@ -16,7 +16,7 @@ import { loadModelCheckpoint } from '../src/cli/checkpointArg';
 import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetensors';
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
-import { decodeNpz } from '../src/sampling/npz';
+import { decodeNpz } from '../src/data/npz';
 import { readDirectoryLabels } from '../src/cli/sampleOutput';
 import { initBackend } from '../src/backend/backend';
 import { generateImages } from '../src/training/generate';

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { DataError, fitDataset, loadDataset, parseDatasetSpec, type ImageDataset } from '../src/data/dataset';
+import { type NpyArray, encodeNpz } from '../src/data/npz';
 
 let root: string;
 beforeAll(() => {
@@ -62,7 +63,7 @@ describe('spec parsing', () => {
   });
 
   test('unknown scheme, missing path and mnist with a path are DataErrors naming the spec and the forms', async () => {
-    await expectDataError('svhn:/data', 'svhn:/data', 'mnist, idx:PATH, cifar10:DIR, images:DIR');
+    await expectDataError('svhn:/data', 'svhn:/data', 'mnist, idx:PATH, cifar10:DIR, images:DIR, npz:FILE');
     await expectDataError('idx:', 'idx:', 'no path');
     await expectDataError('cifar10', 'cifar10', 'no path');
     await expectDataError('mnist:/x', 'mnist:/x', 'takes no path');
@@ -369,6 +370,51 @@ describe('images:DIR', () => {
     writeFileSync(join(broken, 'x.png'), 'not a png');
     await expectDataError(`images:${broken}`, join(broken, 'x.png'), 'not a valid PNG');
     await expectDataError(`images:${join(root, 'absent')}`, join(root, 'absent'), 'no such file');
+  });
+});
+
+describe('npz:FILE', () => {
+  const REFERENCE = join(__dirname, 'reference');
+
+  test('np.savez: arr_0 uint8 (N, H, W, C) images, arr_1 int64 labels (test/reference/numpy_savez.npz)', async () => {
+    const file = join(REFERENCE, 'numpy_savez.npz');
+    const ds = await loadDataset(`npz:${file}`);
+    expect(ds).toMatchObject({ count: 2, height: 3, width: 3, channels: 1, source: `npz:${file}`, labels: Uint8Array.from([3, 7]), classes: 8 });
+    expect(Array.from(ds.pixels)).toEqual(Array.from({ length: 18 }, (_, i) => i * 13));
+  });
+
+  test('np.savez_compressed: deflated members, (N, H, W) grey images, int32 labels; fitted like any dataset', async () => {
+    // np.savez_compressed(f, np.arange(80, dtype=np.uint8).reshape(5, 4, 4) * 3, np.array([0, 4, 1, 4, 2], dtype=np.int32)), numpy 1.24
+    const file = join(REFERENCE, 'numpy_savez_compressed.npz');
+    const ds = await loadDataset(`npz:${file}`);
+    expect(ds).toMatchObject({ count: 5, height: 4, width: 4, channels: 1, labels: Uint8Array.from([0, 4, 1, 4, 2]), classes: 5 });
+    expect(Array.from(ds.pixels)).toEqual(Array.from({ length: 80 }, (_, i) => i * 3));
+    const fitted = await loadDataset(`npz:${file}`, { size: 2, channels: 3, mode: 'crop' });
+    expect(Array.from(fitted.pixels)).toEqual(Array.from(fitDataset(ds, 2, 3, 'crop').pixels));
+  });
+
+  test('a file without arr_0 names its arrays; float images, bad labels, a damaged member and a missing file are DataErrors', async () => {
+    // np.savez(f, x_train=np.zeros((2, 2, 2), np.uint8), y_train=np.array([1, 2], np.uint8)), as Keras's mnist.npz names them
+    await expectDataError(`npz:${join(REFERENCE, 'numpy_named.npz')}`, 'no arr_0 (its arrays: x_train, y_train); save the images first, unnamed: np.savez(f, images, labels)');
+    // np.savez(f, np.zeros((2, 2, 2, 3), np.float32))
+    await expectDataError(`npz:${join(REFERENCE, 'numpy_float.npz')}`, 'arr_0 has dtype <f4; images must be uint8 (0-255)');
+    const dir = freshDir('npz-bad');
+    const write = (name: string, arrays: { name: string; array: NpyArray }[]) => {
+      writeFileSync(join(dir, name), encodeNpz(arrays));
+      return `npz:${join(dir, name)}`;
+    };
+    const images = { name: 'arr_0', array: { data: new Uint8Array(2 * 2 * 2 * 2), shape: [2, 2, 2, 2] } };
+    await expectDataError(write('two-channels.npz', [images]), 'arr_0 has shape (2, 2, 2, 2); images must be (N, H, W, C) with C 1 or 3, or (N, H, W)');
+    const rgb = { name: 'arr_0', array: { data: new Uint8Array(2 * 2 * 2 * 3), shape: [2, 2, 2, 3] } };
+    await expectDataError(write('short-labels.npz', [rgb, { name: 'arr_1', array: { data: BigInt64Array.from([1n]), shape: [1] } }]), 'arr_1 has 1 labels for 2 images');
+    await expectDataError(write('negative.npz', [rgb, { name: 'arr_1', array: { data: BigInt64Array.from([1n, -1n]), shape: [2] } }]), 'arr_1[1] is -1; class labels must be 0 to 254');
+    const good = readFileSync(join(REFERENCE, 'numpy_savez.npz'));
+    const damaged = Buffer.from(good);
+    damaged[200] ^= 0xff; // inside arr_0's data
+    writeFileSync(join(dir, 'damaged.npz'), damaged);
+    await expectDataError(`npz:${join(dir, 'damaged.npz')}`, 'not a readable .npz: arr_0.npy: CRC-32 mismatch');
+    await expectDataError(`npz:${join(dir, 'absent.npz')}`, 'no such file');
+    await expectDataError('npz:', 'has no path after "npz:"');
   });
 });
 

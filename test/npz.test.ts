@@ -1,8 +1,8 @@
-/** The .npz writer and reader (src/sampling/npz.ts) against numpy's own output and the CRC-32 standard. */
+/** The .npz writer and reader (src/data/npz.ts) against numpy's own output and the CRC-32 standard. */
 import * as fs from 'fs';
 import * as path from 'path';
 import { PNG } from 'pngjs';
-import { crc32, decodeNpz, encodeNpz, npzSize } from '../src/sampling/npz';
+import { crc32, decodeNpz, encodeNpz, npzSize } from '../src/data/npz';
 
 
 // np.savez(f, arr_0=np.arange(18, dtype=np.uint8).reshape(2, 3, 3, 1) * 13, arr_1=np.array([3, 7], dtype=np.int64)), numpy 2.4.

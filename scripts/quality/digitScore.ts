@@ -17,9 +17,8 @@ import { BackendName, initBackend, isBackendName } from '../../src/backend/backe
 import { loadCheckpointArg, readCheckpointConfig, resolveCheckpointDir } from '../../src/checkpoint/store';
 import { EXIT_USER_ERROR, UsageError, isUserError } from '../../src/cli/errors';
 import { fitDataset } from '../../src/data/fit';
-import { loadDataset } from '../../src/data/dataset';
+import { DataError, loadDataset } from '../../src/data/dataset';
 import type { ImageDataset } from '../../src/data/types';
-import { NpyEntry, decodeNpz } from '../../src/sampling/npz';
 import { readDirectoryLabels } from '../../src/cli/sampleOutput';
 import { loadMnistPackage } from '../../src/data/mnistPackage';
 import { SAMPLER_NAMES, isSamplerName } from '../../src/diffusion/samplers';
@@ -98,27 +97,14 @@ async function loadSplit(): Promise<{ pixels: ReturnType<typeof fitDataset>; lab
  * grey, scaled as training does; their labels where the file has them. */
 async function loadSamples(file: string, n: number): Promise<{ source: string; images: Float32Array; size: number; labels?: Uint8Array }> {
   let ds: ImageDataset;
-  let labels: Uint8Array | undefined;
-  if (file.toLowerCase().endsWith('.npz')) {
-    let arrays: Map<string, NpyEntry>;
-    try {
-      arrays = decodeNpz(fs.readFileSync(file));
-    } catch (err) {
-      throw new UsageError(`--samples ${file}: ${(err as Error).message}`);
-    }
-    const a = arrays.get('arr_0');
-    if (a === undefined || a.descr !== '|u1' || a.shape.length !== 4) throw new UsageError(`--samples ${file}: needs arr_0, uint8 of shape (N, H, W, C)`);
-    const [count, height, width, channels] = a.shape;
-    ds = { count, height, width, channels, pixels: a.data, source: file };
-    const l = arrays.get('arr_1');
-    if (l !== undefined) {
-      if (l.descr !== '<i8' || l.shape.length !== 1 || l.shape[0] !== count) throw new UsageError(`--samples ${file}: arr_1 must be int64 labels, one per image`);
-      labels = Uint8Array.from(new BigInt64Array(Uint8Array.from(l.data).buffer), Number);
-    }
-  } else {
-    ds = await loadDataset(`images:${file}`);
-    labels = readDirectoryLabels(file);
+  const npz = file.toLowerCase().endsWith('.npz');
+  try {
+    ds = await loadDataset(`${npz ? 'npz' : 'images'}:${file}`);
+  } catch (err) {
+    if (!(err instanceof DataError)) throw err;
+    throw new UsageError(`--samples ${err.message}`);
   }
+  const labels = npz ? ds.labels : readDirectoryLabels(file);
   if (ds.height !== ds.width) throw new UsageError(`--samples ${file}: images are ${ds.height}x${ds.width}; the digit scorer needs square ones`);
   if (ds.count < n) throw new UsageError(`--samples ${file}: ${ds.count} images, fewer than --n ${n}`);
   const grey = fitDataset(ds, ds.height, 1);

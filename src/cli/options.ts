@@ -132,7 +132,7 @@ const d = TRAIN_DEFAULTS;
 
 export function withTrainOptions<T>(y: Argv<T>) {
   return withBackendOption(withObjectiveOptions(withScheduleOptions(withModelOptions(y, 'mnist-fast'))))
-    .option('data', { type: 'string', default: d.data, describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR' })
+    .option('data', { type: 'string', default: d.data, describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR | npz:FILE' })
     .option('image-fit', { type: 'string', choices: IMAGE_FITS, default: d.imageFit, describe: 'non-square images: crop (the middle square, as torchvision\'s CenterCrop) or stretch; then resized to --image-size' })
     .option('flip', { type: 'boolean', default: d.flip, describe: 'random horizontal flips' })
     .option('batch-size', { type: 'number', default: d.batchSize, describe: 'global batch size' })

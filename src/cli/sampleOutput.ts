@@ -13,7 +13,7 @@ import * as path from 'path';
 import { encodePng } from '../data/png';
 import { writeFailure } from '../util/fsync';
 import type { UNetConfig } from '../model/config';
-import { encodeNpz, npzSize } from '../sampling/npz';
+import { encodeNpz, npzSize } from '../data/npz';
 import type { Batch } from '../sampling/runBatches';
 import { encodeGrid, gridBytes } from './grid';
 import { writeOutputFile } from './options';

@@ -5,6 +5,7 @@
 import { loadCifar10 } from './cifar10';
 import { loadIdx } from './idx';
 import { loadMnistPackage } from './mnistPackage';
+import { loadNpz } from './npzDataset';
 import { type DecodeOptions, loadImageDirectory } from './imageDir';
 import { DataError, type ImageDataset } from './types';
 import { type FitTarget, fitDataset } from './fit';
@@ -14,13 +15,14 @@ export { fitDataset, type FitTarget } from './fit';
 export type { DecodeOptions } from './imageDir';
 
 /** The accepted spec forms, as shown in error messages and help text. */
-export const DATASET_SPEC_FORMS = ['mnist', 'idx:PATH', 'cifar10:DIR', 'images:DIR'] as const;
+export const DATASET_SPEC_FORMS = ['mnist', 'idx:PATH', 'cifar10:DIR', 'images:DIR', 'npz:FILE'] as const;
 
 export type DatasetSpec =
   | { scheme: 'mnist' }
   | { scheme: 'idx'; path: string }
   | { scheme: 'cifar10'; dir: string }
-  | { scheme: 'images'; dir: string };
+  | { scheme: 'images'; dir: string }
+  | { scheme: 'npz'; path: string };
 
 /** Loads the whole dataset into memory as uint8 NHWC pixels, fitted to a model if given one
  * (images:DIR fits each image as it decodes it, on `decode.threads` threads). Fails with a
@@ -42,6 +44,8 @@ async function loadAsIs(parsed: DatasetSpec): Promise<ImageDataset> {
       return loadCifar10(parsed.dir);
     case 'images':
       return loadImageDirectory(parsed.dir);
+    case 'npz':
+      return loadNpz(parsed.path);
     default: {
       const unhandled: never = parsed;
       throw new DataError(`unhandled dataset spec ${JSON.stringify(unhandled)}`);
@@ -69,6 +73,8 @@ export function parseDatasetSpec(spec: string): DatasetSpec {
       return { scheme, dir: needLocation() };
     case 'images':
       return { scheme, dir: needLocation() };
+    case 'npz':
+      return { scheme, path: needLocation() };
     default:
       throw new DataError(`unknown dataset spec "${spec}": ${allowed}`);
   }

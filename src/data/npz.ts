@@ -1,13 +1,17 @@
 /**
- * NumPy's .npz: a zip of .npy arrays (numpy.lib.format, version 1.0), stored uncompressed, as
- * `numpy.savez` writes it. Evaluation code for diffusion models reads samples this way
+ * NumPy's .npz: a zip of .npy arrays (numpy.lib.format, version 1.0), written stored
+ * (uncompressed), as `numpy.savez` writes it; read stored or deflated (`numpy.savez_compressed`). Evaluation code for diffusion models reads samples this way
  * (`np.load(f)["arr_0"]`: uint8 NHWC images; "arr_1": their labels, as guided-diffusion saves them).
  * Without ZIP64: a file holds at most 4 GiB, checked by npzSize before anything is sampled.
  */
 
+import { inflateRawSync } from 'node:zlib';
+
 export type NpyArray = { data: Uint8Array; shape: number[] } | { data: BigInt64Array; shape: number[] };
 
 const ZIP_LIMIT = 0xffffffff;
+const STORED = 0;
+const DEFLATED = 8;
 const LOCAL_HEADER = 30;
 const CENTRAL_HEADER = 46;
 const END_OF_DIRECTORY = 22;
@@ -117,8 +121,8 @@ export interface NpyEntry {
   data: Uint8Array;
 }
 
-/** Reads an uncompressed .npz (as numpy.savez and encodeNpz write them) through its central
- * directory, checking each entry's local header and CRC-32. Throws RangeError naming what is wrong. */
+/** Reads an .npz (numpy.savez, savez_compressed, encodeNpz) through its central directory,
+ * checking each entry's local header and CRC-32. Throws RangeError naming what is wrong. */
 export function decodeNpz(file: Uint8Array): Map<string, NpyEntry> {
   const view = new DataView(file.buffer, file.byteOffset, file.byteLength);
   const eocd = file.length - END_OF_DIRECTORY;
@@ -132,22 +136,33 @@ export function decodeNpz(file: Uint8Array): Map<string, NpyEntry> {
     if (at + CENTRAL_HEADER > eocd || view.getUint32(at, true) !== 0x02014b50) throw new RangeError(`central directory entry ${i}: bad signature`);
     const method = view.getUint16(at + 10, true);
     const crc = view.getUint32(at + 16, true);
-    const size = view.getUint32(at + 20, true);
     const nameLength = view.getUint16(at + 28, true);
     const name = text(at + 46, nameLength);
-    if (method !== 0 || view.getUint32(at + 24, true) !== size) throw new RangeError(`${name}: compressed (method ${method}); only stored entries (numpy.savez, not savez_compressed) are read`);
+    const stored = view.getUint32(at + 20, true);
+    const size = view.getUint32(at + 24, true);
+    if (method !== STORED && method !== DEFLATED) throw new RangeError(`${name}: compression method ${method}; only stored and deflated entries are read`);
+    if (stored === 0xffffffff || size === 0xffffffff) throw new RangeError(`${name}: over 4 GiB (ZIP64), which this reader does not read`);
     const local = view.getUint32(at + 42, true);
     if (local + LOCAL_HEADER > file.length || view.getUint32(local, true) !== 0x04034b50) throw new RangeError(`${name}: bad local header`);
     const localName = view.getUint16(local + 26, true);
     if (text(local + 30, localName) !== name) throw new RangeError(`${name}: the local header names another file`);
     const start = local + LOCAL_HEADER + localName + view.getUint16(local + 28, true);
-    if (start + size > file.length) throw new RangeError(`${name}: runs past the end of the file`);
-    const npy = file.subarray(start, start + size);
+    if (start + stored > file.length) throw new RangeError(`${name}: runs past the end of the file`);
+    const npy = method === STORED ? file.subarray(start, start + stored) : inflate(name, file.subarray(start, start + stored));
+    if (npy.length !== size) throw new RangeError(`${name}: ${npy.length} bytes, the directory says ${size}`);
     if (crc32(npy) !== crc) throw new RangeError(`${name}: CRC-32 mismatch`);
     out.set(name.replace(/\.npy$/, ''), parseNpy(name, npy));
     at += CENTRAL_HEADER + nameLength + view.getUint16(at + 30, true) + view.getUint16(at + 32, true);
   }
   return out;
+}
+
+function inflate(name: string, deflated: Uint8Array): Uint8Array {
+  try {
+    return inflateRawSync(deflated);
+  } catch (err) {
+    throw new RangeError(`${name}: bad deflate data (${(err as Error).message})`);
+  }
 }
 
 function parseNpy(name: string, npy: Uint8Array): NpyEntry {

@@ -1,0 +1,62 @@
+/**
+ * A NumPy archive as a dataset (`npz:FILE`): what `np.savez(f, images, labels)` or
+ * `np.savez_compressed` writes, and what `ddpm sample --out x.npz` and guided-diffusion's
+ * reference batches hold. arr_0: uint8 images, (N, H, W, C) with C 1 or 3, or (N, H, W) for grey;
+ * arr_1, if there: one integer class label per image.
+ */
+import { readFileOrThrow } from './fsRead';
+import { type NpyEntry, decodeNpz } from './npz';
+import { DataError, type ImageDataset, maxLabel } from './types';
+
+/** Little-endian (or byte-sized) integer dtypes a label array may have, by byte width. */
+const LABEL_DTYPES: Record<string, { bytes: number; signed: boolean }> = {
+  '|u1': { bytes: 1, signed: false }, '|i1': { bytes: 1, signed: true },
+  '<u2': { bytes: 2, signed: false }, '<i2': { bytes: 2, signed: true },
+  '<u4': { bytes: 4, signed: false }, '<i4': { bytes: 4, signed: true },
+  '<u8': { bytes: 8, signed: false }, '<i8': { bytes: 8, signed: true },
+};
+
+export async function loadNpz(path: string): Promise<ImageDataset> {
+  const source = `npz:${path}`;
+  let arrays: Map<string, NpyEntry>;
+  try {
+    arrays = decodeNpz(await readFileOrThrow(path, source));
+  } catch (err) {
+    if (err instanceof DataError) throw err;
+    throw new DataError(`${source}: not a readable .npz: ${(err as Error).message}`);
+  }
+  const images = arrays.get('arr_0');
+  const names = [...arrays.keys()].join(', ') || 'none';
+  if (images === undefined) throw new DataError(`${source}: no arr_0 (its arrays: ${names}); save the images first, unnamed: np.savez(f, images, labels)`);
+  const shape = `(${images.shape.join(', ')})`;
+  if (images.descr !== '|u1') throw new DataError(`${source}: arr_0 has dtype ${images.descr}; images must be uint8 (0-255)`);
+  const [count, height, width, channels = 1] = images.shape;
+  if (!(images.shape.length === 3 || (images.shape.length === 4 && (channels === 1 || channels === 3)))) {
+    throw new DataError(`${source}: arr_0 has shape ${shape}; images must be (N, H, W, C) with C 1 or 3, or (N, H, W)`);
+  }
+  if (count === 0 || height === 0 || width === 0) throw new DataError(`${source}: empty dataset: arr_0 has shape ${shape}`);
+  const dataset: ImageDataset = { count, height, width, channels, pixels: images.data.slice(), source };
+  const labelArray = arrays.get('arr_1');
+  if (labelArray === undefined) return dataset;
+  const labels = readLabels(labelArray, count, source);
+  return { ...dataset, labels, classes: maxLabel(labels) + 1 };
+}
+
+function readLabels(a: NpyEntry, count: number, source: string): Uint8Array {
+  const dtype = LABEL_DTYPES[a.descr];
+  if (dtype === undefined || a.shape.length !== 1) throw new DataError(`${source}: arr_1 has dtype ${a.descr} and shape (${a.shape.join(', ')}); labels must be integers, one per image`);
+  if (a.shape[0] !== count) throw new DataError(`${source}: arr_1 has ${a.shape[0]} labels for ${count} images`);
+  const view = new DataView(a.data.buffer, a.data.byteOffset, a.data.byteLength);
+  const labels = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const at = i * dtype.bytes;
+    const value = dtype.bytes === 8
+      ? Number(dtype.signed ? view.getBigInt64(at, true) : view.getBigUint64(at, true))
+      : dtype.bytes === 4 ? (dtype.signed ? view.getInt32(at, true) : view.getUint32(at, true))
+        : dtype.bytes === 2 ? (dtype.signed ? view.getInt16(at, true) : view.getUint16(at, true))
+          : (dtype.signed ? view.getInt8(at) : view.getUint8(at));
+    if (!(value >= 0 && value <= 254)) throw new DataError(`${source}: arr_1[${i}] is ${value}; class labels must be 0 to 254`);
+    labels[i] = value;
+  }
+  return labels;
+}
