@@ -276,6 +276,49 @@ describe('chooseBackups: speculative copies of a step\'s stragglers', () => {
   });
 });
 
+describe('StepLedger: one step\'s units', () => {
+  it('requeues a departed worker\'s units in unit order, except those reduced, queued or running elsewhere; a reduced unit leaves the queue', async () => {
+    const { StepLedger } = await import('../src/coordinator/stepLedger');
+    const ledger = new StepLedger([0, 1, 2, 3, 4, 5]);
+    for (const u of ledger.queue.splice(0, 5)) ledger.give(u, u % 2 === 0 ? 'a' : 'b', 1_000, 100);
+    expect(ledger.queue).toEqual([5]);
+    ledger.markDone(4);
+    // a held 0, 2 and 4: 4 is reduced, and 2 runs elsewhere too (a backup).
+    expect(ledger.requeue([4, 2, 0], (u) => u === 2)).toEqual([0]);
+    expect(ledger.queue).toEqual([0, 5]);
+    expect(ledger.requeue([0], () => false)).toEqual([]); // already queued
+    // b held 1 and 3: both back, in order, ahead of the rest.
+    expect(ledger.requeue([3, 1], () => false)).toEqual([1, 3]);
+    expect(ledger.queue).toEqual([1, 3, 0, 5]);
+    // A requeued unit whose old worker's result arrives after all is reduced and leaves the queue.
+    expect(ledger.wasGiven(3, 'b')).toBe(true);
+    expect(ledger.wasGiven(3, 'a')).toBe(false);
+    ledger.markDone(3);
+    expect(ledger.queue).toEqual([1, 0, 5]);
+    expect(ledger.startOf(3)).toEqual({ worker: 'b', at: 1_000, expectedMs: 100 });
+    ledger.give(3, 'a', 2_000, 50); // a second holder: the start stays the first
+    expect(ledger.startOf(3)).toEqual({ worker: 'b', at: 1_000, expectedMs: 100 });
+    expect(ledger.complete).toBe(false);
+    for (const u of [0, 1, 2, 5]) ledger.markDone(u);
+    expect(ledger.complete).toBe(true);
+    expect(ledger.queue).toEqual([]);
+  });
+
+  it('chooses backups only with an empty queue, records them, and excuses time this process did not run', async () => {
+    const { StepLedger } = await import('../src/coordinator/stepLedger');
+    const ledger = new StepLedger([0, 1]);
+    ledger.give(ledger.queue.shift() as number, 'slow', 0, 1_000);
+    const idle = { id: 'idle', name: 'idle', backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit: 0.1, outstanding: new Map() };
+    expect(ledger.chooseBackups([idle], 5_000)).toEqual([]); // unit 1 still queued
+    ledger.give(ledger.queue.shift() as number, 'idle', 0, undefined);
+    ledger.excuse(4_000); // a 4 s pause: unit 0 has run 1 s, not 5
+    expect(ledger.chooseBackups([idle], 5_000)).toEqual([]);
+    expect(ledger.chooseBackups([idle], 6_100).map((b) => b.unitId)).toEqual([0]);
+    expect([...ledger.backedUp]).toEqual([0]);
+    expect(ledger.chooseBackups([idle], 9_000)).toEqual([]); // once
+  });
+});
+
 describe('the remote executor with a worker that slows down mid-run', () => {
   /** Replaces beforeEach's executor with one whose unit deadline is far off, so that only a
    * backup can spare a step the slow worker's time. */

@@ -14,7 +14,8 @@ import { UnitResult } from '../training/workUnit';
 import { StepWork, UnitExecutor } from './executor';
 import { WorkerRecord, WorkerRegistry } from './workerRegistry';
 import { NotEnoughWorkersError } from './errors';
-import { UnitStart, WorkerSpeeds, chooseBackups, chooseWorker } from './unitScheduler';
+import { UnitStart, WorkerSpeeds, chooseWorker } from './unitScheduler';
+import { StepLedger } from './stepLedger';
 import { RejectLog } from '../protocol/rejectLog';
 import { BEACON_SUFFIX } from '../transport/beacon';
 
@@ -49,14 +50,7 @@ export interface ExecutorEvents {
 interface CurrentStep {
   work: StepWork;
   accept: (r: UnitResult) => boolean;
-  queue: number[];
-  done: Set<number>;
-  /** Workers that were ever given each unit this step: only they may return it. */
-  assigned: Map<number, Set<string>>;
-  /** Each unit's first assignment, to find stragglers. */
-  starts: Map<number, UnitStart>;
-  /** Units given a backup copy: the slower copy's result is expected and dropped quietly. */
-  backedUp: Set<number>;
+  units: StepLedger;
   paramsFrames?: Buffer[];
   resolve: () => void;
 }
@@ -68,7 +62,7 @@ export class RemoteExecutor implements UnitExecutor {
   private readonly rejects = new RejectLog((line) => this.log(line));
   private current: CurrentStep | undefined;
   /** The last finished step, to tell a late duplicate from a stale result. */
-  private finished: { step: number; paramVersion: number; backedUp: Set<number> } | undefined;
+  private finished: { step: number; paramVersion: number; backedUp: ReadonlySet<number> } | undefined;
   private receiving: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
@@ -122,9 +116,7 @@ export class RemoteExecutor implements UnitExecutor {
 
   run(work: StepWork, accept: (r: UnitResult) => boolean): Promise<void> {
     return new Promise<void>((resolve) => {
-      this.current = {
-        work, accept, queue: work.units.map((u) => u.unitId), done: new Set(), assigned: new Map(), starts: new Map(), backedUp: new Set(), resolve,
-      };
+      this.current = { work, accept, units: new StepLedger(work.units.map((u) => u.unitId)), resolve };
       this.dispatch();
     });
   }
@@ -152,18 +144,18 @@ export class RemoteExecutor implements UnitExecutor {
   private dispatch(): void {
     const cur = this.current;
     if (!cur) return;
-    while (cur.queue.length > 0) {
+    const { queue } = cur.units;
+    while (queue.length > 0) {
       const worker = chooseWorker(this.workers.all(), this.depth);
       if (worker === undefined) return;
-      this.assign(cur, worker, cur.queue.shift() as number);
+      this.assign(cur, worker, queue.shift() as number);
     }
     if (this.opts.backups === false) return;
-    const backups = chooseBackups(cur.starts, cur.done, cur.backedUp, this.workers.all(), Date.now());
+    const backups = cur.units.chooseBackups(this.workers.all(), Date.now());
     for (const { unitId, worker } of backups) {
-      const start = cur.starts.get(unitId) as UnitStart;
+      const start = cur.units.startOf(unitId) as UnitStart;
       const straggler = this.workers.get(start.worker)?.name ?? start.worker;
       this.log(`step ${cur.work.step}: unit ${unitId} on ${straggler} is ${((Date.now() - start.at) / 1000).toFixed(1)} s in (expected ${((start.expectedMs ?? 0) / 1000).toFixed(1)} s): backup on ${worker.name}`);
-      cur.backedUp.add(unitId);
       this.assign(cur, worker, unitId);
     }
     if (backups.length > 0) this.opts.events?.onBackup?.(backups.length);
@@ -177,13 +169,9 @@ export class RemoteExecutor implements UnitExecutor {
       w.paramVersion = cur.work.paramVersion;
     }
     const now = Date.now();
-    if (!cur.starts.has(unitId)) {
-      const spu = w.secondsPerUnit;
-      cur.starts.set(unitId, { worker: w.id, at: now, expectedMs: spu === undefined ? undefined : Math.ceil((w.outstanding.size + 1) / w.slots) * spu * 1000 });
-    }
+    const spu = w.secondsPerUnit;
+    cur.units.give(unitId, w.id, now, spu === undefined ? undefined : Math.ceil((w.outstanding.size + 1) / w.slots) * spu * 1000);
     w.outstanding.set(unitId, now + this.unitDeadlineMs);
-    if (!cur.assigned.has(unitId)) cur.assigned.set(unitId, new Set());
-    cur.assigned.get(unitId)?.add(w.id);
     this.send(w, encodeWork(cur.work.units[unitId], this.stamp(), this.unitDeadlineMs, image));
   }
 
@@ -193,10 +181,8 @@ export class RemoteExecutor implements UnitExecutor {
     worker.outstanding.clear();
     if (!cur || units.length === 0) return;
     // A unit whose backup copy still runs elsewhere is not lost.
-    const elsewhere = (u: number) => this.workers.all().some((o) => o !== worker && o.outstanding.has(u));
-    const lost = units.filter((u) => !cur.done.has(u) && !cur.queue.includes(u) && !elsewhere(u));
+    const lost = cur.units.requeue(units, (u) => this.workers.all().some((o) => o !== worker && o.outstanding.has(u)));
     if (lost.length > 0) {
-      cur.queue.unshift(...lost.sort((a, b) => a - b));
       this.opts.events?.onReassigned?.(lost.length);
       this.log(`reassigning ${lost.length} unit(s) of ${worker.name}: ${why}`);
     }
@@ -218,7 +204,7 @@ export class RemoteExecutor implements UnitExecutor {
     this.lastTick = now;
     if (deaf > 0) {
       this.workers.excuse(deaf);
-      for (const s of this.current?.starts.values() ?? []) s.at += deaf;
+      this.current?.units.excuse(deaf);
     }
     for (const w of this.workers.all()) {
       if (now - w.lastSeen > this.workerTimeoutMs) {
@@ -334,10 +320,10 @@ export class RemoteExecutor implements UnitExecutor {
       throw new ProtocolError('stale', `result for step ${e.step} version ${e.paramVersion}`);
     }
     const unitId = e.unitIds[0];
-    if (!cur.assigned.get(unitId)?.has(worker.id)) throw new ProtocolError('not_assigned', `unit ${unitId} was not given to ${worker.name}`);
-    if (cur.done.has(unitId)) {
+    if (!cur.units.wasGiven(unitId, worker.id)) throw new ProtocolError('not_assigned', `unit ${unitId} was not given to ${worker.name}`);
+    if (cur.units.isDone(unitId)) {
       worker.outstanding.delete(unitId);
-      if (cur.backedUp.has(unitId)) return;
+      if (cur.units.backedUp.has(unitId)) return;
       throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     }
     const result = decodeResult(m, this.opts.parameterCount, this.opts.transportDtype);
@@ -345,17 +331,15 @@ export class RemoteExecutor implements UnitExecutor {
     if (result.count !== unit.count) throw new ProtocolError('malformed', `unit ${unitId} has ${unit.count} examples, result says ${result.count}`);
     worker.outstanding.delete(unitId);
     if (!cur.accept(result)) throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
-    cur.done.add(unitId);
-    if (cur.backedUp.has(unitId)) this.settleBackup(cur, unitId, worker);
-    const queued = cur.queue.indexOf(unitId);
-    if (queued >= 0) cur.queue.splice(queued, 1);
+    cur.units.markDone(unitId);
+    if (cur.units.backedUp.has(unitId)) this.settleBackup(cur, unitId, worker);
     worker.unitsDone++;
     worker.computeSeconds += result.computeSeconds;
     this.speeds.record(worker, result.computeSeconds);
     this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
-    if (cur.done.size === cur.work.units.length) {
+    if (cur.units.complete) {
       this.current = undefined;
-      this.finished = { step: cur.work.step, paramVersion: cur.work.paramVersion, backedUp: cur.backedUp };
+      this.finished = { step: cur.work.step, paramVersion: cur.work.paramVersion, backedUp: cur.units.backedUp };
       cur.resolve();
       return;
     }
@@ -368,7 +352,7 @@ export class RemoteExecutor implements UnitExecutor {
    * would be handed unit after unit to stall on (measured: 0.15x the steps/s of backups off). */
   private settleBackup(cur: CurrentStep, unitId: number, winner: WorkerRecord): void {
     for (const w of this.workers.all()) w.outstanding.delete(unitId);
-    const start = cur.starts.get(unitId) as UnitStart;
+    const start = cur.units.startOf(unitId) as UnitStart;
     const first = this.workers.get(start.worker);
     if (first === undefined || first === winner) return;
     first.secondsPerUnit = Math.max(first.secondsPerUnit ?? 0, (Date.now() - start.at) / 1000);

@@ -1,0 +1,75 @@
+/**
+ * One step's units on their way through the workers (RemoteExecutor's bookkeeping, apart from
+ * its messages): which wait in the queue, who was given each (only they may return it), when
+ * each was first handed out (to find stragglers), which got a backup copy, and which are reduced.
+ */
+import type { WorkerRecord } from './workerRegistry';
+import { UnitStart, chooseBackups } from './unitScheduler';
+
+export class StepLedger {
+  /** Units not handed out, in the order they will be. */
+  readonly queue: number[];
+  private readonly done = new Set<number>();
+  private readonly givenTo = new Map<number, Set<string>>();
+  private readonly starts = new Map<number, UnitStart>();
+  /** Units given a backup copy: the slower copy's result is expected and dropped quietly. */
+  readonly backedUp = new Set<number>();
+
+  constructor(private readonly unitIds: readonly number[]) {
+    this.queue = [...unitIds];
+  }
+
+  get complete(): boolean {
+    return this.done.size === this.unitIds.length;
+  }
+
+  isDone(unitId: number): boolean {
+    return this.done.has(unitId);
+  }
+
+  /** `worker` is given `unitId` now; its first assignment is the unit's start, `expectedMs` its
+   * expected time there. */
+  give(unitId: number, worker: string, now: number, expectedMs: number | undefined): void {
+    if (!this.starts.has(unitId)) this.starts.set(unitId, { worker, at: now, expectedMs });
+    let workers = this.givenTo.get(unitId);
+    if (workers === undefined) this.givenTo.set(unitId, (workers = new Set()));
+    workers.add(worker);
+  }
+
+  wasGiven(unitId: number, worker: string): boolean {
+    return this.givenTo.get(unitId)?.has(worker) ?? false;
+  }
+
+  startOf(unitId: number): UnitStart | undefined {
+    return this.starts.get(unitId);
+  }
+
+  /** The unit is reduced: out of the queue, should a requeued copy still be waiting there. */
+  markDone(unitId: number): void {
+    this.done.add(unitId);
+    const queued = this.queue.indexOf(unitId);
+    if (queued >= 0) this.queue.splice(queued, 1);
+  }
+
+  /** A departed worker's units that are neither reduced, queued, nor still running elsewhere go
+   * back to the front of the queue, in unit order; returns them. */
+  requeue(units: readonly number[], runningElsewhere: (unitId: number) => boolean): number[] {
+    const lost = units.filter((u) => !this.done.has(u) && !this.queue.includes(u) && !runningElsewhere(u)).sort((a, b) => a - b);
+    this.queue.unshift(...lost);
+    return lost;
+  }
+
+  /** Backup copies for stragglers, once the queue is empty (chooseBackups); they are recorded as
+   * backed up, and still need handing out. */
+  chooseBackups(workers: readonly WorkerRecord[], now: number): { unitId: number; worker: WorkerRecord }[] {
+    if (this.queue.length > 0) return [];
+    const backups = chooseBackups(this.starts, this.done, this.backedUp, workers, now);
+    for (const { unitId } of backups) this.backedUp.add(unitId);
+    return backups;
+  }
+
+  /** This process was not running for `ms` (a late timer): no unit ran longer meanwhile. */
+  excuse(ms: number): void {
+    for (const s of this.starts.values()) s.at += ms;
+  }
+}
