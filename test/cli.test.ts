@@ -578,6 +578,22 @@ describe('images:DIR with images of several sizes (cpu backend)', () => {
   }, 60_000);
 });
 
+describe('npz:FILE (cpu backend)', () => {
+  it('trains class-conditionally on what numpy.savez_compressed wrote; a bad archive is a one-line error', async () => {
+    const file = path.join(__dirname, 'reference', 'numpy_savez_compressed.npz');
+    const run = path.join(tmp, 'npz-run');
+    const train = await ddpm(['train', '--data', `npz:${file}`, '--preset', 'tiny', '--classes', '5', '--backend', 'cpu', '--workers', '0',
+      '--steps', '1', '--batch-size', '4', '--checkpoint-dir', run, '--sample-n', '0']);
+    expect(train.code).toBe(0);
+    expect(lines(train.stderr)).toContain(`data: npz:${file}: 5 images 4x4x1 in 5 classes, fitted to 8x8x1`);
+    const named = path.join(__dirname, 'reference', 'numpy_named.npz');
+    const bad = await ddpm(['train', '--data', `npz:${named}`, '--preset', 'tiny', '--backend', 'cpu', '--workers', '0', '--steps', '1', '--checkpoint-dir', path.join(tmp, 'npz-bad')]);
+    expect([bad.code, lines(bad.stderr).filter((l) => l.startsWith('ddpm: error'))]).toEqual([2, [`ddpm: error: npz:${named}: no arr_0 (its arrays: x_train, y_train); save the images first, unnamed: np.savez(f, images, labels)`]]);
+    expect(bad.stderr).not.toMatch(/^\s+at /m);
+    expect(fs.existsSync(path.join(tmp, 'npz-bad'))).toBe(false);
+  }, 60_000);
+});
+
 describe('class names: images:DIR with a subdirectory per class (cpu backend)', () => {
   it('are kept in the checkpoint, and ddpm sample takes --class by name', async () => {
     const data = path.join(tmp, 'pets');
