@@ -318,7 +318,7 @@ describe('train, then sample from the checkpoint (end to end, cpu backend)', () 
     fs.mkdirSync(out('foreign'));
     fs.writeFileSync(path.join(out('foreign'), 'cat.jpg'), 'not ours');
     expectUserError(await ddpm([...base, '--out', out('foreign')]), `--out ${out('foreign')}: the directory holds files that ddpm sample did not write; give a new or empty directory`, out('never'));
-  }, 120_000);
+  }, 300_000); // about a dozen processes; over 2 minutes on a busy 2-core machine is possible
 
   it('a disk that fills up while samples are written is one line naming the file, leaving only whole files (ENOSPC, an 8 KiB tmpfs in a user namespace)', async () => {
     const mnt = path.join(tmp, 'small-disk');

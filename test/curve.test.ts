@@ -16,6 +16,7 @@ import {
 import { ZapHandler } from '../src/transport/zap';
 import { curveClientFromArgs, curveServerFromArgs, keygenCommand } from '../src/cli/keygenCommand';
 import { UsageError } from '../src/cli/errors';
+import { waitFor } from './helpers/cli';
 
 /** How long a refused client is given to get anything through. */
 const QUIET_MS = 1500;
@@ -122,6 +123,7 @@ describe('with CURVE on', () => {
     const c = client('w-plain', endpoint, { onHandshakeError: (f) => failures.push(f) });
     await expectNothingThrough(s, c, 'w-plain');
     expect(s.zap?.accepted).toBe(0);
+    await waitFor(() => failures.length > 0, 10_000, 'the handshake failure event');
     expect(failures[0]).toMatchObject({ kind: 'protocol', final: true });
   });
 
@@ -133,6 +135,7 @@ describe('with CURVE on', () => {
     });
     await expectNothingThrough(s, c, 'w-wrong-server');
     expect(s.zap?.accepted).toBe(0);
+    await waitFor(() => failures.length > 0, 10_000, 'the handshake failure event');
     expect(failures[0]).toMatchObject({ kind: 'other', final: false });
   });
 
@@ -145,6 +148,7 @@ describe('with CURVE on', () => {
       curve: { serverKey: serverPair.publicKey, secretKey: stranger.secretKey }, onHandshakeError: (f) => failures.push(f),
     });
     await expectNothingThrough(s, bad, 'w-stranger');
+    await waitFor(() => failures.length > 0 && decisions.includes(`400 ${stranger.publicKey}`), 10_000, 'the handshake failure event and the ZAP decision');
     expect(failures[0]).toMatchObject({ kind: 'auth', status: 400, final: true });
     expect(s.zap?.denied).toBeGreaterThanOrEqual(1);
     expect(decisions).toContain(`400 ${stranger.publicKey}`);

@@ -58,10 +58,12 @@ describe('on the webgpu backend, 5 steps', () => {
   it.each([1, 3])('with %i worker process(es) give the in-process parameters, EMA and Adam state bit for bit', async (workers) => {
     const dir = await train('webgpu', workers, 5);
     expectSameFinalState(dir, inProcess);
-    // Most of those units were replayed without tfjs (src/backend/webgpu/stepReplay.ts): each
-    // worker replays units of size 2 once it has recorded and checked two.
+    // Units were replayed without tfjs (src/backend/webgpu/stepReplay.ts): a worker replays units
+    // of size 2 once it has recorded and checked two. (Not necessarily every worker: the
+    // speed-aware scheduler may give a slow one fewer than three of the 30 units.)
     const replayed = (trained.get(dir) ?? '').split('\n').filter((l) => l.includes('webgpu step replay by unit size: 2: replayed')).length;
-    expect(replayed).toBe(workers);
+    expect(replayed).toBeGreaterThanOrEqual(1);
+    expect(replayed).toBeLessThanOrEqual(workers);
     // Each process says which GPU Dawn gave it: the coordinator (it samples) and every worker.
     expect((trained.get(dir) ?? '').split('\n').filter((l) => /^webgpu adapter: llvmpipe.*, Dawn opengles$/.test(l))).toHaveLength(workers + 1);
   }, 160_000);

@@ -23,7 +23,7 @@ describe('ZmqClient.send with a timeout, queued behind a send that waits for an 
     await expect(client.send([Buffer.from('heartbeat')], 300)).rejects.toMatchObject({ code: 'EAGAIN' });
     const waited = Date.now() - t0;
     expect(waited).toBeGreaterThanOrEqual(250);
-    expect(waited).toBeLessThan(1500);
+    expect(waited).toBeLessThan(5000); // honoured, not waiting for a peer (bounded loosely: a busy machine)
 
     const server = new ZmqServer(FAST);
     open.push(server);
