@@ -1,7 +1,7 @@
 /** A decode thread (decodeThreads.ts): chunks of image files decoded and fitted, in arrival order. */
 import { serveThread } from '../util/threadPool';
 import type { FitTarget } from './fit';
-import { decodeChunk } from './imageDir';
+import { decodeChunk } from './imageFile';
 import type { DecodeReply } from './decodeThreads';
 import { DataError } from './types';
 

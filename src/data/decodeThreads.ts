@@ -3,7 +3,7 @@
 import { threadScript } from '../util/threadScript';
 import { ThreadPool } from '../util/threadPool';
 import type { FitTarget } from './fit';
-import type { DecodedChunk } from './imageDir';
+import type { DecodedChunk } from './imageFile';
 import { DataError } from './types';
 
 /** A chunk's pixels, or the one-line DataError that stopped it (other errors fail the call). */
