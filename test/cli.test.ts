@@ -594,6 +594,35 @@ describe('npz:FILE (cpu backend)', () => {
   }, 60_000);
 });
 
+describe('ddpm data', () => {
+  it('writes the fitted data as a .npz that trains bit for bit as the data it came from, and a grid spread through it; bad --out is one line', async () => {
+    const npz = path.join(tmp, 'mnist-tiny.npz');
+    const written = await ddpm(['data', '--preset', 'tiny', '--out', npz]);
+    expect(written.code).toBe(0);
+    expect(lines(written.stderr)).toEqual(['data: mnist: 10000 images 28x28x1 in 10 classes, fitted to 8x8x1', `wrote ${npz}: 10000 images and their labels; train with --data npz:${npz}`]);
+    const arrays = decodeNpz(fs.readFileSync(npz));
+    expect([arrays.get('arr_0')?.shape, arrays.get('arr_0')?.descr, arrays.get('arr_1')?.shape, arrays.get('arr_1')?.descr]).toEqual([[10000, 8, 8, 1], '|u1', [10000], '<i8']);
+    // The same batches, hence the same parameters, from the archive as from the package.
+    const common = ['--preset', 'tiny', '--classes', '10', '--backend', 'cpu', '--workers', '0', '--steps', '2', '--batch-size', '4', '--sample-n', '0'];
+    const fromPackage = await ddpm(['train', ...common, '--checkpoint-dir', path.join(tmp, 'from-package')]);
+    const fromNpz = await ddpm(['train', ...common, '--data', `npz:${npz}`, '--checkpoint-dir', path.join(tmp, 'from-npz')]);
+    expect([fromPackage.code, fromNpz.code]).toEqual([0, 0]);
+    expect(lines(fromNpz.stderr)).toContain(`data: npz:${npz}: 10000 images 8x8x1 in 10 classes`);
+    const params = (dir: string) => fs.readFileSync(path.join(dir, 'step-00000002', 'model.bin'));
+    expect(Buffer.compare(params(path.join(tmp, 'from-npz')), params(path.join(tmp, 'from-package')))).toBe(0);
+    // A grid of --n images spread evenly: here images 0 and 2 of the 5 numpy wrote.
+    const grid = path.join(tmp, 'data-grid.png');
+    const reference = path.join(__dirname, 'reference', 'numpy_savez_compressed.npz');
+    const drawn = await ddpm(['data', '--data', `npz:${reference}`, '--image-size', '4', '--n', '2', '--out', grid]);
+    expect(lines(drawn.stderr)).toEqual([`data: npz:${reference}: 5 images 4x4x1 in 5 classes`, `wrote ${grid}: 2 of the 5 images, evenly spread`]);
+    const png = PNG.sync.read(fs.readFileSync(grid));
+    const image = (x0: number) => Array.from({ length: 16 }, (_, i) => png.data[4 * ((2 + Math.floor(i / 4)) * png.width + x0 + (i % 4))]);
+    expect([png.width, png.height]).toEqual([2 * 4 + 3 * 2, 4 + 2 * 2]);
+    expect([image(2), image(8)]).toEqual([0, 2].map((k) => Array.from({ length: 16 }, (_, i) => (16 * k + i) * 3)));
+    expectUserError(await ddpm(['data', '--out', path.join(tmp, 'x.jpg')]), `--out ${path.join(tmp, 'x.jpg')}: name a .png (a grid) or a .npz (every image)`, path.join(tmp, 'x.jpg'));
+  }, 120_000);
+});
+
 describe('class names: images:DIR with a subdirectory per class (cpu backend)', () => {
   it('are kept in the checkpoint, and ddpm sample takes --class by name', async () => {
     const data = path.join(tmp, 'pets');

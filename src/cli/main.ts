@@ -9,6 +9,7 @@ import { workerCommand } from './workerCommand';
 import { keygenCommand } from './keygenCommand';
 import { inspectCommand } from './inspectCommand';
 import { exportCommand } from './exportCommand';
+import { dataCommand } from './dataCommand';
 import { EXIT_USER_ERROR, isUserError } from './errors';
 
 function fail(message: string): never {
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<void> {
       .command(sampleCommand)
       .command(inspectCommand)
       .command(exportCommand)
+      .command(dataCommand)
       .command(scheduleCommand)
       .command(modelCommand)
       .command(keygenCommand)

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { Argv } from 'yargs';
-import { type ImageDataset, loadDataset } from '../data/dataset';
+import { describeDataset, loadDataset } from '../data/dataset';
 import { classCount } from '../model/config';
 import { CheckpointStore, readCheckpointConfig, resolveCheckpointDir } from '../checkpoint/store';
 import { Coordinator } from '../coordinator/coordinator';
@@ -126,14 +126,6 @@ export interface JobHooks {
   backend: string;
 }
 
-/** The data line of the log: source, size, classes (named where the data names them), fitting. */
-function describeData(ds: ImageDataset): string {
-  const names = ds.classNames ? ` (${ds.classNames.map((n, i) => `${i} ${n}`).join(', ')})` : '';
-  const size = `${ds.height}x${ds.width}x${ds.channels}`;
-  return `data: ${ds.source}: ${ds.count} images ${ds.fittedFrom ?? size}${ds.labels ? ` in ${ds.classes} classes${names}` : ''}` +
-    (ds.fittedFrom === undefined ? '' : `, fitted to ${size}`);
-}
-
 /** `base`: effectiveConfig's; a conditional run adds its data's class names to it. */
 export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: UnitExecutor, hooks: JobHooks): Promise<void> {
   checkOutputFlags(a, base.timesteps);
@@ -142,7 +134,7 @@ export async function runTrainingJob(a: JobArgs, base: TrainConfig, executor: Un
   const updateThreads = resolveUpdateThreads(a['update-threads'], parameterCount(base.model), availableCores());
   const { telemetry } = hooks;
   const dataset = await loadDataset(base.data, { size: base.model.imageSize, channels: base.model.imageChannels, mode: base.imageFit }, { threads: availableCores(), log });
-  log(describeData(dataset));
+  log(`data: ${describeDataset(dataset)}`);
   // Kept in the checkpoints, for `ddpm sample --class NAME`.
   const config = classCount(base.model) > 0 && base.classNames === undefined && dataset.classNames !== undefined ? { ...base, classNames: dataset.classNames } : base;
   log(`model: ${parameterCount(config.model)} parameters; batch ${config.batchSize} in units of ${config.unitSize}; ${config.steps} steps`);

@@ -53,6 +53,14 @@ async function loadAsIs(parsed: DatasetSpec): Promise<ImageDataset> {
   }
 }
 
+/** What the log's data line says: source, size, classes (named where the data names them), fitting. */
+export function describeDataset(ds: ImageDataset): string {
+  const names = ds.classNames ? ` (${ds.classNames.map((n, i) => `${i} ${n}`).join(', ')})` : '';
+  const size = `${ds.height}x${ds.width}x${ds.channels}`;
+  return `${ds.source}: ${ds.count} images ${ds.fittedFrom ?? size}${ds.labels ? ` in ${ds.classes} classes${names}` : ''}` +
+    (ds.fittedFrom === undefined ? '' : `, fitted to ${size}`);
+}
+
 /** Splits `scheme:location` at the first colon, so locations may contain colons. */
 export function parseDatasetSpec(spec: string): DatasetSpec {
   const colon = spec.indexOf(':');

@@ -1,5 +1,5 @@
 /** fs calls that fail with a one-line DataError naming the path, shared by the loaders. */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { open, readdir, readFile, stat } from 'node:fs/promises';
 import { DataError } from './types';
 
 /** Turns a failed fs call into the short phrase used after `<source>: ` in a DataError. */
@@ -24,6 +24,29 @@ export function describeFsError(err: unknown): string {
 export async function readFileOrThrow(path: string, source: string): Promise<Buffer> {
   try {
     return await readFile(path);
+  } catch (err) {
+    throw new DataError(`${source}: ${describeFsError(err)}`);
+  }
+}
+
+/** The whole file, in pieces: Node's readFile stops at 2 GiB, a Buffer holds up to 4 GiB (the
+ * most a zip without ZIP64, hence an .npz here, holds). */
+export async function readLargeFileOrThrow(path: string, source: string): Promise<Buffer> {
+  const PIECE = 1 << 30;
+  try {
+    const file = await open(path, 'r');
+    try {
+      const { size } = await file.stat();
+      const out = Buffer.allocUnsafe(size);
+      for (let at = 0; at < size;) {
+        const { bytesRead } = await file.read(out, at, Math.min(PIECE, size - at), at);
+        if (bytesRead === 0) throw new Error(`the file ended at byte ${at} of ${size}`);
+        at += bytesRead;
+      }
+      return out;
+    } finally {
+      await file.close();
+    }
   } catch (err) {
     throw new DataError(`${source}: ${describeFsError(err)}`);
   }

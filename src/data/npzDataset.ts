@@ -4,7 +4,7 @@
  * reference batches hold. arr_0: uint8 images, (N, H, W, C) with C 1 or 3, or (N, H, W) for grey;
  * arr_1, if there: one integer class label per image.
  */
-import { readFileOrThrow } from './fsRead';
+import { readLargeFileOrThrow } from './fsRead';
 import { type NpyEntry, decodeNpz } from './npz';
 import { DataError, type ImageDataset, maxLabel } from './types';
 
@@ -20,7 +20,7 @@ export async function loadNpz(path: string): Promise<ImageDataset> {
   const source = `npz:${path}`;
   let arrays: Map<string, NpyEntry>;
   try {
-    arrays = decodeNpz(await readFileOrThrow(path, source));
+    arrays = decodeNpz(await readLargeFileOrThrow(path, source));
   } catch (err) {
     if (err instanceof DataError) throw err;
     throw new DataError(`${source}: not a readable .npz: ${(err as Error).message}`);

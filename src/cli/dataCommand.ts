@@ -1,0 +1,75 @@
+/**
+ * `ddpm data`: the training data as a run sees it (fitted to the model's image size and channels),
+ * without training: its data line, and either a PNG grid of images spread through it (a look at
+ * the crop before a long run) or every fitted image as a .npz, so that an image folder is decoded
+ * once and later runs, resumes included, load `npz:FILE` in seconds.
+ */
+import type { CommandModule } from 'yargs';
+import { describeDataset, loadDataset } from '../data/dataset';
+import { IMAGE_FITS, ImageFit } from '../data/fit';
+import { encodeNpz, npzSize } from '../data/npz';
+import { encodePng, imageGrid } from '../data/png';
+import { PRESET_NAMES, presetConfig } from '../model/config';
+import { UsageError } from './errors';
+import { availableCores } from './localWorkers';
+import { GRID_PADDING } from './grid';
+import { checkOutputDir, writeOutputFile } from './options';
+
+export interface DataArgs {
+  data: string;
+  preset: string;
+  'image-size'?: number;
+  'image-channels'?: number;
+  'image-fit': string;
+  n: number;
+  out?: string;
+}
+
+const ZIP_LIMIT = 0xffffffff;
+
+export const dataCommand: CommandModule<object, DataArgs> = {
+  command: 'data',
+  describe: 'load --data as training would (fitted to the model\'s image size), print what it holds, and write a grid of it or all of it as .npz',
+  builder: (y) => y
+    .option('data', { type: 'string', default: 'mnist', describe: 'mnist | idx:PATH | cifar10:DIR | images:DIR | npz:FILE' })
+    .option('preset', { type: 'string', choices: PRESET_NAMES, default: 'mnist-fast', describe: 'the model whose image size and channels the images are fitted to (as train\'s --preset)' })
+    .option('image-size', { type: 'number', describe: 'image height and width (overrides the preset)' })
+    .option('image-channels', { type: 'number', describe: 'image channels, 1 or 3 (overrides the preset)' })
+    .option('image-fit', { type: 'string', choices: IMAGE_FITS, default: 'crop', describe: 'non-square images: crop (the middle square) or stretch' })
+    .option('n', { type: 'number', default: 64, describe: 'images in a grid, spread evenly through the data (every class of an image folder shows)' })
+    .option('out', { type: 'string', describe: 'grid.png: --n of the fitted images; data.npz: all of them (arr_0 uint8 NHWC, arr_1 int64 labels), for --data npz:data.npz' }) as never,
+  handler: async (a) => {
+    const model = presetConfig(a.preset);
+    const size = a['image-size'] ?? model.imageSize;
+    const channels = a['image-channels'] ?? model.imageChannels;
+    const out = a.out;
+    const format = out === undefined ? undefined : /\.png$/i.test(out) ? 'grid' : /\.npz$/i.test(out) ? 'npz' : undefined;
+    if (out !== undefined && format === undefined) throw new UsageError(`--out ${out}: name a .png (a grid) or a .npz (every image)`);
+    if (out !== undefined) checkOutputDir(out, 'out');
+    if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
+    const log = (line: string) => process.stderr.write(`${line}\n`);
+    const ds = await loadDataset(a.data, { size, channels, mode: a['image-fit'] as ImageFit }, { threads: availableCores(), log });
+    log(`data: ${describeDataset(ds)}`);
+    if (out === undefined) return;
+    const perImage = size * size * channels;
+    if (format === 'npz') {
+      const bytes = npzSize([{ name: 'arr_0', bytes: ds.pixels.length }, ...(ds.labels ? [{ name: 'arr_1', bytes: 8 * ds.count }] : [])]);
+      if (bytes > ZIP_LIMIT) throw new UsageError(`--out ${out}: ${ds.count} images of ${size}x${size}x${channels} make a ${(bytes / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports`);
+      const arrays = [{ name: 'arr_0', array: { data: ds.pixels, shape: [ds.count, size, size, channels] } }];
+      const labels = ds.labels === undefined ? [] : [{ name: 'arr_1', array: { data: BigInt64Array.from(ds.labels, BigInt), shape: [ds.count] } }];
+      writeOutputFile('out', out, encodeNpz([...arrays, ...labels]));
+      log(`wrote ${out}: ${ds.count} images${ds.labels ? ` and their labels${ds.classNames ? ' (not the class names: numbers only)' : ''}` : ''}; train with --data npz:${out}`);
+      return;
+    }
+    // Evenly spread, not the first n: an image folder's first n would all be of its first class.
+    const n = Math.min(a.n, ds.count);
+    const picked = new Uint8Array(n * perImage);
+    for (let i = 0; i < n; i++) {
+      const k = Math.floor((i * ds.count) / n);
+      picked.set(ds.pixels.subarray(k * perImage, (k + 1) * perImage), i * perImage);
+    }
+    const grid = imageGrid(picked, n, size, size, channels, GRID_PADDING);
+    writeOutputFile('out', out, encodePng(grid.pixels, grid.width, grid.height, grid.channels));
+    log(`wrote ${out}: ${n} of the ${ds.count} images, evenly spread`);
+  },
+};
