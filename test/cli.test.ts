@@ -599,7 +599,8 @@ describe('ddpm data', () => {
     const npz = path.join(tmp, 'mnist-tiny.npz');
     const written = await ddpm(['data', '--preset', 'tiny', '--out', npz]);
     expect(written.code).toBe(0);
-    expect(lines(written.stderr)).toEqual(['data: mnist: 10000 images 28x28x1 in 10 classes, fitted to 8x8x1', `wrote ${npz}: 10000 images and their labels; train with --data npz:${npz}`]);
+    expect(lines(written.stderr)).toEqual(['data: mnist: 10000 images 28x28x1 in 10 classes, fitted to 8x8x1',
+      'classes: 0 1001, 1 1127, 2 991, 3 1032, 4 980, 5 863, 6 1014, 7 1070, 8 944, 9 978', `wrote ${npz}: 10000 images and their labels; train with --data npz:${npz}`]);
     const arrays = decodeNpz(fs.readFileSync(npz));
     expect([arrays.get('arr_0')?.shape, arrays.get('arr_0')?.descr, arrays.get('arr_1')?.shape, arrays.get('arr_1')?.descr]).toEqual([[10000, 8, 8, 1], '|u1', [10000], '<i8']);
     // The same batches, hence the same parameters, from the archive as from the package.
@@ -614,12 +615,23 @@ describe('ddpm data', () => {
     const grid = path.join(tmp, 'data-grid.png');
     const reference = path.join(__dirname, 'reference', 'numpy_savez_compressed.npz');
     const drawn = await ddpm(['data', '--data', `npz:${reference}`, '--image-size', '4', '--n', '2', '--out', grid]);
-    expect(lines(drawn.stderr)).toEqual([`data: npz:${reference}: 5 images 4x4x1 in 5 classes`, `wrote ${grid}: 2 of the 5 images, evenly spread`]);
+    expect(lines(drawn.stderr)).toEqual([`data: npz:${reference}: 5 images 4x4x1 in 5 classes`, 'classes: 0 1, 1 1, 2 1, 3 0, 4 2', `wrote ${grid}: 2 of the 5 images, evenly spread`]);
     const png = PNG.sync.read(fs.readFileSync(grid));
     const image = (x0: number) => Array.from({ length: 16 }, (_, i) => png.data[4 * ((2 + Math.floor(i / 4)) * png.width + x0 + (i % 4))]);
     expect([png.width, png.height]).toEqual([2 * 4 + 3 * 2, 4 + 2 * 2]);
     expect([image(2), image(8)]).toEqual([0, 2].map((k) => Array.from({ length: 16 }, (_, i) => (16 * k + i) * 3)));
     expectUserError(await ddpm(['data', '--out', path.join(tmp, 'x.jpg')]), `--out ${path.join(tmp, 'x.jpg')}: name a .png (a grid) or a .npz (every image)`, path.join(tmp, 'x.jpg'));
+    // An image folder's classes: counted, and named in the archive too.
+    const folder = path.join(tmp, 'data-classes');
+    for (const [cls, count] of [['cat', 3], ['dog', 1]] as const) {
+      fs.mkdirSync(path.join(folder, cls), { recursive: true });
+      for (let i = 0; i < count; i++) fs.writeFileSync(path.join(folder, cls, `${i}.png`), PNG.sync.write(new PNG({ width: 8, height: 8 })));
+    }
+    const pets = path.join(tmp, 'pets.npz');
+    const packed = await ddpm(['data', '--data', `images:${folder}`, '--preset', 'tiny', '--image-channels', '3', '--out', pets]);
+    expect(lines(packed.stderr)).toEqual([`data: images:${folder}: 4 images 8x8x3 in 2 classes (0 cat, 1 dog)`, 'classes: 0 cat 3, 1 dog 1', `wrote ${pets}: 4 images and their labels and class names; train with --data npz:${pets}`]);
+    const unpacked = await ddpm(['data', '--data', `npz:${pets}`, '--preset', 'tiny', '--image-channels', '3']);
+    expect(lines(unpacked.stderr)).toEqual([`data: npz:${pets}: 4 images 8x8x3 in 2 classes (0 cat, 1 dog)`, 'classes: 0 cat 3, 1 dog 1']);
   }, 120_000);
 });
 

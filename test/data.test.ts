@@ -393,6 +393,19 @@ describe('npz:FILE', () => {
     expect(Array.from(fitted.pixels)).toEqual(Array.from(fitDataset(ds, 2, 3, 'crop').pixels));
   });
 
+  test('class_names (numpy strings) name the classes; a label past them is a DataError', async () => {
+    // np.savez(f, np.arange(36, dtype=np.uint8).reshape(3, 2, 2, 3), np.array([0, 2, 2]), class_names=np.array(['cat', 'dög', '\U0001F426bird'])), numpy 1.24
+    const ds = await loadDataset(`npz:${join(REFERENCE, 'numpy_class_names.npz')}`);
+    expect(ds).toMatchObject({ count: 3, height: 2, width: 2, channels: 3, labels: Uint8Array.from([0, 2, 2]), classes: 3, classNames: ['cat', 'dög', '\u{1F426}bird'] });
+    const file = join(freshDir('npz-names'), 'few.npz');
+    writeFileSync(file, encodeNpz([
+      { name: 'arr_0', array: { data: new Uint8Array(2 * 4), shape: [2, 2, 2] } },
+      { name: 'arr_1', array: { data: BigInt64Array.from([0n, 1n]), shape: [2] } },
+      { name: 'class_names', array: { data: ['only'], shape: [1] } },
+    ]));
+    await expectDataError(`npz:${file}`, 'arr_1 has label 1, but class_names names 1 classes');
+  });
+
   test('a file without arr_0 names its arrays; float images, bad labels, a damaged member and a missing file are DataErrors', async () => {
     // np.savez(f, x_train=np.zeros((2, 2, 2), np.uint8), y_train=np.array([1, 2], np.uint8)), as Keras's mnist.npz names them
     await expectDataError(`npz:${join(REFERENCE, 'numpy_named.npz')}`, 'no arr_0 (its arrays: x_train, y_train); save the images first, unnamed: np.savez(f, images, labels)');

@@ -2,7 +2,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { PNG } from 'pngjs';
-import { crc32, decodeNpz, encodeNpz, npzSize } from '../src/data/npz';
+import { crc32, decodeNpz, decodeStrings, encodeNpz, npzSize } from '../src/data/npz';
 
 
 // np.savez(f, arr_0=np.arange(18, dtype=np.uint8).reshape(2, 3, 3, 1) * 13, arr_1=np.array([3, 7], dtype=np.int64)), numpy 2.4.
@@ -22,6 +22,21 @@ describe('crc32', () => {
       at += 12 + length;
     }
     expect(chunks).toBeGreaterThanOrEqual(3); // IHDR, IDAT, IEND
+  });
+});
+
+describe('unicode string arrays (class names)', () => {
+  // np.savez(f, images, np.array([0, 2, 2]), class_names=np.array(['cat', 'dög', '\U0001F426bird'])), numpy 1.24: dtype <U5.
+  const NAMES_FILE = path.join(__dirname, 'reference', 'numpy_class_names.npz');
+  const names = ['cat', 'dög', '\u{1F426}bird'];
+
+  it('are read as numpy wrote them, and written as the same .npy bytes', () => {
+    const numpy = decodeNpz(fs.readFileSync(NAMES_FILE));
+    expect([...numpy.keys()]).toEqual(['class_names', 'arr_0', 'arr_1']);
+    expect(numpy.get('class_names')).toMatchObject({ descr: '<U5', shape: [3] });
+    expect(decodeStrings(numpy.get('class_names')!)).toEqual(names);
+    const mine = decodeNpz(encodeNpz([{ name: 'class_names', array: { data: names, shape: [3] } }]));
+    expect(Buffer.compare(Buffer.from(mine.get('class_names')!.npy), Buffer.from(numpy.get('class_names')!.npy))).toBe(0);
   });
 });
 

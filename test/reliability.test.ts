@@ -288,11 +288,10 @@ describe('a checkpoint save that fails mid-run, e.g. a full disk (RELIABILITY 11
 describe('signals and exposure', () => {
   it('a second SIGTERM exits at once, without waiting for the step or a checkpoint', async () => {
     const dir = path.join(root, 'twice');
-    // Steps of 240 examples (seconds each), so the first signal's step is still running when the
-    // second comes; with TINY's 12, it could end, checkpoint and exit 0 in between.
-    const flags = TINY.filter((a, i) => !['--log-every', '--batch-size'].includes(a) && !['--log-every', '--batch-size'].includes(TINY[i - 1]));
-    const p = startDdpm(['train', '--workers', '0', ...flags, '--batch-size', '240', '--steps', '100000', '--log-every', '0', '--checkpoint-dir', dir]);
-    await waitFor(() => /step 1\//.test(p.output()), 90_000, 'the first step');
+    // A step takes seconds on the cpu backend (about 4 s here), the time between the signals a
+    // few hundred milliseconds.
+    const p = startDdpm(['train', '--workers', '0', ...TINY.filter((a, i) => a !== '--log-every' && TINY[i - 1] !== '--log-every'), '--steps', '100000', '--log-every', '0', '--checkpoint-dir', dir]);
+    await waitFor(() => /step 1\//.test(p.output()), 60_000, 'the first step');
     p.child.kill('SIGTERM');
     // Apart, so the kernel does not merge them into one pending signal.
     await waitFor(() => /finishing the current step/.test(p.output()), 30_000, 'the first signal to be seen');
@@ -301,7 +300,7 @@ describe('signals and exposure', () => {
     expect(p.output()).toMatch(/SIGTERM again: exiting now/);
     // Neither the step nor the checkpoint a first SIGTERM ends with was waited for.
     expect(fs.existsSync(path.join(dir, 'latest'))).toBe(false);
-  }, 180_000);
+  }, 120_000);
 
   it('warns about plaintext only for addresses reachable beyond this machine', async () => {
     const { isLoopback } = await import('../src/cli/coordinatorCommand');

@@ -27,6 +27,13 @@ export interface DataArgs {
 
 const ZIP_LIMIT = 0xffffffff;
 
+/** "0 cat 1002, 1 dog 998": how many images each class has (an empty class shows as 0). */
+function classCounts(labels: Uint8Array, classes: number, names?: string[]): string {
+  const counts = new Array<number>(classes).fill(0);
+  for (const l of labels) counts[l]++;
+  return counts.map((n, c) => `${c}${names ? ` ${names[c]}` : ''} ${n}`).join(', ');
+}
+
 export const dataCommand: CommandModule<object, DataArgs> = {
   command: 'data',
   describe: 'load --data as training would (fitted to the model\'s image size), print what it holds, and write a grid of it or all of it as .npz',
@@ -50,15 +57,18 @@ export const dataCommand: CommandModule<object, DataArgs> = {
     const log = (line: string) => process.stderr.write(`${line}\n`);
     const ds = await loadDataset(a.data, { size, channels, mode: a['image-fit'] as ImageFit }, { threads: availableCores(), log });
     log(`data: ${describeDataset(ds)}`);
+    if (ds.labels !== undefined) log(`classes: ${classCounts(ds.labels, ds.classes ?? 0, ds.classNames)}`);
     if (out === undefined) return;
     const perImage = size * size * channels;
     if (format === 'npz') {
+      // (Class names are small: left out of the bound.)
       const bytes = npzSize([{ name: 'arr_0', bytes: ds.pixels.length }, ...(ds.labels ? [{ name: 'arr_1', bytes: 8 * ds.count }] : [])]);
       if (bytes > ZIP_LIMIT) throw new UsageError(`--out ${out}: ${ds.count} images of ${size}x${size}x${channels} make a ${(bytes / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports`);
       const arrays = [{ name: 'arr_0', array: { data: ds.pixels, shape: [ds.count, size, size, channels] } }];
       const labels = ds.labels === undefined ? [] : [{ name: 'arr_1', array: { data: BigInt64Array.from(ds.labels, BigInt), shape: [ds.count] } }];
-      writeOutputFile('out', out, encodeNpz([...arrays, ...labels]));
-      log(`wrote ${out}: ${ds.count} images${ds.labels ? ` and their labels${ds.classNames ? ' (not the class names: numbers only)' : ''}` : ''}; train with --data npz:${out}`);
+      const names = ds.classNames === undefined ? [] : [{ name: 'class_names', array: { data: ds.classNames, shape: [ds.classNames.length] } }];
+      writeOutputFile('out', out, encodeNpz([...arrays, ...labels, ...names]));
+      log(`wrote ${out}: ${ds.count} images${ds.labels ? ` and their labels${ds.classNames ? ' and class names' : ''}` : ''}; train with --data npz:${out}`);
       return;
     }
     // Evenly spread, not the first n: an image folder's first n would all be of its first class.

@@ -7,7 +7,8 @@
 
 import { inflateRawSync } from 'node:zlib';
 
-export type NpyArray = { data: Uint8Array; shape: number[] } | { data: BigInt64Array; shape: number[] };
+/** uint8, int64, or unicode strings (numpy's '<U', fixed width, UTF-32). */
+export type NpyArray = { data: Uint8Array; shape: number[] } | { data: BigInt64Array; shape: number[] } | { data: string[]; shape: number[] };
 
 const ZIP_LIMIT = 0xffffffff;
 const STORED = 0;
@@ -35,11 +36,39 @@ function npyHeader(descr: string, shape: number[]): Uint8Array {
 export function encodeNpy(array: NpyArray): Uint8Array {
   const count = array.shape.reduce((a, b) => a * b, 1);
   if (array.data.length !== count) throw new RangeError(`encodeNpy: ${array.data.length} values for shape (${array.shape.join(', ')})`);
+  if (Array.isArray(array.data)) return encodeStrings(array.data, array.shape);
   const header = npyHeader(array.data instanceof Uint8Array ? '|u1' : '<i8', array.shape);
   const out = new Uint8Array(header.length + array.data.byteLength);
   out.set(header);
   out.set(new Uint8Array(array.data.buffer, array.data.byteOffset, array.data.byteLength), header.length);
   return out;
+}
+
+/** numpy's '<U{width}': every string as `width` UTF-32LE code points, NUL-padded. */
+function encodeStrings(strings: string[], shape: number[]): Uint8Array {
+  const points = strings.map((s) => Array.from(s, (c) => c.codePointAt(0) as number));
+  const width = Math.max(1, ...points.map((p) => p.length));
+  const header = npyHeader(`<U${width}`, shape);
+  const out = new Uint8Array(header.length + 4 * width * strings.length);
+  out.set(header);
+  const view = new DataView(out.buffer, header.length);
+  points.forEach((p, i) => p.forEach((c, j) => view.setUint32(4 * (i * width + j), c, true)));
+  return out;
+}
+
+/** The strings of a '<U{width}' array (trailing NULs dropped, as numpy does). */
+export function decodeStrings(entry: NpyEntry): string[] {
+  const m = /^<U(\d+)$/.exec(entry.descr);
+  if (m === null) throw new RangeError(`dtype ${entry.descr} is not a unicode string array`);
+  const width = Number(m[1]);
+  const count = entry.shape.reduce((a, b) => a * b, 1);
+  if (entry.data.length !== 4 * width * count) throw new RangeError(`${entry.data.length} bytes for ${count} strings of ${width}`);
+  const view = new DataView(entry.data.buffer, entry.data.byteOffset, entry.data.byteLength);
+  return Array.from({ length: count }, (_, i) => {
+    const points = Array.from({ length: width }, (_, j) => view.getUint32(4 * (i * width + j), true));
+    while (points.length > 0 && points[points.length - 1] === 0) points.pop();
+    return String.fromCodePoint(...points);
+  });
 }
 
 /** Bytes of an .npz holding arrays of these byte sizes: to refuse one over the zip limit early. */

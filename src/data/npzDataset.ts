@@ -2,10 +2,11 @@
  * A NumPy archive as a dataset (`npz:FILE`): what `np.savez(f, images, labels)` or
  * `np.savez_compressed` writes, and what `ddpm sample --out x.npz` and guided-diffusion's
  * reference batches hold. arr_0: uint8 images, (N, H, W, C) with C 1 or 3, or (N, H, W) for grey;
- * arr_1, if there: one integer class label per image.
+ * arr_1, if there: one integer class label per image; class_names, if there: what each class is
+ * called (a string array, as `ddpm data` writes for an image folder's subdirectories).
  */
 import { readLargeFileOrThrow } from './fsRead';
-import { type NpyEntry, decodeNpz } from './npz';
+import { type NpyEntry, decodeNpz, decodeStrings } from './npz';
 import { DataError, type ImageDataset, maxLabel } from './types';
 
 /** Little-endian (or byte-sized) integer dtypes a label array may have, by byte width. */
@@ -39,7 +40,23 @@ export async function loadNpz(path: string): Promise<ImageDataset> {
   const labelArray = arrays.get('arr_1');
   if (labelArray === undefined) return dataset;
   const labels = readLabels(labelArray, count, source);
-  return { ...dataset, labels, classes: maxLabel(labels) + 1 };
+  const namesArray = arrays.get('class_names');
+  if (namesArray === undefined) return { ...dataset, labels, classes: maxLabel(labels) + 1 };
+  const classNames = readClassNames(namesArray, source);
+  if (maxLabel(labels) >= classNames.length) throw new DataError(`${source}: arr_1 has label ${maxLabel(labels)}, but class_names names ${classNames.length} classes`);
+  return { ...dataset, labels, classes: classNames.length, classNames };
+}
+
+function readClassNames(a: NpyEntry, source: string): string[] {
+  let names: string[];
+  try {
+    if (a.shape.length !== 1) throw new RangeError(`shape (${a.shape.join(', ')}), not one name per class`);
+    names = decodeStrings(a);
+  } catch (err) {
+    throw new DataError(`${source}: class_names: ${(err as Error).message}`);
+  }
+  if (names.length === 0 || names.length > 255) throw new DataError(`${source}: class_names names ${names.length} classes; 1 to 255 are supported`);
+  return names;
 }
 
 function readLabels(a: NpyEntry, count: number, source: string): Uint8Array {
