@@ -16,7 +16,7 @@ import { loadModelCheckpoint } from '../src/cli/checkpointArg';
 import { decodeSafetensors, encodeSafetensors } from '../src/checkpoint/safetensors';
 import { fromTorch, torchName } from '../src/model/torchLayout';
 import { UNetModel } from '../src/model/unetModel';
-import { decodeNpz } from '../src/data/npz';
+import { decodeNpz, decodeStrings } from '../src/data/npz';
 import { readDirectoryLabels } from '../src/cli/sampleOutput';
 import { initBackend } from '../src/backend/backend';
 import { generateImages } from '../src/training/generate';
@@ -654,6 +654,13 @@ describe('class names: images:DIR with a subdirectory per class (cpu backend)', 
     expect(readCheckpointConfig(path.join(run, 'step-00000001')).classNames).toEqual(['cat', 'dog']);
     const dog = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', 'dog', '--n', '2', '--steps', '2', '--out', path.join(tmp, 'dog.png')]);
     expect(dog.code).toBe(0);
+    // A .npz of samples names the classes too, and reads back as a named dataset.
+    const both = path.join(tmp, 'pets-samples.npz');
+    const drawn = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--n', '4', '--steps', '2', '--out', both]);
+    expect(lines(drawn.stderr).find((l) => l.startsWith('wrote'))).toMatch(/^wrote .*: arr_0 uint8 \(4, 8, 8, 3\), arr_1 int64 labels \(4,\), class_names \(2,\): /);
+    expect(decodeStrings(decodeNpz(fs.readFileSync(both)).get('class_names')!)).toEqual(['cat', 'dog']);
+    const asData = await ddpm(['data', '--data', `npz:${both}`, '--preset', 'tiny', '--image-channels', '3']);
+    expect(lines(asData.stderr)).toEqual([`data: npz:${both}: 4 images 8x8x3 in 2 classes (0 cat, 1 dog)`, 'classes: 0 cat 2, 1 dog 2']);
     const cow = await ddpm(['sample', '--checkpoint', run, '--backend', 'cpu', '--class', 'cow', '--out', path.join(tmp, 'cow.png')]);
     expect([cow.code, cow.stderr]).toEqual([2, expect.stringContaining('--class must be all, none or a class in [0, 2) or one of cat, dog, got "cow"')]);
   }, 120_000);

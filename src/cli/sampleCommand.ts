@@ -138,7 +138,7 @@ export const sampleCommand: CommandModule<object, SampleArgs> = {
     // The labels array is a function of --class and --n; the settings name the flag instead.
     const { labels: _labels, ...described } = options;
     const sink = openSink(format, {
-      out: a.out, n: a.n, model: model.config, labels, columns: a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)), batches,
+      out: a.out, n: a.n, model: model.config, labels, classNames: loaded.config.classNames, columns: a.class === 'all' ? undefined : Math.ceil(Math.sqrt(a.n)), batches,
       // The weights by content, not by path: shards on machines that mount the run elsewhere agree.
       settings: { step: loaded.state.step, weights, weightsSha256: sha256Hex(sampled), backend, ...described, ...(labels === undefined ? {} : { class: a.class }), batchSize: a['batch-size'] },
     });

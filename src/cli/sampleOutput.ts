@@ -43,6 +43,8 @@ interface SinkOptions {
   n: number;
   model: UNetConfig;
   labels: Uint8Array | undefined;
+  /** What the labels' classes are called, where the training data named them (a .npz keeps them). */
+  classNames?: string[];
   /** Grid columns (undefined: one per class, or near-square). */
   columns: number | undefined;
   /** What made the images; a directory keeps it, and its images are reused only under the same. */
@@ -79,8 +81,10 @@ export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
       writeOutputFile('out', o.out, encodeNpz([
         { name: 'arr_0', array: { data: all, shape: [o.n, s, s, c] } },
         ...(o.labels ? [{ name: 'arr_1', array: { data: BigInt64Array.from(o.labels, BigInt), shape: [o.n] } }] : []),
+        ...(o.labels && o.classNames ? [{ name: 'class_names', array: { data: o.classNames, shape: [o.classNames.length] } }] : []),
       ]));
-      return `wrote ${o.out}: arr_0 uint8 (${o.n}, ${s}, ${s}, ${c})${o.labels ? `, arr_1 int64 labels (${o.n},)` : ''}`;
+      const names = o.labels && o.classNames ? `, class_names (${o.classNames.length},)` : '';
+      return `wrote ${o.out}: arr_0 uint8 (${o.n}, ${s}, ${s}, ${c})${o.labels ? `, arr_1 int64 labels (${o.n},)` : ''}${names}`;
     },
   };
 }
