@@ -7,7 +7,8 @@
 import type { CommandModule } from 'yargs';
 import { describeDataset, loadDataset } from '../data/dataset';
 import { IMAGE_FITS, ImageFit } from '../data/fit';
-import { encodeNpz, npzSize } from '../data/npz';
+import { NPZ_MAX_BYTES } from '../data/npz';
+import { encodeImageNpz, imageNpzBytes } from '../data/npzDataset';
 import { encodePng, imageGrid } from '../data/png';
 import { PRESET_NAMES, presetConfig } from '../model/config';
 import { UsageError } from './errors';
@@ -24,8 +25,6 @@ export interface DataArgs {
   n: number;
   out?: string;
 }
-
-const ZIP_LIMIT = 0xffffffff;
 
 /** "0 cat 1002, 1 dog 998": how many images each class has (an empty class shows as 0). */
 function classCounts(labels: Uint8Array, classes: number, names?: string[]): string {
@@ -61,13 +60,9 @@ export const dataCommand: CommandModule<object, DataArgs> = {
     if (out === undefined) return;
     const perImage = size * size * channels;
     if (format === 'npz') {
-      // (Class names are small: left out of the bound.)
-      const bytes = npzSize([{ name: 'arr_0', bytes: ds.pixels.length }, ...(ds.labels ? [{ name: 'arr_1', bytes: 8 * ds.count }] : [])]);
-      if (bytes > ZIP_LIMIT) throw new UsageError(`--out ${out}: ${ds.count} images of ${size}x${size}x${channels} make a ${(bytes / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports`);
-      const arrays = [{ name: 'arr_0', array: { data: ds.pixels, shape: [ds.count, size, size, channels] } }];
-      const labels = ds.labels === undefined ? [] : [{ name: 'arr_1', array: { data: BigInt64Array.from(ds.labels, BigInt), shape: [ds.count] } }];
-      const names = ds.classNames === undefined ? [] : [{ name: 'class_names', array: { data: ds.classNames, shape: [ds.classNames.length] } }];
-      writeOutputFile('out', out, encodeNpz([...arrays, ...labels, ...names]));
+      const bytes = imageNpzBytes(ds.count, perImage, ds.labels !== undefined);
+      if (bytes > NPZ_MAX_BYTES) throw new UsageError(`--out ${out}: ${ds.count} images of ${size}x${size}x${channels} make a ${(bytes / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports`);
+      writeOutputFile('out', out, encodeImageNpz(ds.pixels, [ds.count, size, size, channels], ds.labels, ds.classNames));
       log(`wrote ${out}: ${ds.count} images${ds.labels ? ` and their labels${ds.classNames ? ' and class names' : ''}` : ''}; train with --data npz:${out}`);
       return;
     }

@@ -13,7 +13,8 @@ import * as path from 'path';
 import { encodePng } from '../data/png';
 import { writeFailure } from '../util/fsync';
 import type { UNetConfig } from '../model/config';
-import { encodeNpz, npzSize } from '../data/npz';
+import { NPZ_MAX_BYTES } from '../data/npz';
+import { encodeImageNpz, imageNpzBytes } from '../data/npzDataset';
 import type { Batch } from '../sampling/runBatches';
 import { encodeGrid, gridBytes } from './grid';
 import { writeOutputFile } from './options';
@@ -61,8 +62,8 @@ function perImage(model: UNetConfig): number {
 export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
   if (format === 'pngs') return PngDirectory.open(o);
   if (format === 'npz') {
-    const size = npzSize([{ name: 'arr_0', bytes: o.n * perImage(o.model) }, ...(o.labels ? [{ name: 'arr_1', bytes: 8 * o.n }] : [])]);
-    if (size > 0xffffffff) throw new UsageError(`--out ${o.out}: ${o.n} images of ${o.model.imageSize}x${o.model.imageSize}x${o.model.imageChannels} make a ${(size / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports; write a directory of PNGs`);
+    const size = imageNpzBytes(o.n, perImage(o.model), o.labels !== undefined);
+    if (size > NPZ_MAX_BYTES) throw new UsageError(`--out ${o.out}: ${o.n} images of ${o.model.imageSize}x${o.model.imageSize}x${o.model.imageChannels} make a ${(size / 2 ** 30).toFixed(1)} GiB .npz, over the 4 GiB this writer supports; write a directory of PNGs`);
   }
   if (format === 'grid') {
     const bytes = gridBytes(o.n, o.model, o.columns);
@@ -78,11 +79,7 @@ export function openSink(format: SampleFormat, o: SinkOptions): SampleSink {
         return `wrote ${o.out}`;
       }
       const { imageSize: s, imageChannels: c } = o.model;
-      writeOutputFile('out', o.out, encodeNpz([
-        { name: 'arr_0', array: { data: all, shape: [o.n, s, s, c] } },
-        ...(o.labels ? [{ name: 'arr_1', array: { data: BigInt64Array.from(o.labels, BigInt), shape: [o.n] } }] : []),
-        ...(o.labels && o.classNames ? [{ name: 'class_names', array: { data: o.classNames, shape: [o.classNames.length] } }] : []),
-      ]));
+      writeOutputFile('out', o.out, encodeImageNpz(all, [o.n, s, s, c], o.labels, o.classNames));
       const names = o.labels && o.classNames ? `, class_names (${o.classNames.length},)` : '';
       return `wrote ${o.out}: arr_0 uint8 (${o.n}, ${s}, ${s}, ${c})${o.labels ? `, arr_1 int64 labels (${o.n},)` : ''}${names}`;
     },

@@ -1,8 +1,9 @@
 /**
  * NumPy's .npz: a zip of .npy arrays (numpy.lib.format, version 1.0), written stored
- * (uncompressed), as `numpy.savez` writes it; read stored or deflated (`numpy.savez_compressed`). Evaluation code for diffusion models reads samples this way
- * (`np.load(f)["arr_0"]`: uint8 NHWC images; "arr_1": their labels, as guided-diffusion saves them).
- * Without ZIP64: a file holds at most 4 GiB, checked by npzSize before anything is sampled.
+ * (uncompressed), as `numpy.savez` writes it; read stored or deflated (`numpy.savez_compressed`).
+ * Evaluation code for diffusion models reads samples this way (`np.load(f)["arr_0"]`: uint8 NHWC
+ * images; "arr_1": their labels, as guided-diffusion saves them). Without ZIP64: a file holds at
+ * most NPZ_MAX_BYTES (4 GiB), checked by npzSize before anything is sampled.
  */
 
 import { inflateRawSync } from 'node:zlib';
@@ -10,7 +11,8 @@ import { inflateRawSync } from 'node:zlib';
 /** uint8, int64, or unicode strings (numpy's '<U', fixed width, UTF-32). */
 export type NpyArray = { data: Uint8Array; shape: number[] } | { data: BigInt64Array; shape: number[] } | { data: string[]; shape: number[] };
 
-const ZIP_LIMIT = 0xffffffff;
+/** The most a zip without ZIP64 holds. */
+export const NPZ_MAX_BYTES = 0xffffffff;
 const STORED = 0;
 const DEFLATED = 8;
 const LOCAL_HEADER = 30;
@@ -105,7 +107,7 @@ export function encodeNpz(arrays: { name: string; array: NpyArray }[]): Uint8Arr
   });
   const central = entries.reduce((s, e) => s + CENTRAL_HEADER + e.name.length, 0);
   const total = entries.reduce((s, e) => s + LOCAL_HEADER + e.name.length + e.npy.length, 0) + central + END_OF_DIRECTORY;
-  if (total > ZIP_LIMIT) throw new RangeError(`encodeNpz: ${total} bytes, over the ${ZIP_LIMIT} a zip without ZIP64 holds`);
+  if (total > NPZ_MAX_BYTES) throw new RangeError(`encodeNpz: ${total} bytes, over the ${NPZ_MAX_BYTES} a zip without ZIP64 holds`);
   const out = new Uint8Array(total);
   const view = new DataView(out.buffer);
   let at = 0;

@@ -6,16 +6,32 @@
  * called (a string array, as `ddpm data` writes for an image folder's subdirectories).
  */
 import { readLargeFileOrThrow } from './fsRead';
-import { type NpyEntry, decodeNpz, decodeStrings } from './npz';
+import { type NpyEntry, decodeNpz, decodeStrings, encodeNpz, npzSize } from './npz';
 import { DataError, type ImageDataset, maxLabel } from './types';
 
-/** Little-endian (or byte-sized) integer dtypes a label array may have, by byte width. */
-const LABEL_DTYPES: Record<string, { bytes: number; signed: boolean }> = {
-  '|u1': { bytes: 1, signed: false }, '|i1': { bytes: 1, signed: true },
-  '<u2': { bytes: 2, signed: false }, '<i2': { bytes: 2, signed: true },
-  '<u4': { bytes: 4, signed: false }, '<i4': { bytes: 4, signed: true },
-  '<u8': { bytes: 8, signed: false }, '<i8': { bytes: 8, signed: true },
+/** Little-endian (or byte-sized) integer dtypes a label array may have: width, and a reader. */
+const LABEL_DTYPES: Record<string, { bytes: number; read: (v: DataView, at: number) => number }> = {
+  '|u1': { bytes: 1, read: (v, at) => v.getUint8(at) }, '|i1': { bytes: 1, read: (v, at) => v.getInt8(at) },
+  '<u2': { bytes: 2, read: (v, at) => v.getUint16(at, true) }, '<i2': { bytes: 2, read: (v, at) => v.getInt16(at, true) },
+  '<u4': { bytes: 4, read: (v, at) => v.getUint32(at, true) }, '<i4': { bytes: 4, read: (v, at) => v.getInt32(at, true) },
+  '<u8': { bytes: 8, read: (v, at) => Number(v.getBigUint64(at, true)) }, '<i8': { bytes: 8, read: (v, at) => Number(v.getBigInt64(at, true)) },
 };
+
+/** Bytes of encodeImageNpz's archive, to refuse one over NPZ_MAX_BYTES before the images are
+ * drawn or loaded (class names are small: left out). */
+export function imageNpzBytes(count: number, perImage: number, labelled: boolean): number {
+  return npzSize([{ name: 'arr_0', bytes: count * perImage }, ...(labelled ? [{ name: 'arr_1', bytes: 8 * count }] : [])]);
+}
+
+/** Images in the form loadNpz reads back (and np.load and guided-diffusion's evaluator read):
+ * arr_0 uint8 NHWC; with labels, arr_1 int64 and, where the classes are named, class_names. */
+export function encodeImageNpz(pixels: Uint8Array, shape: [number, number, number, number], labels?: Uint8Array, classNames?: string[]): Uint8Array {
+  return encodeNpz([
+    { name: 'arr_0', array: { data: pixels, shape } },
+    ...(labels ? [{ name: 'arr_1', array: { data: BigInt64Array.from(labels, BigInt), shape: [shape[0]] } }] : []),
+    ...(labels && classNames ? [{ name: 'class_names', array: { data: classNames, shape: [classNames.length] } }] : []),
+  ]);
+}
 
 export async function loadNpz(path: string): Promise<ImageDataset> {
   const source = `npz:${path}`;
@@ -66,12 +82,7 @@ function readLabels(a: NpyEntry, count: number, source: string): Uint8Array {
   const view = new DataView(a.data.buffer, a.data.byteOffset, a.data.byteLength);
   const labels = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
-    const at = i * dtype.bytes;
-    const value = dtype.bytes === 8
-      ? Number(dtype.signed ? view.getBigInt64(at, true) : view.getBigUint64(at, true))
-      : dtype.bytes === 4 ? (dtype.signed ? view.getInt32(at, true) : view.getUint32(at, true))
-        : dtype.bytes === 2 ? (dtype.signed ? view.getInt16(at, true) : view.getUint16(at, true))
-          : (dtype.signed ? view.getInt8(at) : view.getUint8(at));
+    const value = dtype.read(view, i * dtype.bytes);
     if (!(value >= 0 && value <= 254)) throw new DataError(`${source}: arr_1[${i}] is ${value}; class labels must be 0 to 254`);
     labels[i] = value;
   }
