@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { freePort, killAll, startDdpm, waitExit, waitFor } from './helpers/cli';
+import { eventually, freePort, killAll, startDdpm, waitExit, waitFor } from './helpers/cli';
 
 const TINY = ['--preset', 'tiny', '--backend', 'cpu', '--batch-size', '12', '--unit-size', '1', '--seed', '3', '--lr', '1e-3', '--warmup-steps', '2', '--sample-n', '0', '--log-every', '60'];
 
@@ -131,7 +131,10 @@ describe('a worker stopped with SIGSTOP past the transport heartbeat but within 
     // Steps go on without it: its units are given to the other worker once overdue, and steps are
     // done past the one it stopped in. (Waited for, within the 30 s worker timeout: a busy machine
     // once took over 5 s.)
-    await waitFor(() => /backup on short-stop-w0/.test(c.coordinator.output()), 20_000, 'a unit of the stopped worker backed up');
+    // (Seen once, in a fresh clone under full load, not to come within the wait: the coordinator's
+    // output goes with the failure, to tell why.)
+    await eventually(async () => (/backup on short-stop-w0/.test(c.coordinator.output()) ? true : undefined), 20_000, 'a unit of the stopped worker backed up',
+      () => `coordinator:\n${c.coordinator.output().slice(-4000)}`);
     expect(c.coordinator.output()).toMatch(/unit \d+ on short-stop-w1 is [\d.]+ s in \(expected [\d.]+ s\): backup on short-stop-w0/);
     const backedUpIn = Number(/step (\d+): unit \d+ on short-stop-w1/.exec(c.coordinator.output())?.[1]);
     await waitFor(() => latest() >= backedUpIn, 20_000, 'the step with the backup done without the stopped worker');
