@@ -229,32 +229,49 @@ describe('hostile input on the coordinator socket (RELIABILITY 13)', () => {
 
 describe('chooseWorker with compute slots', () => {
   const worker = (id: string, slots: number, outstanding: number, secondsPerUnit?: number) => ({
-    id, name: id, backend: 'wasm', slots, paramVersion: 0, lastSeen: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit,
+    id, name: id, backend: 'wasm', slots, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit,
     outstanding: new Map(Array.from({ length: outstanding }, (_, i) => [i, 0] as [number, number])),
   });
 
   it('counts a k-slot worker as finishing k units in one unit time', async () => {
     const { chooseWorker } = await import('../src/coordinator/unitScheduler');
     // Two busy slots of a 2-slot worker finish a third unit at 2 x 1 s; a 1-slot worker at 1.5 s with one queued: 3 s.
-    expect(chooseWorker([worker('a', 1, 1, 1.5), worker('b', 2, 2, 1)], 2)?.id).toBe('b');
+    expect(chooseWorker([worker('a', 1, 1, 1.5), worker('b', 2, 2, 1)], 2, 0)?.id).toBe('b');
     // The same 2-slot worker with one unit outstanding finishes a second at 1 s: before an idle 1-slot worker at 1.5 s.
-    expect(chooseWorker([worker('a', 1, 0, 1.5), worker('b', 2, 1, 1)], 2)?.id).toBe('b');
+    expect(chooseWorker([worker('a', 1, 0, 1.5), worker('b', 2, 1, 1)], 2, 0)?.id).toBe('b');
     // One slot: the unit waits for nobody; the idle, slower worker gets it (1.5 s < 2 x 1 s).
-    expect(chooseWorker([worker('a', 1, 0, 1.5), worker('b', 1, 1, 1)], 2)?.id).toBe('a');
+    expect(chooseWorker([worker('a', 1, 0, 1.5), worker('b', 1, 1, 1)], 2, 0)?.id).toBe('a');
   });
 
   it('lets a k-slot worker hold depth + k - 1 units', async () => {
     const { chooseWorker } = await import('../src/coordinator/unitScheduler');
-    expect(chooseWorker([worker('b', 3, 3, 1)], 2)?.id).toBe('b');
-    expect(chooseWorker([worker('b', 3, 4, 1)], 2)).toBeUndefined();
-    expect(chooseWorker([worker('c', 1, 1, 1)], 2)?.id).toBe('c');
-    expect(chooseWorker([worker('c', 1, 2, 1)], 2)).toBeUndefined();
+    expect(chooseWorker([worker('b', 3, 3, 1)], 2, 0)?.id).toBe('b');
+    expect(chooseWorker([worker('b', 3, 4, 1)], 2, 0)).toBeUndefined();
+    expect(chooseWorker([worker('c', 1, 1, 1)], 2, 0)?.id).toBe('c');
+    expect(chooseWorker([worker('c', 1, 2, 1)], 2, 0)).toBeUndefined();
+  });
+
+  it('stops waiting for a faster worker that has returned nothing for longer than its seconds per unit (hung, stopped)', async () => {
+    const { chooseWorker } = await import('../src/coordinator/unitScheduler');
+    // `fast` (0.5 s per unit) holds two units, its last progress at t = 0; `slow` (2 s per unit) is idle.
+    const fast = worker('fast', 1, 2, 0.5);
+    const slow = worker('slow', 1, 0, 2);
+    // At 0.4 s fast is on time: its third unit would be done at 3 x 0.5 = 1.5 s, before slow's 2 s.
+    expect(chooseWorker([fast, slow], 2, 400)).toBeUndefined();
+    // At 0.6 s it is at least 0.6 s per unit: 3 x 0.6 = 1.8 s, still first.
+    expect(chooseWorker([fast, slow], 2, 600)).toBeUndefined();
+    // At 0.7 s, 3 x 0.7 = 2.1 s: the idle worker is now sooner.
+    expect(chooseWorker([fast, slow], 2, 700)?.id).toBe('slow');
+    // Progress (a result) resets the clock; an idle worker's silence says nothing of its speed.
+    fast.progressAt = 700;
+    expect(chooseWorker([fast, slow], 2, 1000)).toBeUndefined();
+    expect(chooseWorker([worker('idle', 1, 0, 0.5), worker('busy', 1, 1, 2)], 2, 60_000)?.id).toBe('idle');
   });
 });
 
 describe('chooseBackups: speculative copies of a step\'s stragglers', () => {
   const worker = (id: string, slots: number, outstanding: number[], secondsPerUnit?: number) => ({
-    id, name: id, backend: 'wasm', slots, paramVersion: 0, lastSeen: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit,
+    id, name: id, backend: 'wasm', slots, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit,
     outstanding: new Map(outstanding.map((u) => [u, 0] as [number, number])),
   });
 
@@ -311,7 +328,7 @@ describe('StepLedger: one step\'s units', () => {
     const { StepLedger } = await import('../src/coordinator/stepLedger');
     const ledger = new StepLedger([0, 1]);
     ledger.give(ledger.queue.shift() as number, 'slow', 0, 1_000);
-    const idle = { id: 'idle', name: 'idle', backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit: 0.1, outstanding: new Map() };
+    const idle = { id: 'idle', name: 'idle', backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit: 0.1, outstanding: new Map() };
     expect(ledger.chooseBackups([idle], 5_000)).toEqual([]); // unit 1 still queued
     ledger.give(ledger.queue.shift() as number, 'idle', 0, undefined);
     ledger.excuse(4_000); // a 4 s pause: unit 0 has run 1 s, not 5
@@ -325,7 +342,7 @@ describe('StepLedger: one step\'s units', () => {
 describe('the remote executor with a worker that slows down mid-run', () => {
   /** Replaces beforeEach's executor with one whose unit deadline is far off, so that only a
    * backup can spare a step the slow worker's time. */
-  async function setUp(backups: boolean) {
+  async function setUp(backups: boolean, { firstMs = 0, secondMs = 0 } = {}) {
     const events = { backups: 0 };
     await executor.stop();
     server = new ZmqServer({ lingerMs: 0 });
@@ -336,16 +353,19 @@ describe('the remote executor with a worker that slows down mid-run', () => {
       unitDeadlineMs: 60_000, backups, events: { onBackup: (n) => { events.backups += n; } },
     });
     await executor.start();
-    await attach('fast', 'honest');
-    const slow = await attach('slow', 'honest');
+    const first = await attach('first', 'honest');
+    const second = await attach('second', 'honest');
     await executor.waitForWorkers(2, 5000);
-    expectHonest(await runStep(0)); // both measured at about 1 ms a unit
-    slow.delayMs = 6_000;
-    return { slow, events };
+    // Each measured at about 1 ms a unit plus its delay.
+    first.delayMs = firstMs;
+    second.delayMs = secondMs;
+    expectHonest(await runStep(0));
+    return { first, second, events };
   }
 
   it('does not wait for its units: they are backed up on the idle worker, its late copies are dropped quietly, and it stays', async () => {
-    const { slow, events } = await setUp(true);
+    const { second: slow, events } = await setUp(true);
+    slow.delayMs = 6_000;
     const started = Date.now();
     expectHonest(await runStep(1));
     // A backup is due after about 1 s: well before the slow copies' 6 s, with room for a busy machine.
@@ -359,8 +379,21 @@ describe('the remote executor with a worker that slows down mid-run', () => {
     expect(executor.workerCount()).toBe(2);
   }, 30_000);
 
+  it('stops waiting for a worker measured fast once it has held a unit longer than the other worker takes: the queue goes to the other', async () => {
+    // Here the worker that hangs is the one measured fast (1 ms against 150 ms): the queue used to
+    // wait for it ("a busy, faster worker") until it was dropped or its units' deadline passed.
+    const { second: fast, events } = await setUp(true, { firstMs: 150 });
+    fast.delayMs = 6_000;
+    const started = Date.now();
+    expectHonest(await runStep(1));
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(events.backups).toBeGreaterThan(0); // the units it held, backed up once the queue was empty
+    expect(executor.workerCount()).toBe(2);
+  }, 30_000);
+
   it('waits for them with backups off (--no-unit-backups)', async () => {
-    const { events } = await setUp(false);
+    const { second: slow, events } = await setUp(false);
+    slow.delayMs = 6_000;
     const started = Date.now();
     expectHonest(await runStep(1));
     expect(Date.now() - started).toBeGreaterThanOrEqual(5_900);

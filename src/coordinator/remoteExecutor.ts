@@ -146,7 +146,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (!cur) return;
     const { queue } = cur.units;
     while (queue.length > 0) {
-      const worker = chooseWorker(this.workers.all(), this.depth);
+      const worker = chooseWorker(this.workers.all(), this.depth, Date.now());
       if (worker === undefined) return;
       this.assign(cur, worker, queue.shift() as number);
     }
@@ -171,6 +171,7 @@ export class RemoteExecutor implements UnitExecutor {
     const now = Date.now();
     const spu = w.secondsPerUnit;
     cur.units.give(unitId, w.id, now, spu === undefined ? undefined : Math.ceil((w.outstanding.size + 1) / w.slots) * spu * 1000);
+    if (w.outstanding.size === 0) w.progressAt = now;
     w.outstanding.set(unitId, now + this.unitDeadlineMs);
     this.send(w, encodeWork(cur.work.units[unitId], this.stamp(), this.unitDeadlineMs, image));
   }
@@ -321,6 +322,7 @@ export class RemoteExecutor implements UnitExecutor {
     }
     const unitId = e.unitIds[0];
     if (!cur.units.wasGiven(unitId, worker.id)) throw new ProtocolError('not_assigned', `unit ${unitId} was not given to ${worker.name}`);
+    worker.progressAt = Date.now();
     if (cur.units.isDone(unitId)) {
       worker.outstanding.delete(unitId);
       if (cur.units.backedUp.has(unitId)) return;

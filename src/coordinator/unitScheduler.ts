@@ -30,12 +30,17 @@ export class WorkerSpeeds {
  * The worker to give the next unit to, or undefined to wait for a busy but faster one. A worker
  * with k compute slots runs k units at once, each taking its seconds per unit, and may hold
  * `depth` units beyond its first k - 1 (so that no slot idles waiting for the next unit).
+ * A busy worker that has returned nothing for longer than its seconds per unit is taken to be
+ * as slow as that time so far: a worker measured fast that then hangs (stopped, swapping) would
+ * otherwise hold the queue, idle workers waiting for it, until it is dropped as silent.
  */
-export function chooseWorker(workers: readonly WorkerRecord[], depth: number): WorkerRecord | undefined {
+export function chooseWorker(workers: readonly WorkerRecord[], depth: number, now: number): WorkerRecord | undefined {
   const known = workers.map((w) => w.secondsPerUnit).filter((v): v is number => v !== undefined);
   // An unmeasured worker is assumed as fast as the fastest, so it gets units and a measurement.
   const fallback = known.length > 0 ? Math.min(...known) : 0;
-  const finish = (w: WorkerRecord) => Math.ceil((w.outstanding.size + 1) / w.slots) * (w.secondsPerUnit ?? fallback);
+  const secondsPerUnit = (w: WorkerRecord) =>
+    Math.max(w.secondsPerUnit ?? fallback, w.outstanding.size > 0 ? (now - w.progressAt) / 1000 : 0);
+  const finish = (w: WorkerRecord) => Math.ceil((w.outstanding.size + 1) / w.slots) * secondsPerUnit(w);
   const free = workers.filter((w) => w.outstanding.size < depth + w.slots - 1);
   if (free.length === 0) return undefined;
   const best = free.reduce((a, b) => (finish(b) < finish(a) ? b : a));

@@ -12,6 +12,9 @@ export interface WorkerRecord {
   /** Units in flight on this worker: unit id -> deadline (ms since epoch). */
   outstanding: Map<number, number>;
   lastSeen: number;
+  /** When the worker was last given a unit while it held none, or returned one: while it holds
+   * units, the one it runs has taken at least the time since. */
+  progressAt: number;
   unitsDone: number;
   computeSeconds: number;
   /** Moving average of the compute seconds per unit the worker reports; undefined until measured. */
@@ -25,7 +28,7 @@ export class WorkerRegistry {
   add(id: string, name: string, backend: string, now: number, slots = 1): { record: WorkerRecord; replaced?: WorkerRecord } {
     const replaced = this.workers.get(id);
     this.workers.delete(id);
-    const record: WorkerRecord = { id, name, backend, slots, paramVersion: -1, outstanding: new Map(), lastSeen: now, unitsDone: 0, computeSeconds: 0, joinedAt: now };
+    const record: WorkerRecord = { id, name, backend, slots, paramVersion: -1, outstanding: new Map(), lastSeen: now, progressAt: now, unitsDone: 0, computeSeconds: 0, joinedAt: now };
     this.workers.set(id, record);
     return { record, replaced };
   }
@@ -42,11 +45,12 @@ export class WorkerRegistry {
 
   /** Time the coordinator could not read its socket (process stopped, VM paused, event loop
    * blocked, clock stepped forward) is not the workers' silence, nor time they were late: their
-   * messages from then are queued, unread. Moves every worker's last-seen time and unit deadlines
-   * on by `ms`. */
+   * messages from then are queued, unread. Moves every worker's last-seen and progress times and unit
+   * deadlines on by `ms`. */
   excuse(ms: number): void {
     for (const w of this.workers.values()) {
       w.lastSeen += ms;
+      w.progressAt += ms;
       for (const [unit, deadline] of w.outstanding) w.outstanding.set(unit, deadline + ms);
     }
   }
