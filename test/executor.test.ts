@@ -269,6 +269,33 @@ describe('chooseWorker with compute slots', () => {
   });
 });
 
+describe('Remeasures: units for workers measured too slow to be given any', () => {
+  const worker = (id: string, secondsPerUnit?: number) => ({
+    id, name: id, backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit, outstanding: new Map(),
+  });
+
+  it('are due after a gap of steps without a unit that doubles each time, up to 64, and is back to 1 after 16 steps in a row with units', async () => {
+    const { Remeasures } = await import('../src/coordinator/unitScheduler');
+    const r = new Remeasures();
+    const slow = worker('slow', 5);
+    const due = (step: number) => r.due([slow, worker('unmeasured')], step).map((w) => w.id);
+    r.given(slow, 1);
+    expect(due(2)).toEqual([]); // given a unit in the previous step
+    // Given nothing from step 2 on: due at the start of steps 3, 3 + 2 + 1, 6 + 4 + 1, 11 + 8 + 1, ...
+    const dueSteps: number[] = [];
+    for (let step = 3; step <= 400; step++) {
+      if (due(step).length > 0) { dueSteps.push(step); r.given(slow, step); }
+    }
+    expect(dueSteps.slice(0, 8)).toEqual([3, 6, 11, 20, 37, 70, 135, 200]);
+    // Given units in 16 steps in a row, from step 401: the gap is back to 1.
+    for (let step = 401; step <= 416; step++) r.given(slow, step);
+    expect(due(418)).toEqual(['slow']);
+    r.given(slow, 418);
+    expect(due(420)).toEqual([]); // the gap doubled again
+    expect(due(421)).toEqual(['slow']);
+  });
+});
+
 describe('chooseBackups: speculative copies of a step\'s stragglers', () => {
   const worker = (id: string, slots: number, outstanding: number[], secondsPerUnit?: number) => ({
     id, name: id, backend: 'wasm', slots, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit,
@@ -389,6 +416,22 @@ describe('the remote executor with a worker that slows down mid-run', () => {
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(events.backups).toBeGreaterThan(0); // the units it held, backed up once the queue was empty
     expect(executor.workerCount()).toBe(2);
+  }, 30_000);
+
+  it('once measured slow, is measured again: a worker given nothing in a step gets a unit at the start of the next, and its new time replaces the old', async () => {
+    const { first, second } = await setUp(true, { firstMs: 1_000 });
+    first.delayMs = 0; // its slow spell is over: 1 ms a unit now, as the other
+    const units = () => [first.units().length, second.units().length];
+    let before = units();
+    expectHonest(await runStep(1));
+    expect(units()[0]).toBe(before[0]); // 1 s a unit against 1 ms: given nothing
+    for (let step = 2; step <= 5; step++) {
+      before = units();
+      expectHonest(await runStep(step));
+      // Step 2: the unit that measures it again; then as fast as the other, it gets units every step
+      // (a moving average with its old time would have kept it out for dozens of steps).
+      expect(units()[0]).toBeGreaterThan(before[0]);
+    }
   }, 30_000);
 
   it('waits for them with backups off (--no-unit-backups)', async () => {

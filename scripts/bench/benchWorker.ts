@@ -24,8 +24,9 @@ import { parameterCount } from '../../src/model/paramSpecs';
 import { gradientPattern } from './common';
 
 type Command =
-  /** slowEvery/slowFactor: every slowEvery-th unit takes slowFactor times the delay (a straggler). */
-  | { cmd: 'delay-worker'; endpoint: string; name: string; delayMs: number; slowEvery?: number; slowFactor?: number }
+  /** A straggler: every slowEvery-th unit takes slowFactor times the delay, and so does every unit
+   * begun in the slowSpell's seconds from its afterUnits-th unit on (a slow spell that ends). */
+  | { cmd: 'delay-worker'; endpoint: string; name: string; delayMs: number; slowEvery?: number; slowFactor?: number; slowSpell?: { afterUnits: number; seconds: number } }
   | { cmd: 'peer'; endpoint: string; name: string; mode: 'raw' | 'channel' | 'product'; dtype: DType; parameterCount: number; rawResultHeaderBytes: number }
   | { cmd: 'exit' };
 
@@ -49,6 +50,7 @@ async function delayWorker(c: Extract<Command, { cmd: 'delay-worker' }>): Promis
   let run: { runId: string; dtype: DType; config: UNetConfig; timesteps: number; grad: Float32Array; parameterCount: number } | undefined;
   let version = -1;
   let units = 0;
+  let spellEnds: number | undefined;
   let paramMessages = 0;
   let paramDecodeSeconds = 0;
   let lastBeat = Date.now();
@@ -93,7 +95,8 @@ async function delayWorker(c: Extract<Command, { cmd: 'delay-worker' }>): Promis
         if (version !== e.paramVersion) throw new Error(`WORK for version ${e.paramVersion}, holding ${version}`);
         decodeWork(m, run.config, run.timesteps);
         const t = process.hrtime.bigint();
-        const slow = c.slowEvery !== undefined && units % c.slowEvery === c.slowEvery - 1;
+        if (c.slowSpell && units === c.slowSpell.afterUnits) spellEnds ??= Date.now() + c.slowSpell.seconds * 1000;
+        const slow = (c.slowEvery !== undefined && units % c.slowEvery === c.slowEvery - 1) || (spellEnds !== undefined && Date.now() < spellEnds);
         await new Promise((resolve) => setTimeout(resolve, slow ? c.delayMs * (c.slowFactor ?? 1) : c.delayMs));
         const computeSeconds = secondsSince(t);
         // Bounded, as the product's worker: a unit whose backup won may end after the run has.

@@ -36,8 +36,9 @@ export interface LoopOptions {
   updateThreads?: number;
   /** Backup copies of straggling units (the product's default: on). */
   backups?: boolean;
-  /** The first worker is a straggler: every `every`-th unit takes `factor` times the delay. */
-  straggler?: { every: number; factor: number };
+  /** The first worker is a straggler: every `every`-th unit takes `factor` times the delay, or
+   * every unit begun in a spell of `spell.seconds` from its `spell.afterUnits`-th unit on. */
+  straggler?: { every?: number; factor: number; spell?: { afterUnits: number; seconds: number } };
 }
 
 /** Per measured step: what the coordinator's thread spent on each part of the step. */
@@ -232,7 +233,7 @@ export async function runLoop(pool: Child[], o: LoopOptions): Promise<LoopResult
   const workers = pool.slice(0, o.workers);
   workers.forEach((c, i) => c.send({
     cmd: 'delay-worker', endpoint: server.endpoint, name: `${c.name}`, delayMs: o.delayMs,
-    ...(i === 0 && o.straggler ? { slowEvery: o.straggler.every, slowFactor: o.straggler.factor } : {}),
+    ...(i === 0 && o.straggler ? { slowEvery: o.straggler.every, slowFactor: o.straggler.factor, slowSpell: o.straggler.spell } : {}),
   }));
   await executor.waitForWorkers(o.workers, 60000);
   if (probe) {

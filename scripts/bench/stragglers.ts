@@ -2,7 +2,8 @@
  * Stragglers benchmark: the product's Coordinator + RemoteExecutor on loopback with N fixed-delay
  * workers (benchWorker.ts), one of which is a straggler: every --every-th of its units takes
  * --factor times the delay (a GPU throttling, a noisy neighbour, a pause). Steps/s with unit backups
- * off and on (RemoteExecutor's chooseBackups), beside the same workers without a straggler, run
+ * off and on (RemoteExecutor's chooseBackups), and with a straggler slow only for a spell of --spell
+ * seconds (it should be given units again after), beside the same workers without a straggler, run
  * interleaved so that each pair shares the machine's load; medians of --reps repetitions.
  */
 import { DType } from '../../src/protocol/dtypes';
@@ -17,7 +18,9 @@ const flags = parseFlags('npm run bench:stragglers -- [flags]', {
   delay: { default: 0.1, help: 'compute delay per unit, seconds' },
   every: { default: 4, help: 'the straggler\'s every E-th unit is slow' },
   factor: { default: 30, help: 'a slow unit takes F times the delay' },
-  steps: { default: 30, help: 'measured steps per configuration' },
+  'spell-after': { default: 8, help: 'in the slow-spell configuration, the spell begins at the straggler\'s N-th unit' },
+  spell: { default: 3, help: '... and lasts this many seconds' },
+  steps: { default: 60, help: 'measured steps per configuration' },
   warmup: { default: 3, help: 'unmeasured steps first' },
   reps: { default: 2, help: 'repetitions (each over the three configurations)' },
 });
@@ -39,6 +42,7 @@ async function main(): Promise<void> {
     { name: 'no straggler', straggler: undefined, backups: true },
     { name: 'straggler, backups off (--no-unit-backups)', straggler: { every: flags.every, factor: flags.factor }, backups: false },
     { name: 'straggler, backups on (the default)', straggler: { every: flags.every, factor: flags.factor }, backups: true },
+    { name: `slow spell of ${flags.spell} s, then as fast as the others`, straggler: { factor: flags.factor, spell: { afterUnits: flags['spell-after'], seconds: flags.spell } }, backups: true },
   ];
   const results = new Map<string, { stepsPerSecond: number[]; stepSeconds: number[]; backups: number; reassigned: number }>();
   try {
@@ -71,7 +75,7 @@ async function main(): Promise<void> {
   });
   const base = rows[0].stepsPerSecond;
   console.log(`${describeHardware(hw)}`);
-  console.log(`${n} workers (${flags['units-per-worker']} units each per step, ${flags.delay} s a unit); the straggler's every ${flags.every}th unit takes ${flags.factor}x; ${flags.steps} steps after ${flags.warmup}, ${flags.reps} repetitions\n`);
+  console.log(`${n} workers (${flags['units-per-worker']} units each per step, ${flags.delay} s a unit); the straggler's every ${flags.every}th unit takes ${flags.factor}x, or, in the last row, every unit it begins in ${flags.spell} s from its ${flags['spell-after']}th; ${flags.steps} steps after ${flags.warmup}, ${flags.reps} repetitions\n`);
   console.log(table(['configuration', 'steps/s', 'of no straggler', 'median step s', 'p90 step s', 'backups', 'reassigned'],
     rows.map((r) => [r.configuration, fmt(r.stepsPerSecond), fmt(r.stepsPerSecond / base, 2), fmt(r.medianStepSeconds), fmt(r.p90StepSeconds), r.backups, r.reassigned])));
   const file = writeResults(flags.out, { hardware: hw, flags, rows });

@@ -14,7 +14,7 @@ import { UnitResult } from '../training/workUnit';
 import { StepWork, UnitExecutor } from './executor';
 import { WorkerRecord, WorkerRegistry } from './workerRegistry';
 import { NotEnoughWorkersError } from './errors';
-import { UnitStart, WorkerSpeeds, chooseWorker } from './unitScheduler';
+import { Remeasures, UnitStart, WorkerSpeeds, chooseWorker } from './unitScheduler';
 import { StepLedger } from './stepLedger';
 import { RejectLog } from '../protocol/rejectLog';
 import { BEACON_SUFFIX } from '../transport/beacon';
@@ -76,6 +76,9 @@ export class RemoteExecutor implements UnitExecutor {
   /** Every worker that registered in this run, dropped ones included: all are told when it ends. */
   private readonly everRegistered = new Set<string>();
   private readonly speeds = new WorkerSpeeds();
+  /** Steps run so far. */
+  private steps = 0;
+  private readonly remeasures = new Remeasures();
 
   constructor(private readonly opts: RemoteExecutorOptions) {
     this.paramsDtype = opts.transportDtype;
@@ -116,7 +119,18 @@ export class RemoteExecutor implements UnitExecutor {
 
   run(work: StepWork, accept: (r: UnitResult) => boolean): Promise<void> {
     return new Promise<void>((resolve) => {
-      this.current = { work, accept, units: new StepLedger(work.units.map((u) => u.unitId)), resolve };
+      const cur: CurrentStep = { work, accept, units: new StepLedger(work.units.map((u) => u.unitId)), resolve };
+      this.current = cur;
+      this.steps++;
+      // Workers measured too slow to get units are measured again now and then (Remeasures): the
+      // first units, their times replacing the old ones. The unit is expected to take the fastest
+      // worker's time, so that if it is still slow, its backup is not late.
+      const fastest = Math.min(...this.workers.all().map((w) => w.secondsPerUnit ?? Infinity));
+      for (const w of this.remeasures.due(this.workers.all(), this.steps)) {
+        if (cur.units.queue.length === 0) break;
+        w.remeasure = true;
+        this.assign(cur, w, cur.units.queue.shift() as number, fastest);
+      }
       this.dispatch();
     });
   }
@@ -161,7 +175,8 @@ export class RemoteExecutor implements UnitExecutor {
     if (backups.length > 0) this.opts.events?.onBackup?.(backups.length);
   }
 
-  private assign(cur: CurrentStep, w: WorkerRecord, unitId: number): void {
+  /** `secondsPerUnit`: what to expect of the worker, if not its own measurement. */
+  private assign(cur: CurrentStep, w: WorkerRecord, unitId: number, secondsPerUnit = w.secondsPerUnit): void {
     const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
     if (w.paramVersion !== cur.work.paramVersion) {
       cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype, cur.work.paramsFrame);
@@ -169,9 +184,10 @@ export class RemoteExecutor implements UnitExecutor {
       w.paramVersion = cur.work.paramVersion;
     }
     const now = Date.now();
-    const spu = w.secondsPerUnit;
+    const spu = secondsPerUnit;
     cur.units.give(unitId, w.id, now, spu === undefined ? undefined : Math.ceil((w.outstanding.size + 1) / w.slots) * spu * 1000);
     if (w.outstanding.size === 0) w.progressAt = now;
+    this.remeasures.given(w, this.steps);
     w.outstanding.set(unitId, now + this.unitDeadlineMs);
     this.send(w, encodeWork(cur.work.units[unitId], this.stamp(), this.unitDeadlineMs, image));
   }

@@ -19,6 +19,8 @@ export interface WorkerRecord {
   computeSeconds: number;
   /** Moving average of the compute seconds per unit the worker reports; undefined until measured. */
   secondsPerUnit?: number;
+  /** secondsPerUnit is old: the next measurement replaces it instead of joining the average. */
+  remeasure?: boolean;
   joinedAt: number;
 }
 
