@@ -14,6 +14,7 @@ import { WorkUnit } from '../src/training/workUnit';
 import { StepWork } from '../src/coordinator/executor';
 import { Kind, encodeMessage } from '../src/protocol/messages';
 import { Behaviour, FakeWorker, fakeGradient } from './helpers/fakeWorker';
+import type { WorkerRecord } from '../src/coordinator/workerRegistry';
 import { waitFor } from './helpers/cli';
 
 const config: TrainConfig = { ...TRAIN_DEFAULTS, model: presetConfig('tiny'), batchSize: 12, unitSize: 2 };
@@ -266,6 +267,23 @@ describe('chooseWorker with compute slots', () => {
     fast.progressAt = 700;
     expect(chooseWorker([fast, slow], 2, 1000)).toBeUndefined();
     expect(chooseWorker([worker('idle', 1, 0, 0.5), worker('busy', 1, 1, 2)], 2, 60_000)?.id).toBe('idle');
+  });
+});
+
+describe('WorkerSpeeds: seconds per unit', () => {
+  it('replaces the first unit\'s time (warm-up) with the second\'s, then averages (0.7 old, 0.3 new); a remeasure replaces it again', async () => {
+    const { WorkerSpeeds } = await import('../src/coordinator/unitScheduler');
+    const speeds = new WorkerSpeeds();
+    const w = { id: 'w', name: 'w', backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, outstanding: new Map() } as WorkerRecord;
+    const seen = (s: number) => { speeds.record(w, s); return w.secondsPerUnit; };
+    expect(seen(10)).toBe(10);
+    expect(seen(1)).toBe(1);
+    expect(seen(2)).toBeCloseTo(1.3, 12);
+    expect(seen(2)).toBeCloseTo(1.51, 12);
+    w.remeasure = true;
+    expect(seen(0.5)).toBe(0.5);
+    expect(seen(1)).toBeCloseTo(0.65, 12);
+    expect(speeds.get('w')).toBeCloseTo(0.65, 12);
   });
 });
 

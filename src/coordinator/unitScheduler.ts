@@ -13,11 +13,14 @@ export class WorkerSpeeds {
     return this.seconds.get(name);
   }
 
-  /** A moving average of the compute seconds the worker reports (restarted by a remeasure). */
+  /** A moving average of the compute seconds the worker reports, restarted by a remeasure. A
+   * worker's first unit includes its warm-up (kernels compiled, memory allocated; on webgpu,
+   * pipelines built: seconds), so its second unit's time replaces the first's. */
   record(worker: WorkerRecord, computeSeconds: number): void {
     const s = Math.max(computeSeconds, 1e-4);
-    worker.secondsPerUnit = worker.secondsPerUnit === undefined || worker.remeasure ? s : 0.7 * worker.secondsPerUnit + 0.3 * s;
-    worker.remeasure = false;
+    const old = worker.secondsPerUnit;
+    worker.secondsPerUnit = old === undefined || worker.remeasure ? s : 0.7 * old + 0.3 * s;
+    worker.remeasure = old === undefined;
     this.seconds.set(worker.id, worker.secondsPerUnit);
   }
 
