@@ -14,7 +14,7 @@ import { PRESET_NAMES, presetConfig } from '../model/config';
 import { UsageError } from './errors';
 import { availableCores } from './localWorkers';
 import { GRID_PADDING } from './grid';
-import { checkOutputDir, writeOutputFile } from './options';
+import { checkCount, checkOutputDir, writeOutputFile } from './options';
 
 export interface DataArgs {
   data: string;
@@ -52,7 +52,7 @@ export const dataCommand: CommandModule<object, DataArgs> = {
     const format = out === undefined ? undefined : /\.png$/i.test(out) ? 'grid' : /\.npz$/i.test(out) ? 'npz' : undefined;
     if (out !== undefined && format === undefined) throw new UsageError(`--out ${out}: name a .png (a grid) or a .npz (every image)`);
     if (out !== undefined) checkOutputDir(out, 'out');
-    if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
+    checkCount(a.n, 'n', 1);
     const log = (line: string) => process.stderr.write(`${line}\n`);
     const ds = await loadDataset(a.data, { size, channels, mode: a['image-fit'] as ImageFit }, { threads: availableCores(), log });
     log(`data: ${describeDataset(ds)}`);

@@ -13,7 +13,7 @@ import { Batch, batchPlan, runBatches } from '../sampling/runBatches';
 import { WEIGHT_CHOICES } from './exportCommand';
 import { MAX_THREADS, availableCores, parseCountFlag, resolveComputeThreads } from './localWorkers';
 import { SampleFormat, SampleSink, openSink, sampleFormat } from './sampleOutput';
-import { checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, withBackendOption } from './options';
+import { checkCount, checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, withBackendOption } from './options';
 import { UsageError } from './errors';
 
 interface SampleArgs {
@@ -64,9 +64,9 @@ export function parseShard(spec: string): { index: number; count: number } {
 function checkSampleFlags(a: SampleArgs): { format: SampleFormat; shard: { index: number; count: number } | undefined } {
   const format = sampleFormat(a.out);
   checkOutputDir(a.out.replace(/[\\/]+$/, ''), 'out');
-  if (!(Number.isInteger(a.n) && a.n >= 1)) throw new UsageError(`--n must be a positive integer, got ${a.n}`);
+  checkCount(a.n, 'n', 1);
   if (!(Number.isInteger(a.seed) && a.seed >= 0 && a.seed <= 0xffffffff)) throw new UsageError(`--seed must be an integer in [0, 2^32), got ${a.seed}`);
-  if (!(Number.isInteger(a['batch-size']) && a['batch-size'] >= 1)) throw new UsageError(`--batch-size must be a positive integer, got ${a['batch-size']}`);
+  checkCount(a['batch-size'], 'batch-size', 1);
   parseCountFlag('threads', a.threads, 1, MAX_THREADS);
   const shard = a.shard === undefined ? undefined : parseShard(a.shard);
   if (shard !== undefined && format !== 'pngs') throw new UsageError(`--shard ${a.shard} needs a directory --out, which the shards fill together (got ${a.out})`);

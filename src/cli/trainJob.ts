@@ -19,7 +19,7 @@ import { generateImages, gridLabels, guidanceCaveat } from '../training/generate
 import { SamplerName } from '../diffusion/samplers';
 import { TrainConfig, validateTrainConfig } from '../training/config';
 import { describeInitFile } from '../checkpoint/initWeights';
-import { TrainArgs, checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, trainConfigFromArgs, writeOutputFile } from './options';
+import { TrainArgs, checkCount, checkGuidance, checkOutputDir, checkSamplingSteps, flagGiven, trainConfigFromArgs, writeOutputFile } from './options';
 import { encodeGrid } from './grid';
 import { onStopSignals } from './signals';
 import { UsageError } from './errors';
@@ -62,9 +62,9 @@ export function withSampleEveryOption<T>(y: Argv<T>) {
 function checkOutputFlags(a: JobArgs, timesteps: number): void {
   checkGuidance(a['sample-guidance'], 'sample-guidance');
   const n = a['sample-n'];
-  if (!(Number.isInteger(n) && n >= 0)) throw new UsageError(`--sample-n must be a non-negative integer (0: no grid), got ${n}`);
+  checkCount(n, 'sample-n', 0, '0: no grid');
   const every = a['sample-every'];
-  if (!Number.isInteger(every) || every < 0) throw new UsageError(`--sample-every must be a non-negative integer, got ${every}`);
+  checkCount(every, 'sample-every', 0);
   if (every > 0 && !(n >= 1)) throw new UsageError(`--sample-every ${every} needs --sample-n of at least 1, got ${n}`);
   if (n > 0) checkSamplingSteps(a['sample-steps'], timesteps, 'sample-steps');
   if (n > 0 && a.out !== undefined) checkOutputDir(a.out, 'out');
