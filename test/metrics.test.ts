@@ -189,6 +189,10 @@ describe('a coordinator training with a worker', () => {
     }
     expect(second.get(METRIC.loss)).toBeGreaterThan(0);
     expect(second.get(METRIC.learningRate)).toBeGreaterThan(0);
+    // The scheduler's estimate of w0, measured by now: within its reported compute time per unit.
+    const perUnit = second.get(`${METRIC.workerSecondsPerUnit}{worker="w0"}`) as number;
+    expect(perUnit).toBeGreaterThan(0);
+    expect(perUnit).toBeLessThan(60);
     expect(second.get(`${METRIC.checkpointDuration}_count`)).toBeGreaterThanOrEqual(1);
     expect(second.get(METRIC.checkpointLastSuccess)).toBeGreaterThan(Date.now() / 1000 - 120);
     expect((await get(port, '/readyz')).status).toBe(200);

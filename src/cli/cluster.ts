@@ -54,6 +54,6 @@ export async function startRemoteExecutor(a: ClusterArgs & { bind: string }, con
 export function remoteWorkerSource(executor: RemoteExecutor): WorkerSource {
   return {
     count: () => executor.workerCount(),
-    rows: () => executor.workers.all().map((w) => ({ name: w.name, backend: w.backend, lastSeen: w.lastSeen, joinedAt: w.joinedAt })),
+    rows: () => executor.workers.all().map((w) => ({ name: w.name, backend: w.backend, lastSeen: w.lastSeen, joinedAt: w.joinedAt, secondsPerUnit: w.secondsPerUnit })),
   };
 }

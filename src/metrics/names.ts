@@ -16,6 +16,7 @@ export const METRIC = {
   imagesPerSecond: 'ddpm_images_per_second',
   workers: 'ddpm_workers',
   workerCompute: 'ddpm_worker_compute_seconds_total',
+  workerSecondsPerUnit: 'ddpm_worker_seconds_per_unit',
   sentBytes: 'ddpm_sent_bytes_total',
   receivedBytes: 'ddpm_received_bytes_total',
   unitsReassigned: 'ddpm_units_reassigned_total',

@@ -11,6 +11,9 @@ export interface WorkerRow {
   /** Milliseconds since the epoch. */
   lastSeen: number;
   joinedAt: number;
+  /** The coordinator's estimate of the worker's compute seconds per unit, from which it hands
+   * out units; undefined until measured (and for the in-process worker, which takes them all). */
+  secondsPerUnit?: number;
 }
 
 export interface StatusJson {
@@ -22,7 +25,7 @@ export interface StatusJson {
   imagesPerSecond: number;
   /** [step, mean loss over the steps since the previous point]. */
   losses: [number, number][];
-  workers: { name: string; backend: string; unitsPerSecond: number; lastSeenSecondsAgo: number }[];
+  workers: { name: string; backend: string; unitsPerSecond: number; secondsPerUnit: number | null; lastSeenSecondsAgo: number }[];
   /** Step of the newest sample grid (its image is /samples/latest.png), null if none. */
   sampleStep: number | null;
   stopping: boolean;
@@ -109,7 +112,8 @@ export class StatusTracker {
       imagesPerSecond: this.imagesPerSecond,
       losses: this.losses,
       workers: this.workers().map((w) => ({
-        name: w.name, backend: w.backend, unitsPerSecond: this.unitsPerSecond(w, now), lastSeenSecondsAgo: Math.max(0, (now - w.lastSeen) / 1000),
+        name: w.name, backend: w.backend, unitsPerSecond: this.unitsPerSecond(w, now), secondsPerUnit: w.secondsPerUnit ?? null,
+        lastSeenSecondsAgo: Math.max(0, (now - w.lastSeen) / 1000),
       })),
       sampleStep: this.sample?.step ?? null,
       stopping: this.stopping,

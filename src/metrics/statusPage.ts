@@ -53,7 +53,7 @@ function render(s) {
   while (body.firstChild) body.removeChild(body.firstChild);
   for (const w of s.workers) {
     const tr = document.createElement('tr');
-    for (const v of [w.name, w.backend, fmt(w.unitsPerSecond, 2), fmt(w.lastSeenSecondsAgo, 1) + ' s ago']) {
+    for (const v of [w.name, w.backend, fmt(w.unitsPerSecond, 2), fmt(w.secondsPerUnit, 3), fmt(w.lastSeenSecondsAgo, 1) + ' s ago']) {
       const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
     }
     body.appendChild(tr);
@@ -95,7 +95,7 @@ export const STATUS_PAGE_HTML = `<!doctype html>
   <div id="sample"><h2>Samples (EMA) <span id="sample-step" class="muted"></span></h2><img id="grid" alt="latest sample grid" hidden></div>
 </div>
 <h2>Workers</h2>
-<table><thead><tr><th>name</th><th>backend</th><th>units/s</th><th>last seen</th></tr></thead><tbody id="workers"></tbody></table>
+<table><thead><tr><th>name</th><th>backend</th><th>units/s</th><th title="the coordinator's estimate, from which it hands out units">s/unit</th><th>last seen</th></tr></thead><tbody id="workers"></tbody></table>
 <p id="updated" class="muted"></p>
 <script>${SCRIPT}</script>
 </body>

@@ -16,6 +16,8 @@ const CHECKPOINT_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 1
 export interface TrainingMetricsOptions {
   /** Connected workers, read at scrape time. */
   workers: () => number;
+  /** [name, estimated seconds per unit] of the measured connected workers, read at scrape time. */
+  workerSpeeds?: () => [string, number][];
   /** Worker label values known at start (the in-process worker); remote names appear on attach. */
   knownWorkers?: string[];
 }
@@ -56,6 +58,14 @@ export class TrainingMetrics {
     this.learningRate = new Gauge({ name: METRIC.learningRate, help: 'Learning rate of the latest step', registers });
     this.imagesPerSecond = new Gauge({ name: METRIC.imagesPerSecond, help: 'Training examples per second over the recent steps', registers });
     new Gauge({ name: METRIC.workers, help: 'Workers connected', registers, collect() { this.set(opts.workers()); } });
+    new Gauge({
+      name: METRIC.workerSecondsPerUnit, labelNames: ['worker'], registers,
+      help: 'The coordinator\'s estimate of each connected worker\'s compute seconds per unit, from which it hands out units (measured workers)',
+      collect() {
+        this.reset();
+        for (const [worker, seconds] of opts.workerSpeeds?.() ?? []) this.set({ worker }, seconds);
+      },
+    });
     this.workerCompute = new Counter({ name: METRIC.workerCompute, help: 'Seconds workers spent computing accepted units', labelNames: ['worker'], registers });
     this.sentBytes = new Counter({ name: METRIC.sentBytes, help: 'Bytes sent to workers', registers });
     this.receivedBytes = new Counter({ name: METRIC.receivedBytes, help: 'Bytes received from workers', registers });

@@ -33,7 +33,10 @@ export class TrainingTelemetry {
   private stopping = false;
 
   constructor(private readonly opts: TelemetryOptions) {
-    this.metrics = new TrainingMetrics({ workers: () => this.workers.count(), knownWorkers: opts.knownWorkers });
+    this.metrics = new TrainingMetrics({
+      workers: () => this.workers.count(), knownWorkers: opts.knownWorkers,
+      workerSpeeds: () => this.workers.rows().flatMap((w): [string, number][] => (w.secondsPerUnit === undefined ? [] : [[w.name, w.secondsPerUnit]])),
+    });
     this.status = new StatusTracker(opts.totalSteps, () => this.workers.rows());
   }
 
