@@ -452,6 +452,26 @@ describe('the remote executor with a worker that slows down mid-run', () => {
     }
   }, 30_000);
 
+  it('is measured again on a copy of a unit, so that one still slow holds no step, even with backups off; the copy\'s late result is no error', async () => {
+    const { first } = await setUp(false, { firstMs: 1_500 });
+    first.delayMs = 1_200; // still slow, a little less
+    let given = first.units().length;
+    const seen: number[] = [];
+    for (let step = 1; step <= 3; step++) {
+      const started = Date.now();
+      expectHonest(await runStep(step));
+      seen.push(Date.now() - started);
+      if (step === 2) expect(first.units().length).toBe(given + 1); // the copy, due at the start of step 2
+      else expect(first.units().length).toBe(given);
+      given = first.units().length;
+    }
+    // Each step is the other worker's 6 units of 1 ms: none waits for the copy's 1.2 s.
+    for (const ms of seen) expect(ms).toBeLessThan(1_000);
+    // The copy's result comes two steps after its own: dropped quietly, and its time replaces 1.5 s.
+    await waitFor(() => Math.abs((executor.workers.get('first')?.secondsPerUnit ?? 0) - 1.201) < 1e-9, 5_000, 'the copy\'s time');
+    expect([...executor.rejected.keys()]).toEqual([]);
+  }, 30_000);
+
   it('waits for them with backups off (--no-unit-backups)', async () => {
     const { second: slow, events } = await setUp(false);
     slow.delayMs = 6_000;

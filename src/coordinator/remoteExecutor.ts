@@ -55,14 +55,18 @@ interface CurrentStep {
   resolve: () => void;
 }
 
+/** Finished steps whose backed-up units' slower copies are still told from stale results. */
+const FINISHED_STEPS_KEPT = 64;
+
 export class RemoteExecutor implements UnitExecutor {
   readonly runId: string;
   readonly paramsDtype: DType;
   readonly workers = new WorkerRegistry();
   private readonly rejects = new RejectLog((line) => this.log(line));
   private current: CurrentStep | undefined;
-  /** The last finished step, to tell a late duplicate from a stale result. */
-  private finished: { step: number; paramVersion: number; backedUp: ReadonlySet<number> } | undefined;
+  /** The last finished steps, newest last: to tell a late duplicate from a stale result, and the
+   * slower copy of a backed-up unit (which may come steps later) from either. */
+  private readonly finished: { step: number; paramVersion: number; backedUp: ReadonlySet<number> }[] = [];
   private receiving: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
@@ -122,14 +126,17 @@ export class RemoteExecutor implements UnitExecutor {
       const cur: CurrentStep = { work, accept, units: new StepLedger(work.units.map((u) => u.unitId)), resolve };
       this.current = cur;
       this.steps++;
-      // Workers measured too slow to get units are measured again now and then (Remeasures): the
-      // first units, their times replacing the old ones. The unit is expected to take the fastest
-      // worker's time, so that if it is still slow, its backup is not late.
-      const fastest = Math.min(...this.workers.all().map((w) => w.secondsPerUnit ?? Infinity));
-      for (const w of this.remeasures.due(this.workers.all(), this.steps)) {
-        if (cur.units.queue.length === 0) break;
+      // Workers measured too slow to get units are measured again now and then (Remeasures), each
+      // on a copy of one of the last units in the queue. Those units are still handed out as
+      // usual, so the step never waits for a copy; whichever result comes first is reduced, and
+      // the copy's time, first or not, replaces the worker's old one.
+      const { queue } = cur.units;
+      for (const [i, w] of this.remeasures.due(this.workers.all(), this.steps).entries()) {
+        if (i >= queue.length) break;
+        const unitId = queue[queue.length - 1 - i];
         w.remeasure = true;
-        this.assign(cur, w, cur.units.queue.shift() as number, fastest);
+        cur.units.backedUp.add(unitId);
+        this.assign(cur, w, unitId);
       }
       this.dispatch();
     });
@@ -175,8 +182,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (backups.length > 0) this.opts.events?.onBackup?.(backups.length);
   }
 
-  /** `secondsPerUnit`: what to expect of the worker, if not its own measurement. */
-  private assign(cur: CurrentStep, w: WorkerRecord, unitId: number, secondsPerUnit = w.secondsPerUnit): void {
+  private assign(cur: CurrentStep, w: WorkerRecord, unitId: number): void {
     const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
     if (w.paramVersion !== cur.work.paramVersion) {
       cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype, cur.work.paramsFrame);
@@ -184,7 +190,7 @@ export class RemoteExecutor implements UnitExecutor {
       w.paramVersion = cur.work.paramVersion;
     }
     const now = Date.now();
-    const spu = secondsPerUnit;
+    const spu = w.secondsPerUnit;
     cur.units.give(unitId, w.id, now, spu === undefined ? undefined : Math.ceil((w.outstanding.size + 1) / w.slots) * spu * 1000);
     if (w.outstanding.size === 0) w.progressAt = now;
     this.remeasures.given(w, this.steps);
@@ -330,10 +336,10 @@ export class RemoteExecutor implements UnitExecutor {
     const cur = this.current;
     const e = m.envelope;
     if (!cur || e.step !== cur.work.step || e.paramVersion !== cur.work.paramVersion) {
-      const f = this.finished;
+      const f = this.finished.find((s) => s.step === e.step && s.paramVersion === e.paramVersion);
       // The slower copy of a backed-up unit: expected, not an error.
-      if (f && e.step === f.step && e.paramVersion === f.paramVersion && f.backedUp.has(e.unitIds[0])) return;
-      if (f && e.step === f.step && e.paramVersion === f.paramVersion) throw new ProtocolError('duplicate', `result for finished step ${e.step}`);
+      if (f?.backedUp.has(e.unitIds[0])) return this.slowerCopy(worker, m);
+      if (f && f === this.finished[this.finished.length - 1]) throw new ProtocolError('duplicate', `result for finished step ${e.step}`);
       throw new ProtocolError('stale', `result for step ${e.step} version ${e.paramVersion}`);
     }
     const unitId = e.unitIds[0];
@@ -341,7 +347,7 @@ export class RemoteExecutor implements UnitExecutor {
     worker.progressAt = Date.now();
     if (cur.units.isDone(unitId)) {
       worker.outstanding.delete(unitId);
-      if (cur.units.backedUp.has(unitId)) return;
+      if (cur.units.backedUp.has(unitId)) return this.slowerCopy(worker, m);
       throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     }
     const result = decodeResult(m, this.opts.parameterCount, this.opts.transportDtype);
@@ -357,11 +363,19 @@ export class RemoteExecutor implements UnitExecutor {
     this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
     if (cur.units.complete) {
       this.current = undefined;
-      this.finished = { step: cur.work.step, paramVersion: cur.work.paramVersion, backedUp: cur.units.backedUp };
+      this.finished.push({ step: cur.work.step, paramVersion: cur.work.paramVersion, backedUp: cur.units.backedUp });
+      if (this.finished.length > FINISHED_STEPS_KEPT) this.finished.shift();
       cur.resolve();
       return;
     }
     this.dispatch();
+  }
+
+  /** The slower copy of a backed-up unit is dropped, but its compute time is a measurement of the
+   * worker like any other (the only one of a worker measured again on a copy that lost). */
+  private slowerCopy(worker: WorkerRecord, m: Message): void {
+    const seconds = m.envelope.result?.computeSeconds;
+    if (typeof seconds === 'number' && Number.isFinite(seconds)) this.speeds.record(worker, seconds);
   }
 
   /** A backed-up unit is reduced: the other copy's worker no longer owes it, nor is late for it.
