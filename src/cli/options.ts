@@ -23,7 +23,6 @@ export function parseIntList(value: string, flag: string): number[] {
   });
 }
 
-/** The command line's flags, as typed (`--lr 1e-3`, `--lr=1e-3`): whether the user gave `flag`. */
 /** `--flag` must be a whole number of at least `min` (1: "a positive integer", 0: "a
  * non-negative integer"); `note` says what a value means, e.g. "0: no grid". */
 export function checkCount(value: number, flag: string, min: 0 | 1, note?: string): void {
@@ -31,6 +30,7 @@ export function checkCount(value: number, flag: string, min: 0 | 1, note?: strin
   throw new UsageError(`--${flag} must be a ${min === 1 ? 'positive' : 'non-negative'} integer${note ? ` (${note})` : ''}, got ${value}`);
 }
 
+/** The command line's flags, as typed (`--lr 1e-3`, `--lr=1e-3`): whether the user gave `flag`. */
 export function flagGiven(flag: string, argv = process.argv): boolean {
   return argv.some((arg) => arg === `--${flag}` || arg.startsWith(`--${flag}=`));
 }

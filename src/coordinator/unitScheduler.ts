@@ -36,32 +36,37 @@ export const MAX_REMEASURE_GAP = 64;
 export const REMEASURE_RESET_STEPS = 16;
 
 /**
- * Which workers measured too slow to be given units are given one anyway, to measure them again:
- * a slow spell (throttling, a noisy neighbour) ends, and a worker given no units is never
- * measured again, so would sit idle for the rest of the run. A worker is due after `gap` steps
- * without a unit; each time it is, its gap doubles (up to MAX_REMEASURE_GAP), so one that stays
- * slow costs a backed-up unit ever more rarely; REMEASURE_RESET_STEPS steps in a row with units
- * set the gap back to 1. Kept by worker id, across re-registrations.
+ * Which workers measured too slow to be given units are given a copy of one anyway, to measure
+ * them again: a slow spell (throttling, a noisy neighbour) ends, and a worker given no units is
+ * never measured again, so would sit idle for the rest of the run. A worker is due after `gap`
+ * steps without a unit; each time it is, its gap doubles (up to MAX_REMEASURE_GAP), so one that
+ * is taken back after a fast copy and then stalls again is taken back ever more rarely;
+ * REMEASURE_RESET_STEPS steps in a row with units set the gap back to 1. Kept by worker id,
+ * across re-registrations.
  */
 export class Remeasures {
   private readonly state = new Map<string, { lastStep: number; inARow: number; gap: number }>();
 
+  private stateOf(worker: WorkerRecord): { lastStep: number; inARow: number; gap: number } {
+    let s = this.state.get(worker.id);
+    if (s === undefined) this.state.set(worker.id, (s = { lastStep: 0, inARow: 0, gap: 1 }));
+    return s;
+  }
+
   /** `worker` is given a unit in step `step` (steps counted from 1). */
   given(worker: WorkerRecord, step: number): void {
-    const s = this.state.get(worker.id) ?? { lastStep: 0, inARow: 0, gap: 1 };
+    const s = this.stateOf(worker);
     if (s.lastStep !== step) s.inARow = s.lastStep === step - 1 ? s.inARow + 1 : 1;
     if (s.inARow >= REMEASURE_RESET_STEPS) s.gap = 1;
     s.lastStep = step;
-    this.state.set(worker.id, s);
   }
 
-  /** The measured workers due a unit at the start of step `step`; their gaps double. */
+  /** The measured workers due a copy of a unit at the start of step `step`; their gaps double. */
   due(workers: readonly WorkerRecord[], step: number): WorkerRecord[] {
     return workers.filter((w) => {
-      const s = this.state.get(w.id) ?? { lastStep: 0, inARow: 0, gap: 1 };
+      const s = this.stateOf(w);
       if (w.secondsPerUnit === undefined || step - 1 - s.lastStep < s.gap) return false;
       s.gap = Math.min(2 * s.gap, MAX_REMEASURE_GAP);
-      this.state.set(w.id, s);
       return true;
     });
   }
