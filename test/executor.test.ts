@@ -272,7 +272,7 @@ describe('chooseWorker with compute slots', () => {
 
 describe('WorkerSpeeds: seconds per unit', () => {
   it('replaces the first unit\'s time (warm-up) with the second\'s, then averages (0.7 old, 0.3 new); a remeasure replaces it again', async () => {
-    const { WorkerSpeeds } = await import('../src/coordinator/unitScheduler');
+    const { WorkerSpeeds } = await import('../src/coordinator/workerSpeeds');
     const speeds = new WorkerSpeeds();
     const w = { id: 'w', name: 'w', backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, outstanding: new Map() } as WorkerRecord;
     const seen = (s: number) => { speeds.record(w, s); return w.secondsPerUnit; };
@@ -293,7 +293,7 @@ describe('Remeasures: units for workers measured too slow to be given any', () =
   });
 
   it('are due after a gap of steps without a unit that doubles each time, up to 64, and is back to 1 after 16 steps in a row with units', async () => {
-    const { Remeasures } = await import('../src/coordinator/unitScheduler');
+    const { Remeasures } = await import('../src/coordinator/workerSpeeds');
     const r = new Remeasures();
     const slow = worker('slow', 5);
     const due = (step: number) => r.due([slow, worker('unmeasured')], step).map((w) => w.id);
@@ -381,6 +381,24 @@ describe('StepLedger: one step\'s units', () => {
     expect(ledger.chooseBackups([idle], 6_100).map((b) => b.unitId)).toEqual([0]);
     expect([...ledger.backedUp]).toEqual([0]);
     expect(ledger.chooseBackups([idle], 9_000)).toEqual([]); // once
+  });
+
+  it('FinishedSteps: a late result is a backed-up unit\'s slower copy for the last 64 steps, a duplicate of the newest step, or stale', async () => {
+    const { FinishedSteps, StepLedger } = await import('../src/coordinator/stepLedger');
+    const finished = new FinishedSteps();
+    for (let step = 1; step <= 70; step++) {
+      const ledger = new StepLedger([0, 1]);
+      if (step % 2 === 0) ledger.backedUp.add(1);
+      finished.add(step, step - 1, ledger);
+    }
+    expect(finished.lateResult(8, 7, 1)).toBe('slower copy');
+    expect(finished.lateResult(8, 7, 0)).toBe('stale'); // not backed up, not the newest
+    expect(finished.lateResult(8, 8, 1)).toBe('stale'); // another parameter version
+    expect(finished.lateResult(7, 6, 1)).toBe('stale'); // odd: not backed up
+    expect(finished.lateResult(6, 5, 1)).toBe('stale'); // 64 steps kept, 7-70: 6 is forgotten
+    expect(finished.lateResult(70, 69, 0)).toBe('duplicate');
+    expect(finished.lateResult(70, 69, 1)).toBe('slower copy');
+    expect(finished.lateResult(71, 70, 0)).toBe('stale');
   });
 });
 

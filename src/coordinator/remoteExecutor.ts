@@ -14,8 +14,8 @@ import { UnitResult } from '../training/workUnit';
 import { StepWork, UnitExecutor } from './executor';
 import { WorkerRecord, WorkerRegistry } from './workerRegistry';
 import { NotEnoughWorkersError } from './errors';
-import { Remeasures, UnitStart, WorkerSpeeds, chooseWorker } from './unitScheduler';
-import { StepLedger } from './stepLedger';
+import { UnitScheduler, UnitStart } from './unitScheduler';
+import { FinishedSteps, StepLedger } from './stepLedger';
 import { RejectLog } from '../protocol/rejectLog';
 import { BEACON_SUFFIX } from '../transport/beacon';
 
@@ -55,18 +55,13 @@ interface CurrentStep {
   resolve: () => void;
 }
 
-/** Finished steps whose backed-up units' slower copies are still told from stale results. */
-const FINISHED_STEPS_KEPT = 64;
-
 export class RemoteExecutor implements UnitExecutor {
   readonly runId: string;
   readonly paramsDtype: DType;
   readonly workers = new WorkerRegistry();
   private readonly rejects = new RejectLog((line) => this.log(line));
   private current: CurrentStep | undefined;
-  /** The last finished steps, newest last: to tell a late duplicate from a stale result, and the
-   * slower copy of a backed-up unit (which may come steps later) from either. */
-  private readonly finished: { step: number; paramVersion: number; backedUp: ReadonlySet<number> }[] = [];
+  private readonly finished = new FinishedSteps();
   private receiving: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly tickMs: number;
@@ -75,14 +70,9 @@ export class RemoteExecutor implements UnitExecutor {
   private readonly heartbeatMs: number;
   private readonly workerTimeoutMs: number;
   private readonly unitDeadlineMs: number;
-  private readonly depth: number;
-  private workerWaiters: (() => void)[] = [];
+  private readonly scheduler: UnitScheduler;
   /** Every worker that registered in this run, dropped ones included: all are told when it ends. */
   private readonly everRegistered = new Set<string>();
-  private readonly speeds = new WorkerSpeeds();
-  /** Steps run so far. */
-  private steps = 0;
-  private readonly remeasures = new Remeasures();
 
   constructor(private readonly opts: RemoteExecutorOptions) {
     this.paramsDtype = opts.transportDtype;
@@ -90,7 +80,7 @@ export class RemoteExecutor implements UnitExecutor {
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
     this.workerTimeoutMs = opts.workerTimeoutMs ?? 5000;
     this.unitDeadlineMs = opts.unitDeadlineMs ?? 120000;
-    this.depth = opts.pipelineDepth ?? 2;
+    this.scheduler = new UnitScheduler(opts.pipelineDepth ?? 2);
     this.tickMs = Math.min(250, this.heartbeatMs);
   }
 
@@ -111,33 +101,14 @@ export class RemoteExecutor implements UnitExecutor {
 
   /** Resolves once `n` workers are attached; rejects after `timeoutMs`. */
   async waitForWorkers(n: number, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (this.workers.size < n) {
-      if (Date.now() >= deadline) throw new NotEnoughWorkersError(`only ${this.workers.size} of --min-workers ${n} workers attached after ${timeoutMs / 1000} s`);
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, Math.min(200, deadline - Date.now()));
-        this.workerWaiters.push(() => { clearTimeout(t); resolve(); });
-      });
-    }
+    if (!(await this.workers.waitForSize(n, timeoutMs))) throw new NotEnoughWorkersError(`only ${this.workers.size} of --min-workers ${n} workers attached after ${timeoutMs / 1000} s`);
   }
 
   run(work: StepWork, accept: (r: UnitResult) => boolean): Promise<void> {
     return new Promise<void>((resolve) => {
       const cur: CurrentStep = { work, accept, units: new StepLedger(work.units.map((u) => u.unitId)), resolve };
       this.current = cur;
-      this.steps++;
-      // Workers measured too slow to get units are measured again now and then (Remeasures), each
-      // on a copy of one of the last units in the queue. Those units are still handed out as
-      // usual, so the step never waits for a copy; whichever result comes first is reduced, and
-      // the copy's time, first or not, replaces the worker's old one.
-      const { queue } = cur.units;
-      for (const [i, w] of this.remeasures.due(this.workers.all(), this.steps).entries()) {
-        if (i >= queue.length) break;
-        const unitId = queue[queue.length - 1 - i];
-        w.remeasure = true;
-        cur.units.backedUp.add(unitId);
-        this.assign(cur, w, unitId);
-      }
+      for (const { worker, unitId } of this.scheduler.beginStep(cur.units, this.workers.all())) this.assign(cur, worker, unitId);
       this.dispatch();
     });
   }
@@ -167,7 +138,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (!cur) return;
     const { queue } = cur.units;
     while (queue.length > 0) {
-      const worker = chooseWorker(this.workers.all(), this.depth, Date.now());
+      const worker = this.scheduler.next(this.workers.all(), Date.now());
       if (worker === undefined) return;
       this.assign(cur, worker, queue.shift() as number);
     }
@@ -190,10 +161,7 @@ export class RemoteExecutor implements UnitExecutor {
       w.paramVersion = cur.work.paramVersion;
     }
     const now = Date.now();
-    const spu = w.secondsPerUnit;
-    cur.units.give(unitId, w.id, now, spu === undefined ? undefined : Math.ceil((w.outstanding.size + 1) / w.slots) * spu * 1000);
-    if (w.outstanding.size === 0) w.progressAt = now;
-    this.remeasures.given(w, this.steps);
+    cur.units.give(unitId, w.id, now, this.scheduler.given(w, now));
     w.outstanding.set(unitId, now + this.unitDeadlineMs);
     this.send(w, encodeWork(cur.work.units[unitId], this.stamp(), this.unitDeadlineMs, image));
   }
@@ -236,7 +204,7 @@ export class RemoteExecutor implements UnitExecutor {
       }
       const late = [...w.outstanding.values()].some((deadline) => deadline < now);
       if (late) {
-        this.speeds.penalize(w.id, this.unitDeadlineMs / 1000);
+        this.scheduler.missedDeadline(w, this.unitDeadlineMs / 1000);
         this.dropWorker(w, 'missed a unit deadline');
         continue;
       }
@@ -316,7 +284,7 @@ export class RemoteExecutor implements UnitExecutor {
     const slots = Math.min(Math.max(r?.computeSlots ?? 1, 1), 256);
     const { record, replaced } = this.workers.add(peer, name, (r?.backend ?? '?').slice(0, 40), Date.now(), slots);
     this.everRegistered.add(peer);
-    record.secondsPerUnit = this.speeds.get(peer);
+    this.scheduler.attached(record);
     if (replaced) this.requeue(replaced, 'worker re-registered');
     const c = this.opts.config;
     this.send(record, encodeMessage({
@@ -328,7 +296,6 @@ export class RemoteExecutor implements UnitExecutor {
     }));
     this.log(`worker ${name} attached (${record.backend}${slots > 1 ? `, ${slots} threads` : ''})${replaced ? ', taking over its previous identity' : ''}; ${this.workers.size} worker(s)`);
     this.opts.events?.onWorkersChanged?.(this.workers.all());
-    this.workerWaiters.splice(0).forEach((wake) => wake());
     this.dispatch();
   }
 
@@ -336,11 +303,10 @@ export class RemoteExecutor implements UnitExecutor {
     const cur = this.current;
     const e = m.envelope;
     if (!cur || e.step !== cur.work.step || e.paramVersion !== cur.work.paramVersion) {
-      const f = this.finished.find((s) => s.step === e.step && s.paramVersion === e.paramVersion);
+      const late = this.finished.lateResult(e.step, e.paramVersion, e.unitIds[0]);
       // The slower copy of a backed-up unit: expected, not an error.
-      if (f?.backedUp.has(e.unitIds[0])) return this.slowerCopy(worker, m);
-      if (f && f === this.finished[this.finished.length - 1]) throw new ProtocolError('duplicate', `result for finished step ${e.step}`);
-      throw new ProtocolError('stale', `result for step ${e.step} version ${e.paramVersion}`);
+      if (late === 'slower copy') return this.slowerCopy(worker, m);
+      throw new ProtocolError(late, late === 'duplicate' ? `result for finished step ${e.step}` : `result for step ${e.step} version ${e.paramVersion}`);
     }
     const unitId = e.unitIds[0];
     if (!cur.units.wasGiven(unitId, worker.id)) throw new ProtocolError('not_assigned', `unit ${unitId} was not given to ${worker.name}`);
@@ -359,12 +325,11 @@ export class RemoteExecutor implements UnitExecutor {
     if (cur.units.backedUp.has(unitId)) this.settleBackup(cur, unitId, worker);
     worker.unitsDone++;
     worker.computeSeconds += result.computeSeconds;
-    this.speeds.record(worker, result.computeSeconds);
+    this.scheduler.measured(worker, result.computeSeconds);
     this.opts.events?.onUnitDone?.(worker, result.computeSeconds);
     if (cur.units.complete) {
       this.current = undefined;
-      this.finished.push({ step: cur.work.step, paramVersion: cur.work.paramVersion, backedUp: cur.units.backedUp });
-      if (this.finished.length > FINISHED_STEPS_KEPT) this.finished.shift();
+      this.finished.add(cur.work.step, cur.work.paramVersion, cur.units);
       cur.resolve();
       return;
     }
@@ -375,20 +340,17 @@ export class RemoteExecutor implements UnitExecutor {
    * worker like any other (the only one of a worker measured again on a copy that lost). */
   private slowerCopy(worker: WorkerRecord, m: Message): void {
     const seconds = m.envelope.result?.computeSeconds;
-    if (typeof seconds === 'number' && Number.isFinite(seconds)) this.speeds.record(worker, seconds);
+    if (typeof seconds === 'number' && Number.isFinite(seconds)) this.scheduler.measured(worker, seconds);
   }
 
-  /** A backed-up unit is reduced: the other copy's worker no longer owes it, nor is late for it.
-   * If the backup won, the first worker is taken to be as slow as this unit has been there so far:
-   * its own late result would have said so, but it is dropped, and a straggler measured as fast
-   * would be handed unit after unit to stall on (measured: 0.15x the steps/s of backups off). */
+  /** A backed-up unit is reduced: the other copy's worker no longer owes it, nor is late for it;
+   * if the backup won, the first worker is measured by it (UnitScheduler.lostToBackup). */
   private settleBackup(cur: CurrentStep, unitId: number, winner: WorkerRecord): void {
     for (const w of this.workers.all()) w.outstanding.delete(unitId);
     const start = cur.units.startOf(unitId) as UnitStart;
     const first = this.workers.get(start.worker);
     if (first === undefined || first === winner) return;
-    first.secondsPerUnit = Math.max(first.secondsPerUnit ?? 0, (Date.now() - start.at) / 1000);
-    this.speeds.penalize(first.id, first.secondsPerUnit);
+    this.scheduler.lostToBackup(first, start.at, Date.now());
   }
 
   /** Tells every worker the run is over and closes the channel. Idempotent. */

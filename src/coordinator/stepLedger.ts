@@ -4,7 +4,7 @@
  * each was first handed out (to find stragglers), which got a backup copy, and which are reduced.
  */
 import type { WorkerRecord } from './workerRegistry';
-import { UnitStart, chooseBackups } from './unitScheduler';
+import { UnitCopy, UnitStart, chooseBackups } from './unitScheduler';
 
 export class StepLedger {
   /** Units not handed out, in the order they will be. */
@@ -61,7 +61,7 @@ export class StepLedger {
 
   /** Backup copies for stragglers, once the queue is empty (chooseBackups); they are recorded as
    * backed up, and still need handing out. */
-  chooseBackups(workers: readonly WorkerRecord[], now: number): { unitId: number; worker: WorkerRecord }[] {
+  chooseBackups(workers: readonly WorkerRecord[], now: number): UnitCopy[] {
     if (this.queue.length > 0) return [];
     const backups = chooseBackups(this.starts, this.done, this.backedUp, workers, now);
     for (const { unitId } of backups) this.backedUp.add(unitId);
@@ -71,5 +71,27 @@ export class StepLedger {
   /** This process was not running for `ms` (a late timer): no unit ran longer meanwhile. */
   excuse(ms: number): void {
     for (const s of this.starts.values()) s.at += ms;
+  }
+}
+
+/** Finished steps whose backed-up units' slower copies are still told from stale results. */
+export const FINISHED_STEPS_KEPT = 64;
+
+/** The last finished steps, to say what a result for a step no longer running is. */
+export class FinishedSteps {
+  /** Newest last. */
+  private readonly steps: { step: number; paramVersion: number; backedUp: ReadonlySet<number> }[] = [];
+
+  add(step: number, paramVersion: number, ledger: StepLedger): void {
+    this.steps.push({ step, paramVersion, backedUp: ledger.backedUp });
+    if (this.steps.length > FINISHED_STEPS_KEPT) this.steps.shift();
+  }
+
+  /** A result for `unitId` of that step: the slower copy of a backed-up unit (expected, and it
+   * may come steps later), a duplicate from the newest finished step, or stale. */
+  lateResult(step: number, paramVersion: number, unitId: number): 'slower copy' | 'duplicate' | 'stale' {
+    const f = this.steps.find((s) => s.step === step && s.paramVersion === paramVersion);
+    if (f?.backedUp.has(unitId)) return 'slower copy';
+    return f !== undefined && f === this.steps[this.steps.length - 1] ? 'duplicate' : 'stale';
   }
 }

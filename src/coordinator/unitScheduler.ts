@@ -1,74 +1,90 @@
 /**
  * Which worker computes the next unit: the one expected to finish it first, from measured seconds
  * per unit times its queue. Faster workers therefore get more units, and a unit waits for a busy
- * fast worker rather than going to a slow one.
+ * fast worker rather than going to a slow one. UnitScheduler keeps what that needs across steps
+ * (each worker's measured speed, the workers to measure again); StepLedger keeps one step's units.
  */
 import type { WorkerRecord } from './workerRegistry';
+import type { StepLedger } from './stepLedger';
+import { Remeasures, WorkerSpeeds } from './workerSpeeds';
 
-/** Measured seconds per unit by worker name, kept across re-registrations. */
-export class WorkerSpeeds {
-  private readonly seconds = new Map<string, number>();
-
-  get(name: string): number | undefined {
-    return this.seconds.get(name);
-  }
-
-  /** A moving average of the compute seconds the worker reports, restarted by a remeasure. A
-   * worker's first unit includes its warm-up (kernels compiled, memory allocated; on webgpu,
-   * pipelines built: seconds), so its second unit's time replaces the first's. */
-  record(worker: WorkerRecord, computeSeconds: number): void {
-    const s = Math.max(computeSeconds, 1e-4);
-    const old = worker.secondsPerUnit;
-    worker.secondsPerUnit = old === undefined || worker.remeasure ? s : 0.7 * old + 0.3 * s;
-    worker.remeasure = old === undefined;
-    this.seconds.set(worker.id, worker.secondsPerUnit);
-  }
-
-  /** A missed deadline counts as the whole deadline: a worker that hung and returns is served last. */
-  penalize(name: string, deadlineSeconds: number): void {
-    this.seconds.set(name, deadlineSeconds);
-  }
+/** A unit handed to a worker beside the queue's order: a backup, or a copy that measures it. */
+export interface UnitCopy {
+  unitId: number;
+  worker: WorkerRecord;
 }
 
-/** Steps without a unit before a worker measured slow is measured again, at most. */
-export const MAX_REMEASURE_GAP = 64;
-/** Steps in a row with units after which a worker's gap is back to 1. */
-export const REMEASURE_RESET_STEPS = 16;
-
 /**
- * Which workers measured too slow to be given units are given a copy of one anyway, to measure
- * them again: a slow spell (throttling, a noisy neighbour) ends, and a worker given no units is
- * never measured again, so would sit idle for the rest of the run. A worker is due after `gap`
- * steps without a unit; each time it is, its gap doubles (up to MAX_REMEASURE_GAP), so one that
- * is taken back after a fast copy and then stalls again is taken back ever more rarely;
- * REMEASURE_RESET_STEPS steps in a row with units set the gap back to 1. Kept by worker id,
- * across re-registrations.
+ * The remote executor's scheduling policy, apart from its messages: who gets the next unit, how
+ * long it is expected to take there, each worker's measured speed, and which workers measured
+ * too slow to be given units are measured again, on a copy of a unit, at a step's start.
  */
-export class Remeasures {
-  private readonly state = new Map<string, { lastStep: number; inARow: number; gap: number }>();
+export class UnitScheduler {
+  private readonly speeds = new WorkerSpeeds();
+  private readonly remeasures = new Remeasures();
+  /** Steps begun so far. */
+  private steps = 0;
 
-  private stateOf(worker: WorkerRecord): { lastStep: number; inARow: number; gap: number } {
-    let s = this.state.get(worker.id);
-    if (s === undefined) this.state.set(worker.id, (s = { lastStep: 0, inARow: 0, gap: 1 }));
-    return s;
+  /** `depth`: units in flight per worker beyond its compute slots' first (chooseWorker). */
+  constructor(private readonly depth: number) {}
+
+  /** A worker (re-)registered: it keeps the speed measured under its id. */
+  attached(worker: WorkerRecord): void {
+    worker.secondsPerUnit = this.speeds.get(worker.id);
   }
 
-  /** `worker` is given a unit in step `step` (steps counted from 1). */
-  given(worker: WorkerRecord, step: number): void {
-    const s = this.stateOf(worker);
-    if (s.lastStep !== step) s.inARow = s.lastStep === step - 1 ? s.inARow + 1 : 1;
-    if (s.inARow >= REMEASURE_RESET_STEPS) s.gap = 1;
-    s.lastStep = step;
+  /**
+   * A step begins with `ledger`: the workers due a remeasure, each with a copy of one of the last
+   * units in the queue. Those units are still handed out as usual, so the step never waits for a
+   * copy; whichever result comes first is reduced, and the copy's time, first or not, replaces the
+   * worker's old one. The units are recorded as backed up; the copies still need handing out.
+   */
+  beginStep(ledger: StepLedger, workers: readonly WorkerRecord[]): UnitCopy[] {
+    this.steps++;
+    const { queue } = ledger;
+    const copies = this.remeasures.due(workers, this.steps).slice(0, queue.length)
+      .map((worker, i) => ({ worker, unitId: queue[queue.length - 1 - i] }));
+    for (const { worker, unitId } of copies) {
+      worker.remeasure = true;
+      ledger.backedUp.add(unitId);
+    }
+    return copies;
   }
 
-  /** The measured workers due a copy of a unit at the start of step `step`; their gaps double. */
-  due(workers: readonly WorkerRecord[], step: number): WorkerRecord[] {
-    return workers.filter((w) => {
-      const s = this.stateOf(w);
-      if (w.secondsPerUnit === undefined || step - 1 - s.lastStep < s.gap) return false;
-      s.gap = Math.min(2 * s.gap, MAX_REMEASURE_GAP);
-      return true;
-    });
+  /** The worker to give the next queued unit to, or undefined to wait for a busy faster one. */
+  next(workers: readonly WorkerRecord[], now: number): WorkerRecord | undefined {
+    return chooseWorker(workers, this.depth, now);
+  }
+
+  /** `worker` is given a unit now, before it is added to its outstanding units: returns how long
+   * the unit is expected to take there (its place in the worker's queue times its seconds per
+   * unit; undefined while the worker is unmeasured). */
+  given(worker: WorkerRecord, now: number): number | undefined {
+    if (worker.outstanding.size === 0) worker.progressAt = now;
+    this.remeasures.given(worker, this.steps);
+    const spu = worker.secondsPerUnit;
+    return spu === undefined ? undefined : Math.ceil((worker.outstanding.size + 1) / worker.slots) * spu * 1000;
+  }
+
+  /** A unit's compute time on `worker`, from its result or a slower copy's. */
+  measured(worker: WorkerRecord, computeSeconds: number): void {
+    this.speeds.record(worker, computeSeconds);
+  }
+
+  /** `worker` missed a unit deadline and is dropped: should it return, it is served last. */
+  missedDeadline(worker: WorkerRecord, deadlineSeconds: number): void {
+    this.speeds.penalize(worker.id, deadlineSeconds);
+  }
+
+  /**
+   * A backup copy was reduced before `first`'s, which had run since `startedAt`: `first` is taken
+   * to be as slow as the unit has been there so far. Its own late result would have said so, but
+   * it is dropped, and a straggler measured as fast would be handed unit after unit to stall on
+   * (measured: 0.15x the steps/s of backups off).
+   */
+  lostToBackup(first: WorkerRecord, startedAt: number, now: number): void {
+    first.secondsPerUnit = Math.max(first.secondsPerUnit ?? 0, (now - startedAt) / 1000);
+    this.speeds.penalize(first.id, first.secondsPerUnit);
   }
 }
 
@@ -113,14 +129,14 @@ export const BACKUP_MIN_OVERDUE_MS = 1000;
  * A unit gets one backup at most. The caller calls this only with an empty queue.
  */
 export function chooseBackups(starts: ReadonlyMap<number, UnitStart>, done: ReadonlySet<number>, backedUp: ReadonlySet<number>,
-  workers: readonly WorkerRecord[], now: number): { unitId: number; worker: WorkerRecord }[] {
+  workers: readonly WorkerRecord[], now: number): UnitCopy[] {
   const overdue = [...starts.entries()]
     .filter(([unitId, s]) => !done.has(unitId) && !backedUp.has(unitId) && s.expectedMs !== undefined
       && now - s.at > Math.max(2 * s.expectedMs, s.expectedMs + BACKUP_MIN_OVERDUE_MS))
     .sort(([, a], [, b]) => (a.at + (a.expectedMs ?? 0)) - (b.at + (b.expectedMs ?? 0)));
   const slots = workers.flatMap((w) => Array.from({ length: Math.max(0, w.slots - w.outstanding.size) }, () => w))
     .sort((a, b) => (a.secondsPerUnit ?? Infinity) - (b.secondsPerUnit ?? Infinity));
-  const out: { unitId: number; worker: WorkerRecord }[] = [];
+  const out: UnitCopy[] = [];
   for (const [unitId, start] of overdue) {
     const i = slots.findIndex((w) => w.id !== start.worker && !w.outstanding.has(unitId));
     if (i < 0) continue;

@@ -26,13 +26,28 @@ export interface WorkerRecord {
 
 export class WorkerRegistry {
   private readonly workers = new Map<string, WorkerRecord>();
+  private waiters: (() => void)[] = [];
 
   add(id: string, name: string, backend: string, now: number, slots = 1): { record: WorkerRecord; replaced?: WorkerRecord } {
     const replaced = this.workers.get(id);
     this.workers.delete(id);
     const record: WorkerRecord = { id, name, backend, slots, paramVersion: -1, outstanding: new Map(), lastSeen: now, progressAt: now, unitsDone: 0, computeSeconds: 0, joinedAt: now };
     this.workers.set(id, record);
+    this.waiters.splice(0).forEach((wake) => wake());
     return { record, replaced };
+  }
+
+  /** Whether `n` workers are attached within `timeoutMs`. */
+  async waitForSize(n: number, timeoutMs: number): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.workers.size < n) {
+      if (Date.now() >= deadline) return false;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, Math.min(200, deadline - Date.now()));
+        this.waiters.push(() => { clearTimeout(t); resolve(); });
+      });
+    }
+    return true;
   }
 
   get(id: string): WorkerRecord | undefined {
