@@ -108,7 +108,7 @@ export class RemoteExecutor implements UnitExecutor {
     return new Promise<void>((resolve) => {
       const cur: CurrentStep = { work, accept, units: new StepLedger(work.units.map((u) => u.unitId)), resolve };
       this.current = cur;
-      for (const { worker, unitId } of this.scheduler.beginStep(cur.units, this.workers.all())) this.assign(cur, worker, unitId);
+      for (const { worker, unitId } of this.scheduler.beginStep(cur.units, this.workers.all())) this.assign(cur, worker, unitId, true);
       this.dispatch();
     });
   }
@@ -153,7 +153,9 @@ export class RemoteExecutor implements UnitExecutor {
     if (backups.length > 0) this.opts.events?.onBackup?.(backups.length);
   }
 
-  private assign(cur: CurrentStep, w: WorkerRecord, unitId: number): void {
+  /** Sends `w` unit `unitId` (a `copy` to measure it by: UnitScheduler.beginStep), and the step's
+   * parameters first if it lacks them. */
+  private assign(cur: CurrentStep, w: WorkerRecord, unitId: number, copy = false): void {
     const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
     if (w.paramVersion !== cur.work.paramVersion) {
       cur.paramsFrames ??= encodeParameters(cur.work.params, this.stamp(), this.opts.transportDtype, cur.work.paramsFrame);
@@ -161,7 +163,7 @@ export class RemoteExecutor implements UnitExecutor {
       w.paramVersion = cur.work.paramVersion;
     }
     const now = Date.now();
-    cur.units.give(unitId, w.id, now, this.scheduler.given(w, now));
+    cur.units.give(unitId, w.id, now, this.scheduler.given(w, now, copy), copy);
     w.outstanding.set(unitId, now + this.unitDeadlineMs);
     this.send(w, encodeWork(cur.work.units[unitId], this.stamp(), this.unitDeadlineMs, image));
   }
@@ -171,8 +173,7 @@ export class RemoteExecutor implements UnitExecutor {
     const units = [...worker.outstanding.keys()];
     worker.outstanding.clear();
     if (!cur || units.length === 0) return;
-    // A unit whose backup copy still runs elsewhere is not lost.
-    const lost = cur.units.requeue(units, (u) => this.workers.all().some((o) => o !== worker && o.outstanding.has(u)));
+    const lost = cur.units.requeue(units, (u) => this.workers.all().filter((o) => o !== worker && o.outstanding.has(u)).map((o) => o.id));
     if (lost.length > 0) {
       this.opts.events?.onReassigned?.(lost.length);
       this.log(`reassigning ${lost.length} unit(s) of ${worker.name}: ${why}`);
@@ -313,7 +314,7 @@ export class RemoteExecutor implements UnitExecutor {
     worker.progressAt = Date.now();
     if (cur.units.isDone(unitId)) {
       worker.outstanding.delete(unitId);
-      if (cur.units.backedUp.has(unitId)) return this.slowerCopy(worker, m);
+      if (cur.units.copied.has(unitId)) return this.slowerCopy(worker, m);
       throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     }
     const result = decodeResult(m, this.opts.parameterCount, this.opts.transportDtype);
@@ -322,7 +323,7 @@ export class RemoteExecutor implements UnitExecutor {
     worker.outstanding.delete(unitId);
     if (!cur.accept(result)) throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     cur.units.markDone(unitId);
-    if (cur.units.backedUp.has(unitId)) this.settleBackup(cur, unitId, worker);
+    if (cur.units.copied.has(unitId)) this.settleCopies(cur, unitId, worker);
     worker.unitsDone++;
     worker.computeSeconds += result.computeSeconds;
     this.scheduler.measured(worker, result.computeSeconds);
@@ -343,10 +344,11 @@ export class RemoteExecutor implements UnitExecutor {
     if (typeof seconds === 'number' && Number.isFinite(seconds)) this.scheduler.measured(worker, seconds);
   }
 
-  /** A backed-up unit is reduced: the other copy's worker no longer owes it, nor is late for it;
-   * if the backup won, the first worker is measured by it (UnitScheduler.lostToBackup). */
-  private settleBackup(cur: CurrentStep, unitId: number, winner: WorkerRecord): void {
+  /** A unit with another copy is reduced: the other copy's worker no longer owes it, nor is late
+   * for it; if a backup won, the unit's first worker is measured by it (lostToBackup). */
+  private settleCopies(cur: CurrentStep, unitId: number, winner: WorkerRecord): void {
     for (const w of this.workers.all()) w.outstanding.delete(unitId);
+    if (!cur.units.backedUp.has(unitId)) return;
     const start = cur.units.startOf(unitId) as UnitStart;
     const first = this.workers.get(start.worker);
     if (first === undefined || first === winner) return;

@@ -12,8 +12,13 @@ export class StepLedger {
   private readonly done = new Set<number>();
   private readonly givenTo = new Map<number, Set<string>>();
   private readonly starts = new Map<number, UnitStart>();
-  /** Units given a backup copy: the slower copy's result is expected and dropped quietly. */
+  /** Units given a backup copy (chooseBackups): the slower copy's result is expected and dropped
+   * quietly, and if the backup's is first, the unit's first worker was a straggler. */
   readonly backedUp = new Set<number>();
+  /** Units given to a worker to measure it again (UnitScheduler.beginStep), by who holds that copy:
+   * the step does not count on it, so its unit is not its start and is still backed up or requeued
+   * as if the copy were not there; its result, first or not, is no error. */
+  private readonly copies = new Map<number, string>();
 
   constructor(private readonly unitIds: readonly number[]) {
     this.queue = [...unitIds];
@@ -27,13 +32,24 @@ export class StepLedger {
     return this.done.has(unitId);
   }
 
-  /** `worker` is given `unitId` now; its first assignment is the unit's start, `expectedMs` its
-   * expected time there. */
-  give(unitId: number, worker: string, now: number, expectedMs: number | undefined): void {
-    if (!this.starts.has(unitId)) this.starts.set(unitId, { worker, at: now, expectedMs });
+  /** `worker` is given `unitId`, or a `copy` of it, now; its first assignment that is not a copy
+   * is the unit's start, `expectedMs` its expected time there. */
+  give(unitId: number, worker: string, now: number, expectedMs: number | undefined, copy = false): void {
+    if (copy) this.copies.set(unitId, worker);
+    else if (!this.starts.has(unitId)) this.starts.set(unitId, { worker, at: now, expectedMs });
     let workers = this.givenTo.get(unitId);
     if (workers === undefined) this.givenTo.set(unitId, (workers = new Set()));
     workers.add(worker);
+  }
+
+  /** Whether `worker` holds `unitId` as a copy that measures it (give). */
+  isCopy(unitId: number, worker: string): boolean {
+    return this.copies.get(unitId) === worker;
+  }
+
+  /** Units of which a second result is expected: backed up, or copied to measure a worker. */
+  get copied(): ReadonlySet<number> {
+    return new Set([...this.backedUp, ...this.copies.keys()]);
   }
 
   wasGiven(unitId: number, worker: string): boolean {
@@ -51,9 +67,11 @@ export class StepLedger {
     if (queued >= 0) this.queue.splice(queued, 1);
   }
 
-  /** A departed worker's units that are neither reduced, queued, nor still running elsewhere go
-   * back to the front of the queue, in unit order; returns them. */
-  requeue(units: readonly number[], runningElsewhere: (unitId: number) => boolean): number[] {
+  /** A departed worker's units that are neither reduced, queued, nor still running elsewhere (a
+   * backup: a copy that measures a worker does not count) go back to the front of the queue, in
+   * unit order; returns them. `holders` are the other workers holding a unit now. */
+  requeue(units: readonly number[], holders: (unitId: number) => string[]): number[] {
+    const runningElsewhere = (u: number) => holders(u).some((w) => !this.isCopy(u, w));
     const lost = units.filter((u) => !this.done.has(u) && !this.queue.includes(u) && !runningElsewhere(u)).sort((a, b) => a - b);
     this.queue.unshift(...lost);
     return lost;
@@ -83,12 +101,12 @@ export class FinishedSteps {
   private readonly steps: { step: number; paramVersion: number; backedUp: ReadonlySet<number> }[] = [];
 
   add(step: number, paramVersion: number, ledger: StepLedger): void {
-    this.steps.push({ step, paramVersion, backedUp: ledger.backedUp });
+    this.steps.push({ step, paramVersion, backedUp: ledger.copied });
     if (this.steps.length > FINISHED_STEPS_KEPT) this.steps.shift();
   }
 
-  /** A result for `unitId` of that step: the slower copy of a backed-up unit (expected, and it
-   * may come steps later), a duplicate from the newest finished step, or stale. */
+  /** A result for `unitId` of that step: the slower copy of a backed-up or copied unit (expected,
+   * and it may come steps later), a duplicate from the newest finished step, or stale. */
   lateResult(step: number, paramVersion: number, unitId: number): 'slower copy' | 'duplicate' | 'stale' {
     const f = this.steps.find((s) => s.step === step && s.paramVersion === paramVersion);
     if (f?.backedUp.has(unitId)) return 'slower copy';

@@ -34,21 +34,16 @@ export class UnitScheduler {
   }
 
   /**
-   * A step begins with `ledger`: the workers due a remeasure, each with a copy of one of the last
-   * units in the queue. Those units are still handed out as usual, so the step never waits for a
-   * copy; whichever result comes first is reduced, and the copy's time, first or not, replaces the
-   * worker's old one. The units are recorded as backed up; the copies still need handing out.
+   * A step begins with `ledger`: the workers due a copy of a unit to be measured again on
+   * (Remeasures), each with one of the last units in the queue. Those units are still handed out
+   * as usual, so the step never waits for a copy; whichever result comes first is reduced, and the
+   * copy's time is measured either way. The copies still need handing out (StepLedger.give).
    */
   beginStep(ledger: StepLedger, workers: readonly WorkerRecord[]): UnitCopy[] {
     this.steps++;
     const { queue } = ledger;
-    const copies = this.remeasures.due(workers, this.steps).slice(0, queue.length)
+    return this.remeasures.due(workers, this.steps).slice(0, queue.length)
       .map((worker, i) => ({ worker, unitId: queue[queue.length - 1 - i] }));
-    for (const { worker, unitId } of copies) {
-      worker.remeasure = true;
-      ledger.backedUp.add(unitId);
-    }
-    return copies;
   }
 
   /** The worker to give the next queued unit to, or undefined to wait for a busy faster one. */
@@ -56,12 +51,12 @@ export class UnitScheduler {
     return chooseWorker(workers, this.depth, now);
   }
 
-  /** `worker` is given a unit now, before it is added to its outstanding units: returns how long
-   * the unit is expected to take there (its place in the worker's queue times its seconds per
-   * unit; undefined while the worker is unmeasured). */
-  given(worker: WorkerRecord, now: number): number | undefined {
+  /** `worker` is given a unit, or a `copy` of one (beginStep), now, before it is added to its
+   * outstanding units: returns how long the unit is expected to take there (its place in the
+   * worker's queue times its seconds per unit; undefined while the worker is unmeasured). */
+  given(worker: WorkerRecord, now: number, copy = false): number | undefined {
     if (worker.outstanding.size === 0) worker.progressAt = now;
-    this.remeasures.given(worker, this.steps);
+    this.remeasures.given(worker, this.steps, copy);
     const spu = worker.secondsPerUnit;
     return spu === undefined ? undefined : Math.ceil((worker.outstanding.size + 1) / worker.slots) * spu * 1000;
   }
@@ -69,6 +64,7 @@ export class UnitScheduler {
   /** A unit's compute time on `worker`, from its result or a slower copy's. */
   measured(worker: WorkerRecord, computeSeconds: number): void {
     this.speeds.record(worker, computeSeconds);
+    this.remeasures.measured(worker);
   }
 
   /** `worker` missed a unit deadline and is dropped: should it return, it is served last. */

@@ -19,8 +19,9 @@ export interface WorkerRecord {
   computeSeconds: number;
   /** Moving average of the compute seconds per unit the worker reports; undefined until measured. */
   secondsPerUnit?: number;
-  /** secondsPerUnit is old: the next measurement replaces it instead of joining the average. */
-  remeasure?: boolean;
+  /** secondsPerUnit is old: the mean of the next `needed` measurements replaces it, instead of
+   * their joining the average (its warm-up unit's; a worker measured again, Remeasures). */
+  remeasuring?: { needed: number; seconds: number[] };
   joinedAt: number;
 }
 
