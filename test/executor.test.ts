@@ -329,6 +329,24 @@ describe('Remeasures: units for workers measured too slow to be given any', () =
     r.given(slow, 421, true);
     expect(due(421 + 64)).toEqual([]);
     expect(due(421 + 65)).toEqual(['slow']); // a copy whose result never came is given up on
+    expect(slow.remeasuring?.needed).toBe(4);
+  });
+
+  it('take one unit of a worker measured on its first only (its warm-up: a late joiner)', async () => {
+    const { Remeasures, WorkerSpeeds } = await import('../src/coordinator/workerSpeeds');
+    const r = new Remeasures();
+    const speeds = new WorkerSpeeds();
+    const late = worker('late') as WorkerRecord;
+    r.given(late, 5);
+    speeds.record(late, 3); // pipelines built, memory allocated: 30x its later units
+    expect(r.due([late], 6)).toEqual([]);
+    expect(r.due([late], 7)).toEqual([late]);
+    expect(late.remeasuring?.needed).toBe(1);
+    r.given(late, 7, true);
+    speeds.record(late, 0.1);
+    r.measured(late);
+    expect(late.secondsPerUnit).toBe(0.1);
+    expect(late.remeasuring).toBeUndefined();
   });
 });
 

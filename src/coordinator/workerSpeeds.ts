@@ -50,6 +50,7 @@ export const REMEASURE_RESET_STEPS = 16;
  * unit in. Times its gap (each time it is measured again without having kept its units for
  * REMEASURE_RESET_STEPS, it takes more), up to MAX_REMEASURE_UNITS. */
 export const REMEASURE_UNITS = 4;
+/** The most units a worker is measured again on. */
 export const MAX_REMEASURE_UNITS = 16;
 
 interface RemeasureState {
@@ -69,11 +70,11 @@ interface RemeasureState {
  * them again: a slow spell (throttling, a noisy neighbour) ends, and a worker given no units is
  * never measured again, so would sit idle for the rest of the run. A worker is due after `gap`
  * steps without a unit; it then gets a copy at the start of each step, one at a time, until
- * REMEASURE_UNITS x gap of its units are measured (at most MAX_REMEASURE_UNITS), whose mean becomes
- * its time (WorkerSpeeds). Each time it is due, its gap doubles (up to MAX_REMEASURE_GAP), so one
- * that is taken back and then stalls again is taken back ever more rarely, and on more evidence;
- * REMEASURE_RESET_STEPS steps in a row with units set the gap back to 1. Kept by worker id,
- * across re-registrations.
+ * REMEASURE_UNITS x gap of its units are measured (at most MAX_REMEASURE_UNITS; one, for a worker
+ * measured on its warm-up unit only), whose mean becomes its time (WorkerSpeeds). Each time it is
+ * due, its gap doubles (up to MAX_REMEASURE_GAP), so one that is taken back and then stalls again
+ * is taken back ever more rarely, and on more evidence; REMEASURE_RESET_STEPS steps in a row with
+ * units set the gap back to 1. Kept by worker id, across re-registrations.
  */
 export class Remeasures {
   private readonly state = new Map<string, RemeasureState>();
@@ -116,7 +117,10 @@ export class Remeasures {
       s.measuring = false;
       s.copyOutSince = undefined;
       if (w.secondsPerUnit === undefined || step - 1 - s.lastStep < s.gap) return false;
-      w.remeasuring = { needed: Math.min(REMEASURE_UNITS * s.gap, MAX_REMEASURE_UNITS), seconds: [] };
+      // A worker measured on its first unit only (a late joiner) was slow for its warm-up: one
+      // unit's time settles that, and it joins at once.
+      const warmUpOnly = w.remeasuring?.needed === 1 && w.remeasuring.seconds.length === 0;
+      w.remeasuring = { needed: warmUpOnly ? 1 : Math.min(REMEASURE_UNITS * s.gap, MAX_REMEASURE_UNITS), seconds: [] };
       s.gap = Math.min(2 * s.gap, MAX_REMEASURE_GAP);
       s.measuring = true;
       return true;
