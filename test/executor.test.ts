@@ -437,6 +437,27 @@ describe('StepLedger: one step\'s units', () => {
     expect(ledger.requeue([0, 1], (u) => (u === 1 ? ['probe'] : ['idle']))).toEqual([1]);
   });
 
+  it('offers the units likeliest to finish last for copies: queued ones from the back, then those handed out, latest first', async () => {
+    const { StepLedger } = await import('../src/coordinator/stepLedger');
+    const ledger = new StepLedger([0, 1, 2, 3, 4, 5, 6]);
+    for (const u of ledger.queue.splice(0, 4)) ledger.give(u, 'a', 0, 100);
+    ledger.markDone(1);
+    ledger.give(6, 'probe', 0, undefined, true);
+    expect(ledger.unitsToCopy()).toEqual([5, 4, 3, 2, 0]);
+  });
+
+  it('UnitScheduler gives copies only to due workers that were given no unit, at most one per unit', async () => {
+    const { StepLedger } = await import('../src/coordinator/stepLedger');
+    const { UnitScheduler } = await import('../src/coordinator/unitScheduler');
+    const worker = (id: string, outstanding: number[]) => ({ id, name: id, backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit: 1, outstanding: new Map(outstanding.map((u) => [u, 0] as [number, number])) });
+    const ledger = new StepLedger([0, 1]);
+    ledger.give(ledger.queue.shift() as number, 'busy', 0, 100);
+    const copies = new UnitScheduler(2).copies([worker('busy', [0]), worker('idle', []), worker('idle2', [])], ledger);
+    expect(copies.map((c) => [c.worker.id, c.unitId])).toEqual([['idle', 1], ['idle2', 0]]);
+    ledger.give(0, 'idle2', 0, undefined, true);
+    expect(new UnitScheduler(2).copies([worker('idle3', [])], ledger).map((c) => c.unitId)).toEqual([1]);
+  });
+
   it('FinishedSteps: a late result is a backed-up unit\'s slower copy for the last 64 steps, a duplicate of the newest step, or stale', async () => {
     const { FinishedSteps, StepLedger } = await import('../src/coordinator/stepLedger');
     const finished = new FinishedSteps();

@@ -108,8 +108,9 @@ export class RemoteExecutor implements UnitExecutor {
     return new Promise<void>((resolve) => {
       const cur: CurrentStep = { work, accept, units: new StepLedger(work.units.map((u) => u.unitId)), resolve };
       this.current = cur;
-      for (const { worker, unitId } of this.scheduler.beginStep(cur.units, this.workers.all())) this.assign(cur, worker, unitId, true);
+      const due = this.scheduler.beginStep(this.workers.all());
       this.dispatch();
+      for (const { worker, unitId } of this.scheduler.copies(due, cur.units)) this.assign(cur, worker, unitId, true);
     });
   }
 

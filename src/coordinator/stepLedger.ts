@@ -47,6 +47,13 @@ export class StepLedger {
     return this.copies.get(unitId) === worker;
   }
 
+  /** Units a copy that measures a worker may be made of, the likeliest to finish last first:
+   * queued ones from the back, then those handed out, latest first; none reduced or copied. */
+  unitsToCopy(): number[] {
+    const given = [...this.starts.keys()].reverse().filter((u) => !this.done.has(u));
+    return [...[...this.queue].reverse(), ...given].filter((u) => !this.copies.has(u));
+  }
+
   /** Units of which a second result is expected: backed up, or copied to measure a worker. */
   get copied(): ReadonlySet<number> {
     return new Set([...this.backedUp, ...this.copies.keys()]);

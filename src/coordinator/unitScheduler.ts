@@ -33,17 +33,22 @@ export class UnitScheduler {
     worker.secondsPerUnit = this.speeds.get(worker.id);
   }
 
-  /**
-   * A step begins with `ledger`: the workers due a copy of a unit to be measured again on
-   * (Remeasures), each with one of the last units in the queue. Those units are still handed out
-   * as usual, so the step never waits for a copy; whichever result comes first is reduced, and the
-   * copy's time is measured either way. The copies still need handing out (StepLedger.give).
-   */
-  beginStep(ledger: StepLedger, workers: readonly WorkerRecord[]): UnitCopy[] {
+  /** A step begins: returns the workers due to be measured again (Remeasures), for copies(). */
+  beginStep(workers: readonly WorkerRecord[]): WorkerRecord[] {
     this.steps++;
-    const { queue } = ledger;
-    return this.remeasures.due(workers, this.steps).slice(0, queue.length)
-      .map((worker, i) => ({ worker, unitId: queue[queue.length - 1 - i] }));
+    return this.remeasures.due(workers, this.steps);
+  }
+
+  /**
+   * Once the step's first units are handed out: a copy of one of its last units for each worker
+   * `due` that was given none (one given units is measured on those, and a copy ahead of them
+   * would delay them). The units are still computed where they were given, so the step never
+   * waits for a copy; whichever result comes first is reduced, and the copy's time is measured
+   * either way. The copies still need handing out (StepLedger.give).
+   */
+  copies(due: readonly WorkerRecord[], ledger: StepLedger): UnitCopy[] {
+    const units = ledger.unitsToCopy();
+    return due.filter((w) => w.outstanding.size === 0).slice(0, units.length).map((worker, i) => ({ worker, unitId: units[i] }));
   }
 
   /** The worker to give the next queued unit to, or undefined to wait for a busy faster one. */
