@@ -482,13 +482,14 @@ describe('the remote executor with a worker that slows down mid-run', () => {
    * backup can spare a step the slow worker's time. */
   async function setUp(backups: boolean, { firstMs = 0, secondMs = 0 } = {}) {
     const events = { backups: 0 };
+    const lines: string[] = [];
     await executor.stop();
     server = new ZmqServer({ lingerMs: 0 });
     await server.bind('tcp://127.0.0.1:0');
     endpoint = server.endpoint as string;
     executor = new RemoteExecutor({
       channel: server, config, parameterCount: P, transportDtype: DType.FLOAT32, heartbeatMs: 200, workerTimeoutMs: 5000,
-      unitDeadlineMs: 60_000, backups, events: { onBackup: (n) => { events.backups += n; } },
+      unitDeadlineMs: 60_000, backups, events: { onBackup: (n) => { events.backups += n; } }, log: (line) => lines.push(line),
     });
     await executor.start();
     const first = await attach('first', 'honest');
@@ -498,7 +499,7 @@ describe('the remote executor with a worker that slows down mid-run', () => {
     first.delayMs = firstMs;
     second.delayMs = secondMs;
     expectHonest(await runStep(0));
-    return { first, second, events };
+    return { first, second, events, lines };
   }
 
   it('does not wait for its units: they are backed up on the idle worker, its late copies are dropped quietly, and it stays', async () => {
@@ -548,7 +549,7 @@ describe('the remote executor with a worker that slows down mid-run', () => {
   }, 30_000);
 
   it('is measured again on copies of units, one at a time, so that one still slow holds no step, even with backups off; the copies\' late results are no error', async () => {
-    const { first } = await setUp(false, { firstMs: 1_500 });
+    const { first, lines } = await setUp(false, { firstMs: 1_500 });
     first.delayMs = 1_200; // still slow, a little less
     let given = first.units().length;
     const copiesAt: number[] = [];
@@ -569,6 +570,7 @@ describe('the remote executor with a worker that slows down mid-run', () => {
     // replaces 1.5 s.
     await waitFor(() => Math.abs((executor.workers.get('first')?.secondsPerUnit ?? 0) - 1.201) < 1e-9, 5_000, 'the copies\' time');
     expect([...executor.rejected.keys()]).toEqual([]);
+    expect(lines.filter((l) => l.includes('measured again'))).toEqual(['worker first measured again on 4 unit(s): 1.201 s a unit (was 1.501 s)']);
   }, 30_000);
 
   it('waits for them with backups off (--no-unit-backups)', async () => {

@@ -80,7 +80,7 @@ export class RemoteExecutor implements UnitExecutor {
     this.heartbeatMs = opts.heartbeatMs ?? 1000;
     this.workerTimeoutMs = opts.workerTimeoutMs ?? 5000;
     this.unitDeadlineMs = opts.unitDeadlineMs ?? 120000;
-    this.scheduler = new UnitScheduler(opts.pipelineDepth ?? 2);
+    this.scheduler = new UnitScheduler(opts.pipelineDepth ?? 2, (line) => this.log(line));
     this.tickMs = Math.min(250, this.heartbeatMs);
   }
 

@@ -25,8 +25,9 @@ export class UnitScheduler {
   /** Steps begun so far. */
   private steps = 0;
 
-  /** `depth`: units in flight per worker beyond its compute slots' first (chooseWorker). */
-  constructor(private readonly depth: number) {}
+  /** `depth`: units in flight per worker beyond its compute slots' first (chooseWorker); `log`
+   * hears each worker measured again. */
+  constructor(private readonly depth: number, private readonly log: (line: string) => void = () => undefined) {}
 
   /** A worker (re-)registered: it keeps the speed measured under its id. */
   attached(worker: WorkerRecord): void {
@@ -68,8 +69,13 @@ export class UnitScheduler {
 
   /** A unit's compute time on `worker`, from its result or a slower copy's. */
   measured(worker: WorkerRecord, computeSeconds: number): void {
+    const fresh = worker.remeasuring;
+    const old = worker.secondsPerUnit;
     this.speeds.record(worker, computeSeconds);
     this.remeasures.measured(worker);
+    if (fresh !== undefined && !fresh.warmUp && worker.remeasuring === undefined) {
+      this.log(`worker ${worker.name} measured again on ${fresh.needed} unit(s): ${(worker.secondsPerUnit as number).toFixed(3)} s a unit (was ${(old as number).toFixed(3)} s)`);
+    }
   }
 
   /** `worker` missed a unit deadline and is dropped: should it return, it is served last. */

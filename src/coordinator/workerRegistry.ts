@@ -20,8 +20,9 @@ export interface WorkerRecord {
   /** Moving average of the compute seconds per unit the worker reports; undefined until measured. */
   secondsPerUnit?: number;
   /** secondsPerUnit is old: the mean of the next `needed` measurements replaces it, instead of
-   * their joining the average (its warm-up unit's; a worker measured again, Remeasures). */
-  remeasuring?: { needed: number; seconds: number[] };
+   * their joining the average (its first unit's, with its `warmUp`; a worker measured again,
+   * Remeasures). */
+  remeasuring?: { needed: number; seconds: number[]; warmUp?: boolean };
   joinedAt: number;
 }
 

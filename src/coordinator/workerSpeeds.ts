@@ -22,7 +22,7 @@ export class WorkerSpeeds {
     const fresh = worker.remeasuring;
     if (old === undefined) {
       worker.secondsPerUnit = s;
-      worker.remeasuring = { needed: 1, seconds: [] };
+      worker.remeasuring = { needed: 1, seconds: [], warmUp: true };
     } else if (fresh !== undefined) {
       fresh.seconds.push(s);
       if (fresh.seconds.length >= fresh.needed) {
@@ -119,7 +119,7 @@ export class Remeasures {
       if (w.secondsPerUnit === undefined || step - 1 - s.lastStep < s.gap) return false;
       // A worker measured on its first unit only (a late joiner) was slow for its warm-up: one
       // unit's time settles that, and it joins at once.
-      const warmUpOnly = w.remeasuring?.needed === 1 && w.remeasuring.seconds.length === 0;
+      const warmUpOnly = w.remeasuring?.warmUp === true;
       w.remeasuring = { needed: warmUpOnly ? 1 : Math.min(REMEASURE_UNITS * s.gap, MAX_REMEASURE_UNITS), seconds: [] };
       s.gap = Math.min(2 * s.gap, MAX_REMEASURE_GAP);
       s.measuring = true;
