@@ -1,7 +1,8 @@
 /**
  * One step's units on their way through the workers (RemoteExecutor's bookkeeping, apart from
  * its messages): which wait in the queue, who was given each (only they may return it), when
- * each was first handed out (to find stragglers), which got a backup copy, and which are reduced.
+ * each was first handed out (to find stragglers), which got a backup or a copy that measures a
+ * worker, and which are reduced. FinishedSteps keeps what a late result needs of the last steps.
  */
 import type { WorkerRecord } from './workerRegistry';
 import { UnitCopy, UnitStart, chooseBackups } from './unitScheduler';
@@ -15,7 +16,7 @@ export class StepLedger {
   /** Units given a backup copy (chooseBackups): the slower copy's result is expected and dropped
    * quietly, and if the backup's is first, the unit's first worker was a straggler. */
   readonly backedUp = new Set<number>();
-  /** Units given to a worker to measure it again (UnitScheduler.beginStep), by who holds that copy:
+  /** Units given to a worker to measure it again (UnitScheduler.copies), by who holds that copy:
    * the step does not count on it, so its unit is not its start and is still backed up or requeued
    * as if the copy were not there; its result, first or not, is no error. */
   private readonly copies = new Map<number, string>();
@@ -99,7 +100,7 @@ export class StepLedger {
   }
 }
 
-/** Finished steps whose backed-up units' slower copies are still told from stale results. */
+/** Finished steps whose backed-up or copied units' slower results are still told from stale ones. */
 export const FINISHED_STEPS_KEPT = 64;
 
 /** The last finished steps, to say what a result for a step no longer running is. */
