@@ -427,7 +427,7 @@ describe('StepLedger: one step\'s units', () => {
     for (const u of ledger.queue.splice(0, 2)) ledger.give(u, 'a', 100, 100);
     expect(ledger.startOf(1)).toEqual({ worker: 'a', at: 100, expectedMs: 100 });
     expect([ledger.isCopy(1, 'probe'), ledger.isCopy(1, 'a'), ledger.wasGiven(1, 'probe')]).toEqual([true, false, true]);
-    expect([...ledger.copied]).toEqual([1]);
+    expect([ledger.hasCopy(1), ledger.hasCopy(0)]).toEqual([true, false]);
     expect([...ledger.backedUp]).toEqual([]);
     // a, holding 0 and 1, is overdue: both are backed up, the copy notwithstanding.
     const idle = { id: 'idle', name: 'idle', backend: 'wasm', slots: 1, paramVersion: 0, lastSeen: 0, progressAt: 0, unitsDone: 0, computeSeconds: 0, joinedAt: 0, secondsPerUnit: 0.1, outstanding: new Map() };

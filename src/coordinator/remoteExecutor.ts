@@ -154,7 +154,7 @@ export class RemoteExecutor implements UnitExecutor {
     if (backups.length > 0) this.opts.events?.onBackup?.(backups.length);
   }
 
-  /** Sends `w` unit `unitId` (a `copy` to measure it by: UnitScheduler.beginStep), and the step's
+  /** Sends `w` unit `unitId` (a `copy` to measure it by: UnitScheduler.copies), and the step's
    * parameters first if it lacks them. */
   private assign(cur: CurrentStep, w: WorkerRecord, unitId: number, copy = false): void {
     const image: [number, number, number] = [this.opts.config.model.imageSize, this.opts.config.model.imageSize, this.opts.config.model.imageChannels];
@@ -315,7 +315,7 @@ export class RemoteExecutor implements UnitExecutor {
     worker.progressAt = Date.now();
     if (cur.units.isDone(unitId)) {
       worker.outstanding.delete(unitId);
-      if (cur.units.copied.has(unitId)) return this.slowerCopy(worker, m);
+      if (cur.units.hasCopy(unitId)) return this.slowerCopy(worker, m);
       throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     }
     const result = decodeResult(m, this.opts.parameterCount, this.opts.transportDtype);
@@ -324,7 +324,7 @@ export class RemoteExecutor implements UnitExecutor {
     worker.outstanding.delete(unitId);
     if (!cur.accept(result)) throw new ProtocolError('duplicate', `unit ${unitId} already reduced`);
     cur.units.markDone(unitId);
-    if (cur.units.copied.has(unitId)) this.settleCopies(cur, unitId, worker);
+    if (cur.units.hasCopy(unitId)) this.settleCopies(cur, unitId, worker);
     worker.unitsDone++;
     worker.computeSeconds += result.computeSeconds;
     this.scheduler.measured(worker, result.computeSeconds);

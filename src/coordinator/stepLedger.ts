@@ -55,9 +55,9 @@ export class StepLedger {
     return [...[...this.queue].reverse(), ...given].filter((u) => !this.copies.has(u));
   }
 
-  /** Units of which a second result is expected: backed up, or copied to measure a worker. */
-  get copied(): ReadonlySet<number> {
-    return new Set([...this.backedUp, ...this.copies.keys()]);
+  /** Whether a second result of `unitId` is expected: it was backed up, or copied to measure a worker. */
+  hasCopy(unitId: number): boolean {
+    return this.backedUp.has(unitId) || this.copies.has(unitId);
   }
 
   wasGiven(unitId: number, worker: string): boolean {
@@ -106,10 +106,10 @@ export const FINISHED_STEPS_KEPT = 64;
 /** The last finished steps, to say what a result for a step no longer running is. */
 export class FinishedSteps {
   /** Newest last. */
-  private readonly steps: { step: number; paramVersion: number; backedUp: ReadonlySet<number> }[] = [];
+  private readonly steps: { step: number; paramVersion: number; ledger: StepLedger }[] = [];
 
   add(step: number, paramVersion: number, ledger: StepLedger): void {
-    this.steps.push({ step, paramVersion, backedUp: ledger.copied });
+    this.steps.push({ step, paramVersion, ledger });
     if (this.steps.length > FINISHED_STEPS_KEPT) this.steps.shift();
   }
 
@@ -117,7 +117,7 @@ export class FinishedSteps {
    * and it may come steps later), a duplicate from the newest finished step, or stale. */
   lateResult(step: number, paramVersion: number, unitId: number): 'slower copy' | 'duplicate' | 'stale' {
     const f = this.steps.find((s) => s.step === step && s.paramVersion === paramVersion);
-    if (f?.backedUp.has(unitId)) return 'slower copy';
+    if (f?.ledger.hasCopy(unitId)) return 'slower copy';
     return f !== undefined && f === this.steps[this.steps.length - 1] ? 'duplicate' : 'stale';
   }
 }

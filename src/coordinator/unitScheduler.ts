@@ -17,7 +17,7 @@ export interface UnitCopy {
 /**
  * The remote executor's scheduling policy, apart from its messages: who gets the next unit, how
  * long it is expected to take there, each worker's measured speed, and which workers measured
- * too slow to be given units are measured again, on a copy of a unit, at a step's start.
+ * too slow to be given units are measured again, on copies of units (beginStep, copies).
  */
 export class UnitScheduler {
   private readonly speeds = new WorkerSpeeds();
@@ -57,7 +57,7 @@ export class UnitScheduler {
     return chooseWorker(workers, this.depth, now);
   }
 
-  /** `worker` is given a unit, or a `copy` of one (beginStep), now, before it is added to its
+  /** `worker` is given a unit, or a `copy` of one (copies()), now, before it is added to its
    * outstanding units: returns how long the unit is expected to take there (its place in the
    * worker's queue times its seconds per unit; undefined while the worker is unmeasured). */
   given(worker: WorkerRecord, now: number, copy = false): number | undefined {

@@ -59,8 +59,6 @@ interface RemeasureState {
   /** Steps in a row, up to lastStep, in which it was given units (copies do not count). */
   inARow: number;
   gap: number;
-  /** It is being measured again: copies until enough measurements are in (REMEASURE_UNITS). */
-  measuring: boolean;
   /** The step its last copy was given in, until a measurement of it comes back. */
   copyOutSince: number | undefined;
 }
@@ -81,7 +79,7 @@ export class Remeasures {
 
   private stateOf(worker: WorkerRecord): RemeasureState {
     let s = this.state.get(worker.id);
-    if (s === undefined) this.state.set(worker.id, (s = { lastStep: 0, inARow: 0, gap: 1, measuring: false, copyOutSince: undefined }));
+    if (s === undefined) this.state.set(worker.id, (s = { lastStep: 0, inARow: 0, gap: 1, copyOutSince: undefined }));
     return s;
   }
 
@@ -109,12 +107,12 @@ export class Remeasures {
   due(workers: readonly WorkerRecord[], step: number): WorkerRecord[] {
     return workers.filter((w) => {
       const s = this.stateOf(w);
-      if (s.measuring && w.remeasuring !== undefined) {
+      // Being measured again (a warm-up's replacement is no remeasure) until enough are in.
+      if (w.remeasuring !== undefined && !w.remeasuring.warmUp) {
         if (s.copyOutSince !== undefined && step - s.copyOutSince <= MAX_REMEASURE_GAP) return false;
         return w.outstanding.size === 0;
       }
       // Measured (or re-registered, which starts a fresh record).
-      s.measuring = false;
       s.copyOutSince = undefined;
       if (w.secondsPerUnit === undefined || step - 1 - s.lastStep < s.gap) return false;
       // A worker measured on its first unit only (a late joiner) was slow for its warm-up: one
@@ -122,7 +120,6 @@ export class Remeasures {
       const warmUpOnly = w.remeasuring?.warmUp === true;
       w.remeasuring = { needed: warmUpOnly ? 1 : Math.min(REMEASURE_UNITS * s.gap, MAX_REMEASURE_UNITS), seconds: [] };
       s.gap = Math.min(2 * s.gap, MAX_REMEASURE_GAP);
-      s.measuring = true;
       return true;
     });
   }
