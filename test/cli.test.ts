@@ -700,6 +700,7 @@ describe('backends that this machine lacks', () => {
     ['DDPM_WEBGPU_KERNELS', 'fast', 'project, tfjs'],
     ['DDPM_WEBGPU_CONV_INPUT', 'fast', 'conv, tfjs'],
     ['DDPM_WEBGPU_REPLAY', 'maybe', 'on, off'],
+    ['DDPM_WEBGPU_CONV', 'fast', 'tiled, tfjs'],
   ])('--backend webgpu with %s=%s: one line naming the allowed values, exit 2', async (name, value, allowed) => {
     const ckpt = path.join(tmp, `never-${name}`);
     const r = await ddpm(['train', '--preset', 'tiny', '--backend', 'webgpu', '--steps', '1', '--checkpoint-dir', ckpt], 90_000, { ...process.env, [name]: value });

@@ -1,21 +1,21 @@
 /**
- * The opt-in tiled forward convolution on webgpu (src/backend/webgpu/conv2d.ts,
- * DDPM_WEBGPU_CONV=tiled) against the cpu backend's kernels, through tfjs's kernel registry: the
+ * The tiled forward convolution on webgpu (src/backend/webgpu/conv2d.ts, the default;
+ * DDPM_WEBGPU_CONV=tfjs keeps tfjs's program) against the cpu backend's kernels, through tfjs's kernel registry: the
  * U-Net's fused conv + bias, and the stride-1 input gradient (a forward convolution) built on it.
  * Its own file: the choice is made once per process when the backend starts. Tolerance 1e-4
  * relative, as in webgpuKernels.test.ts.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { countDispatches } from '../src/backend/webgpu/dispatchCount';
+import { webgpuKernelChoiceFromEnv } from '../src/backend/webgpu/register';
 import { initTestBackends } from './helpers/backends';
 import { ConvCase, caseData, convCase } from './helpers/convCases';
 import { relativeMax } from './helpers/numeric';
 
 beforeAll(async () => {
-  process.env.DDPM_WEBGPU_CONV = 'tiled';
+  delete process.env.DDPM_WEBGPU_CONV;
   await initTestBackends('cpu', 'webgpu');
 }, 60_000);
-afterAll(() => { delete process.env.DDPM_WEBGPU_CONV; });
 
 // Tiles cut at the edges in m (output positions) and n (output channels), k slabs of 16 channels
 // within one tap, strides 1 and 2, SAME and VALID, 1x1 and 3x3; and shapes the kernel leaves to
@@ -49,8 +49,13 @@ async function fusedConv(c: ConvCase, seed: number) {
   return { y: values[0], dx: values[1], dw: values[2], db: values[3] };
 }
 
-describe('DDPM_WEBGPU_CONV=tiled', () => {
-  it('registers the tiled kernel for Conv2D and FusedConv2D', () => {
+describe('DDPM_WEBGPU_CONV', () => {
+  it('is tiled unless it says tfjs', () => {
+    expect(webgpuKernelChoiceFromEnv({}).conv).toBe('tiled');
+    expect(webgpuKernelChoiceFromEnv({ DDPM_WEBGPU_CONV: 'tfjs' }).conv).toBe('tfjs');
+  });
+
+  it('registers the tiled kernel for Conv2D and FusedConv2D by default', () => {
     expect(tf.getKernel(tf.Conv2D, 'webgpu')?.kernelFunc.name).toBe('tiledConv2d');
     expect(tf.getKernel(tf.FusedConv2D, 'webgpu')?.kernelFunc.name).toBe('tiledConv2d');
   });

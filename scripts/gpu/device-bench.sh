@@ -16,8 +16,8 @@
 #   convinput side by side, alternating: the stride-1 conv input gradient as a forward convolution
 #            (the default; src/backend/webgpu/convInputGradient.ts) and tfjs's input-gradient program
 #            (DDPM_WEBGPU_CONV_INPUT=tfjs)
-#   conv     side by side, alternating: forward convolutions through tfjs's program (the default) and
-#            this project's tiled one (DDPM_WEBGPU_CONV=tiled; src/backend/webgpu/conv2d.ts)
+#   conv     side by side, alternating: forward convolutions through tfjs's program (DDPM_WEBGPU_CONV=tfjs)
+#            and this project's tiled one (the default; src/backend/webgpu/conv2d.ts)
 #   batch128 the project's step and PyTorch's at batch 128 (the host's share of a step does not grow
 #            with the batch)
 #   host     the project's step without tf.profile under V8's CPU profiler: where the host's time
@@ -96,8 +96,8 @@ fi
 
 if want conv; then
   for round in 1 2; do
-    step "conv-tfjs-$round" 50 --repeats "$repeats" --no-torch --no-profile
-    DDPM_WEBGPU_CONV=tiled step "conv-tiled-$round" 50 --repeats "$repeats" --no-torch --no-profile
+    DDPM_WEBGPU_CONV=tfjs step "conv-tfjs-$round" 50 --repeats "$repeats" --no-torch --no-profile
+    step "conv-tiled-$round" 50 --repeats "$repeats" --no-torch --no-profile
   done
 fi
 

@@ -63,7 +63,8 @@ function groupNormCheck(x: Shape4, groups: number): Check {
   };
 }
 
-/** The forward convolution: at batch 1 over 256 channels at 8x8 tfjs's matmul would split K with atomics (deterministicMatMul.ts). */
+/** The forward convolution (conv2d.ts's tiled program; with DDPM_WEBGPU_CONV=tfjs, tfjs's im2col matmul, which at batch 1 over
+ * 256 channels at 8x8 would split K with atomics: deterministicMatMul.ts). */
 function convForwardCheck(x: Shape4, outChannels: number): Check {
   return { name: `conv2d ${x.join('x')} k3 -> ${outChannels} (forward)`, run: () => [tf.conv2d(data(x, 9) as tf.Tensor4D, data([3, 3, x[3], outChannels], 10) as tf.Tensor4D, 1, 'same')] };
 }

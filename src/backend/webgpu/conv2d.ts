@@ -1,6 +1,7 @@
 /**
  * The forward NHWC convolution (Conv2D, and FusedConv2D with a bias and no activation) on webgpu
- * as a tiled implicit matmul, opt-in (DDPM_WEBGPU_CONV=tiled) until timed on a GPU.
+ * as a tiled implicit matmul: the default (DDPM_WEBGPU_CONV=tfjs keeps tfjs's program). On an
+ * H100 it took the replayed ch64 batch-64 step from 66-67 ms to 58-59.
  *
  * out[m, n] = bias[n] + sum_k A[m, k] W[k, n], with m = (b, oy, ox) over the output positions,
  * k = (ky, kx, ci) over the filter's taps and input channels, n = co, and
