@@ -52,7 +52,9 @@ describe('on the webgpu backend, 5 steps', () => {
   let inProcess: string;
   beforeAll(async () => {
     process.env.DDPM_WEBGPU_DAWN_BACKEND = 'opengles';
-    inProcess = await train('webgpu', 0, 5);
+    // On two update threads, as models of 1M parameters or more get by default: the parameters
+    // the in-process worker uploads are then in shared memory (Dawn refused those once).
+    inProcess = await train('webgpu', 0, 5, ['--update-threads', '2']);
   }, 160_000);
 
   it.each([1, 3])('with %i worker process(es) give the in-process parameters, EMA and Adam state bit for bit', async (workers) => {

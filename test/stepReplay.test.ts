@@ -73,7 +73,7 @@ describe('a replayed unit against the same unit through tfjs', () => {
     eager.dispose();
   });
 
-  it('the same bits for every unit: sizes 3 then 2 then 3 again, parameters changed in between (once under a version number seen before); replayed units dispatch nothing through tfjs and leak no tensor', async () => {
+  it('the same bits for every unit: sizes 3 then 2 then 3 again, parameters (in shared memory) changed in between (once under a version number seen before); replayed units dispatch nothing through tfjs and leak no tensor', async () => {
     // `version`: other parameters under a version number already seen (a worker that joins a
     // new run keeps its computer when the model is the same; the versions start again).
     const steps: Array<{ count: number; params?: number; version?: number; replays: boolean; learns?: boolean }> = [
@@ -86,7 +86,11 @@ describe('a replayed unit against the same unit through tfjs', () => {
     let seed = 100;
     for (const step of steps) {
       if (step.params !== undefined) {
-        const flat = model.initialParams(step.params, { noZeroInit: true });
+        // In shared memory, as the coordinator's parameters are when a worker computes in its
+        // process beside update threads: Dawn's writeBuffer takes no view of a SharedArrayBuffer.
+        const initial = model.initialParams(step.params, { noZeroInit: true });
+        const flat = new Float32Array(new SharedArrayBuffer(initial.byteLength));
+        flat.set(initial);
         replayed.setParams(flat, step.version ?? step.params);
         eager.setParams(flat, step.version ?? step.params);
       }

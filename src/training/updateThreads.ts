@@ -152,6 +152,9 @@ export class UpdateThreads {
     Atomics.notify(this.ctrl, CTRL.generation);
     await Promise.all(this.threads.map((t) => new Promise<void>((resolve) => {
       if (t.threadId === -1) return resolve();
+      // Referenced while waited for: else, with nothing else pending, the process would exit
+      // mid-close (code 0), and whatever the caller does next (rethrow a failed step) never runs.
+      t.ref();
       t.once('exit', () => resolve());
       setTimeout(() => void t.terminate().then(() => resolve()), 5000).unref();
     })));

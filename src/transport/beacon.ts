@@ -51,6 +51,8 @@ export function startBeacon(opts: BeaconOptions): Beacon {
     },
     stop() {
       stopped ??= new Promise<void>((resolve) => {
+        // Referenced while waited for: an unreferenced thread lets the process exit mid-stop.
+        thread.ref();
         thread.once('exit', () => resolve());
         thread.postMessage('stop');
         setTimeout(() => { void thread.terminate().then(() => resolve()); }, 1000).unref();

@@ -12,6 +12,7 @@
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import { submitPending, webgpuInternals } from './internals';
 import type { StepRecording } from './stepRecording';
+import { writeValues } from './writeValues';
 import type { UnitKeys } from '../stepInputs';
 
 /** Values for one replay, in the order the recording's slots name them. */
@@ -178,7 +179,7 @@ export class StepGraph {
     const queue = this.device.queue;
     const write = (id: number, values: Float32Array | Int32Array) => {
       if (values.byteLength > this.recording.slots[id].bytes) throw new Error(`step graph: ${values.length} values for a tensor of ${this.recording.slots[id].bytes} bytes`);
-      queue.writeBuffer(this.buffers[id], 0, values.buffer, values.byteOffset, values.byteLength);
+      writeValues(queue, this.buffers[id], values);
     };
     const writeParams = inputs.params !== this.writtenParams;
     for (const slot of this.recording.slots) {

@@ -14,6 +14,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { WebGPUBackend } from '@tensorflow/tfjs-backend-webgpu';
 import type { WebgpuInternals } from './internals';
+import { writeValues } from './writeValues';
 
 /** tfjs keeps int32 and bool as 32-bit integers on the GPU. */
 function gpuValues(values: tf.backend_util.BackendValues, dtype: tf.DataType): Float32Array | Int32Array | undefined {
@@ -37,7 +38,7 @@ export function installWriteBufferUpload(backendClass: { prototype: WebGPUBacken
     }
     const bytes = values.length * 4;
     const buffer = this.bufferManager.acquireBuffer(bytes, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
-    this.device.queue.writeBuffer(buffer, 0, values.buffer, values.byteOffset, bytes);
+    writeValues(this.device.queue, buffer, values);
     data.resource = buffer;
     data.values = null; // as tfjs: once uploaded, the values live on the GPU only
   };
