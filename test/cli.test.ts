@@ -61,6 +61,20 @@ describe('ddpm --help', () => {
   });
 });
 
+describe('a command that stops before it finishes', () => {
+  it('exits 70 with one line, never 0 (Node exits 0 once nothing is left to wait for, even mid-command)', async () => {
+    // main() replaced by one awaiting a promise nothing settles, as a lost GPU or thread event would leave it.
+    const preload = path.join(tmp, 'never-settles.js');
+    fs.writeFileSync(preload, `require(${JSON.stringify(path.join(REPO_ROOT, 'dist', 'cli', 'main.js'))}).main = () => new Promise(() => {});\n`);
+    const r = await new Promise<Result>((resolve) => {
+      execFile(process.execPath, ['-r', preload, BIN, 'schedule'], { cwd: tmp, timeout: 30_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : null) : 0, stdout, stderr });
+      });
+    });
+    expect(r).toEqual({ code: 70, stdout: '', stderr: 'ddpm: internal error: the command stopped before it finished (nothing left to wait for)\n' });
+  });
+});
+
 describe('ddpm schedule --schedule cosine --timesteps 1000', () => {
   let json: Record<string, unknown>;
 
