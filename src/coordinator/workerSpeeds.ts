@@ -67,12 +67,13 @@ interface RemeasureState {
  * Which workers measured too slow to be given units are given copies of units anyway, to measure
  * them again: a slow spell (throttling, a noisy neighbour) ends, and a worker given no units is
  * never measured again, so would sit idle for the rest of the run. A worker is due after `gap`
- * steps without a unit; it then gets a copy at the start of each step, one at a time, until
- * REMEASURE_UNITS x gap of its units are measured (at most MAX_REMEASURE_UNITS; one, for a worker
- * measured on its warm-up unit only), whose mean becomes its time (WorkerSpeeds). Each time it is
- * due, its gap doubles (up to MAX_REMEASURE_GAP), so one that is taken back and then stalls again
- * is taken back ever more rarely, and on more evidence; REMEASURE_RESET_STEPS steps in a row with
- * units set the gap back to 1. Kept by worker id, across re-registrations.
+ * steps without a unit; it then gets a copy in each step it is given no unit (UnitScheduler.copies),
+ * one at a time, until REMEASURE_UNITS x gap of its units are measured (at most
+ * MAX_REMEASURE_UNITS; one, for a worker measured on its warm-up unit only), whose mean becomes its
+ * time (WorkerSpeeds). Each time it is due, its gap doubles (up to MAX_REMEASURE_GAP), so one
+ * that is taken back and then stalls again is taken back ever more rarely, and on more evidence;
+ * REMEASURE_RESET_STEPS steps in a row with units set the gap back to 1. Kept by worker id, across
+ * re-registrations.
  */
 export class Remeasures {
   private readonly state = new Map<string, RemeasureState>();
